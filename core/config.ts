@@ -1,0 +1,302 @@
+import { z } from 'zod';
+import { CodedError, ErrorCode } from './errors.ts';
+import { GENERATOR_KINDS, SAMPLERS } from './samplers.ts';
+
+/**
+ * Every setting is an environment variable. This schema is the one place they are declared, with
+ * their defaults; entry points call `loadConfig(process.env)` once and pass the typed result down.
+ * `.env.example` documents the same variables.
+ */
+
+const bool = (fallback: boolean) =>
+  z
+    .enum(['true', 'false', '1', '0', 'yes', 'no', ''])
+    .default(fallback ? 'true' : 'false')
+    .transform((v) => (v === '' ? fallback : v === 'true' || v === '1' || v === 'yes'));
+
+const int = (fallback: number, min: number, max: number) =>
+  z
+    .string()
+    .default(String(fallback))
+    .transform((v, ctx) => {
+      const trimmed = v.trim();
+      if (trimmed === '') return fallback;
+      if (!/^-?\d+$/.test(trimmed)) {
+        ctx.addIssue({ code: 'custom', message: `must be an integer, got "${v}"` });
+        return z.NEVER;
+      }
+      const n = Number(trimmed);
+      if (n < min || n > max) {
+        ctx.addIssue({ code: 'custom', message: `must be between ${min} and ${max}, got ${n}` });
+        return z.NEVER;
+      }
+      return n;
+    });
+
+const num = (fallback: number, min: number, max: number) =>
+  z
+    .string()
+    .default(String(fallback))
+    .transform((v, ctx) => {
+      const trimmed = v.trim();
+      if (trimmed === '') return fallback;
+      const n = Number(trimmed);
+      if (!Number.isFinite(n) || n < min || n > max) {
+        ctx.addIssue({ code: 'custom', message: `must be a number between ${min} and ${max}, got "${v}"` });
+        return z.NEVER;
+      }
+      return n;
+    });
+
+const optionalString = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
+
+const url = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((v, ctx) => {
+      const value = v.trim() === '' ? fallback : v.trim();
+      try {
+        const parsed = new URL(value);
+        if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new Error('protocol');
+        return value;
+      } catch {
+        ctx.addIssue({ code: 'custom', message: `must be an http(s) URL, got "${v}"` });
+        return z.NEVER;
+      }
+    });
+
+const optionalRedisUrl = optionalString.superRefine((v, ctx) => {
+  if (v === undefined) return;
+  try {
+    const parsed = new URL(v);
+    if (!['redis:', 'rediss:'].includes(parsed.protocol)) throw new Error('protocol');
+  } catch {
+    ctx.addIssue({ code: 'custom', message: `must be a redis:// or rediss:// URL, got "${v}"` });
+  }
+});
+
+/** Default refinement suffixes, from the seed document's second round. */
+export const DEFAULT_SUFFIXES = [', highly realistic', ', artsy', ', trending', ', colorful'] as const;
+
+const suffixes = z
+  .string()
+  .default(DEFAULT_SUFFIXES.join('|'))
+  .transform((v, ctx) => {
+    const list = (v.trim() === '' ? DEFAULT_SUFFIXES.join('|') : v).split('|');
+    if (list.length < 1 || list.length > 4) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `must list 1 to 4 suffixes separated by "|", got ${list.length}`,
+      });
+      return z.NEVER;
+    }
+    if (list.some((s) => s.length > 200)) {
+      ctx.addIssue({ code: 'custom', message: 'each suffix must be at most 200 characters' });
+      return z.NEVER;
+    }
+    return list;
+  });
+
+const idList = z
+  .string()
+  .default('')
+  .transform((v) =>
+    v
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s.length > 0),
+  );
+
+export const configSchema = z.object({
+  /** Redis to use. Unset: a private redis-server is started on a free loopback port. */
+  REDIS_URL: optionalRedisUrl,
+  /** Data directory of the private redis-server (AOF on). Default `./data/redis`. */
+  REDIS_DATA_DIR: z.string().default('./data/redis'),
+  /** Key prefix of every BullMQ queue and record. Default `imagine`. */
+  QUEUE_PREFIX: z
+    .string()
+    .default('imagine')
+    .refine((v) => /^[A-Za-z0-9_.-]{1,64}$/.test(v), 'must be 1-64 characters of letters, digits, _ . -'),
+
+  /** Model folder (SD 1.x ONNX layout). Unset: the bundled demo model, built on first use. */
+  MODEL_DIR: optionalString,
+  /** Where `imagine models download` puts models and where the demo model is built. Default `./data/models`. */
+  MODELS_DIR: z.string().default('./data/models'),
+  /** onnxruntime execution provider: cpu, cuda or webgpu. Default `cpu`. */
+  ORT_EP: z.enum(['cpu', 'cuda', 'webgpu']).default('cpu'),
+  /** GPU device id for cuda/webgpu. Default 0. */
+  ORT_DEVICE_ID: int(0, 0, 64),
+  /** onnxruntime intra-op threads. 0 = one per CPU core. Default 0. */
+  ORT_INTRA_OP_THREADS: int(0, 0, 256),
+  /** Random generator that seeds reproduce: cpu (torch CPU mt19937, diffusers' recommended) or cuda (Philox). Default `cpu`. */
+  GENERATOR: z.enum(GENERATOR_KINDS).default('cpu'),
+  /** Run the model's safety checker when it has one, flagging NSFW images. Default false. */
+  SAFETY_CHECKER: bool(false),
+
+  /** Refinement suffixes, `|`-separated, 1-4 entries. Default `, highly realistic|, artsy|, trending|, colorful`. */
+  SUFFIXES: suffixes,
+  /** Sampler when none is given. Default `pndm` (what plain diffusers uses for SD 1.5, so seeds transfer). */
+  DEFAULT_SAMPLER: z.enum(SAMPLERS).default('pndm'),
+  /** Steps when none are given. Default 25. */
+  DEFAULT_STEPS: int(25, 1, 500),
+  /** Largest step count a user may ask for. Default 50. */
+  MAX_STEPS: int(50, 1, 500),
+  /** Guidance (CFG scale) when none is given. Default 7.5. */
+  DEFAULT_GUIDANCE: num(7.5, 0, 30),
+  /** Image width when neither size nor aspect is given. Default 512 (SD 1.x native). */
+  DEFAULT_WIDTH: int(512, 64, 4096),
+  /** Image height when neither size nor aspect is given. Default 512. */
+  DEFAULT_HEIGHT: int(512, 64, 4096),
+  /** Largest width×height a user may ask for. Default 589824 (768×768). */
+  MAX_PIXELS: int(768 * 768, 64 * 64, 4096 * 4096),
+
+  /** Jobs one user may have queued or running at once. Default 2. */
+  PER_USER_LIMIT: int(2, 1, 1000),
+  /** Jobs waiting in the queue before new ones are refused. Default 200. */
+  QUEUE_DEPTH_LIMIT: int(200, 1, 100000),
+  /** Days a grid's record and images are kept (buttons work until then). Default 30. */
+  RECORD_TTL_DAYS: num(30, 0.0001, 3650),
+  /** Batches one worker runs at once (keep 1 per GPU). Default 1. */
+  WORKER_CONCURRENCY: int(1, 1, 64),
+  /** Tries for a job that hits a transient error. Default 3. */
+  JOB_ATTEMPTS: int(3, 1, 20),
+  /** How long before a job whose worker died is picked up again, in ms. Default 30000. */
+  STALLED_INTERVAL_MS: int(30_000, 1000, 3_600_000),
+  /** On SIGTERM, how long a worker may finish its job before releasing it, in ms. Default 60000. */
+  SHUTDOWN_TIMEOUT_MS: int(60_000, 0, 3_600_000),
+
+  /** Only the requester may press a grid's buttons. Default false (anyone in the channel). */
+  OWNER_ONLY_BUTTONS: bool(false),
+  /** Comma-separated user ids (surface:user, e.g. `discord:123`) who may cancel anyone's jobs. Default empty. */
+  ADMIN_USERS: idList,
+
+  /** Discord bot token. Unset: Discord is off. */
+  DISCORD_TOKEN: optionalString,
+  /** Discord application id (needed with DISCORD_TOKEN). */
+  DISCORD_APP_ID: optionalString,
+  /** Register commands in this guild only (instant); unset: global commands. */
+  DISCORD_GUILD_ID: optionalString,
+  /** Discord REST base including `/api`. Default `https://discord.com/api`. */
+  DISCORD_API_URL: url('https://discord.com/api'),
+
+  /** Slack bot token (xoxb-…). Unset: Slack is off. */
+  SLACK_BOT_TOKEN: optionalString,
+  /** Slack app-level token (xapp-…) for Socket Mode. */
+  SLACK_APP_TOKEN: optionalString,
+  /** Slack signing secret, for HTTP mode. */
+  SLACK_SIGNING_SECRET: optionalString,
+  /** socket (default, no public URL needed) or http. */
+  SLACK_MODE: z.enum(['socket', 'http']).default('socket'),
+  /** Port of the Slack HTTP receiver in http mode. Default 3000. */
+  SLACK_PORT: int(3000, 1, 65535),
+  /** Slack Web API base. Default `https://slack.com/api/`. */
+  SLACK_API_URL: url('https://slack.com/api/'),
+
+  /** Playground / API / health bind address. Default 127.0.0.1 (loopback only). */
+  HOST: z.string().default('127.0.0.1'),
+  /** Playground / API / health port. Default 8787. */
+  PORT: int(8787, 0, 65535),
+  /** Bearer token the playground requires; mandatory when HOST is not loopback. */
+  PLAYGROUND_TOKEN: optionalString,
+  /** Worker health/metrics port in `npm run worker` mode. Default 8788. */
+  WORKER_PORT: int(8788, 0, 65535),
+
+  /** pino log level. Default `info`. */
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+
+export type Config = z.output<typeof configSchema>;
+
+const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
+
+export function isLoopbackHost(host: string): boolean {
+  return LOOPBACK.has(host) || host.startsWith('127.');
+}
+
+/** Validation result: one message lists every bad variable and why. */
+export type ConfigResult = { ok: true; config: Config } | { ok: false; errors: string[] };
+
+export function parseConfig(env: Readonly<Record<string, string | undefined>>): ConfigResult {
+  // Only known keys are passed to zod so an unrelated variable can never break startup.
+  const input: Record<string, string> = {};
+  for (const key of Object.keys(configSchema.shape)) {
+    const value = env[key];
+    if (value !== undefined) input[key] = value;
+  }
+  const parsed = configSchema.safeParse(input);
+  const errors: string[] = [];
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      const key = issue.path.join('.') || '(config)';
+      errors.push(`${key}: ${issue.message}`);
+    }
+    return { ok: false, errors };
+  }
+  const config = parsed.data;
+  if (config.DEFAULT_STEPS > config.MAX_STEPS) {
+    errors.push(
+      `DEFAULT_STEPS: must not exceed MAX_STEPS (${config.MAX_STEPS}), got ${config.DEFAULT_STEPS}`,
+    );
+  }
+  for (const key of ['DEFAULT_WIDTH', 'DEFAULT_HEIGHT'] as const) {
+    if (config[key] % 8 !== 0) errors.push(`${key}: must be a multiple of 8, got ${config[key]}`);
+  }
+  if (config.DEFAULT_WIDTH * config.DEFAULT_HEIGHT > config.MAX_PIXELS) {
+    errors.push(`DEFAULT_WIDTH×DEFAULT_HEIGHT: must fit MAX_PIXELS (${config.MAX_PIXELS})`);
+  }
+  if (config.DISCORD_TOKEN !== undefined && config.DISCORD_APP_ID === undefined) {
+    errors.push('DISCORD_APP_ID: required when DISCORD_TOKEN is set');
+  }
+  if (config.SLACK_BOT_TOKEN !== undefined) {
+    if (config.SLACK_MODE === 'socket' && config.SLACK_APP_TOKEN === undefined) {
+      errors.push('SLACK_APP_TOKEN: required for SLACK_MODE=socket (or set SLACK_MODE=http)');
+    }
+    if (config.SLACK_MODE === 'http' && config.SLACK_SIGNING_SECRET === undefined) {
+      errors.push('SLACK_SIGNING_SECRET: required for SLACK_MODE=http');
+    }
+  }
+  if (!isLoopbackHost(config.HOST) && config.PLAYGROUND_TOKEN === undefined) {
+    errors.push(`PLAYGROUND_TOKEN: required when HOST (${config.HOST}) is not a loopback address`);
+  }
+  return errors.length > 0 ? { ok: false, errors } : { ok: true, config };
+}
+
+/** Parses or throws one CodedError whose message lists every bad variable. */
+export function loadConfig(env: Readonly<Record<string, string | undefined>>): Config {
+  const result = parseConfig(env);
+  if (!result.ok) {
+    throw new CodedError(
+      ErrorCode.Config,
+      `Invalid configuration:\n${result.errors.map((e) => `  - ${e}`).join('\n')}`,
+      { context: { errors: result.errors } },
+    );
+  }
+  return result.config;
+}
+
+/** The request limits the parser enforces, derived from config. */
+export interface RequestLimits {
+  readonly defaultSteps: number;
+  readonly maxSteps: number;
+  readonly defaultGuidance: number;
+  readonly defaultSampler: (typeof SAMPLERS)[number];
+  readonly defaultWidth: number;
+  readonly defaultHeight: number;
+  readonly maxPixels: number;
+}
+
+export function requestLimitsFrom(config: Config): RequestLimits {
+  return {
+    defaultSteps: config.DEFAULT_STEPS,
+    maxSteps: config.MAX_STEPS,
+    defaultGuidance: config.DEFAULT_GUIDANCE,
+    defaultSampler: config.DEFAULT_SAMPLER,
+    defaultWidth: config.DEFAULT_WIDTH,
+    defaultHeight: config.DEFAULT_HEIGHT,
+    maxPixels: config.MAX_PIXELS,
+  };
+}

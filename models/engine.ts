@@ -1,0 +1,88 @@
+import type { GeneratorKind, SamplerName } from '../core/samplers.ts';
+
+/**
+ * The engine interface between models/ and queue/: load once, generate many batches, close.
+ * The worker depends only on this; tests may pass any implementation (e.g. a fast fake).
+ */
+
+/** One batch. Image k is (prompts[k], seeds[k]) and depends on nothing else in the batch. */
+export interface GenerateRequest {
+  readonly prompts: readonly string[];
+  /** Empty string: no negative prompt (the unconditional half uses the empty prompt, as diffusers does). */
+  readonly negative: string;
+  readonly seeds: readonly number[];
+  readonly scheduler: SamplerName;
+  readonly steps: number;
+  readonly guidance: number;
+  readonly width: number;
+  readonly height: number;
+  /** Which torch generator the seeds reproduce. Default: the engine's configured one (cpu). */
+  readonly generator?: GeneratorKind;
+}
+
+/** Interleaved 8-bit RGB, row-major, no padding: `data.length === width * height * 3`. */
+export interface RgbImage {
+  readonly width: number;
+  readonly height: number;
+  readonly data: Uint8Array;
+}
+
+export interface StepProgress {
+  /** 1-based step just finished. */
+  readonly step: number;
+  readonly total: number;
+  readonly elapsedMs: number;
+  /** Cheap latent→RGB projection of image `index` (a few ms); call only when a preview is wanted. */
+  preview(index?: number): RgbImage;
+}
+
+export interface GenerateOptions {
+  /** Called after every denoising step; awaited, so keep it fast (or don't await inside). */
+  readonly onStep?: (progress: StepProgress) => void | Promise<void>;
+  /** Checked between steps; aborting rejects with a CodedError of code E_CANCELLED. */
+  readonly signal?: AbortSignal;
+}
+
+export interface GeneratedImage extends RgbImage {
+  readonly prompt: string;
+  readonly seed: number;
+  /** Set only when the safety checker ran. */
+  readonly nsfw?: boolean;
+}
+
+export interface GenerateTimings {
+  readonly tokenizeMs: number;
+  readonly textEncodeMs: number;
+  /** One entry per denoising step (UNet + scheduler + guidance). */
+  readonly stepMs: readonly number[];
+  readonly decodeMs: number;
+  readonly safetyMs?: number;
+  readonly totalMs: number;
+}
+
+export interface GenerateResult {
+  readonly images: readonly GeneratedImage[];
+  /** Per image: tokens dropped because the prompt exceeded CLIP's 77-token window (0 = none). */
+  readonly truncatedTokens: readonly number[];
+  readonly negativeTruncatedTokens: number;
+  readonly generator: GeneratorKind;
+  readonly timings: GenerateTimings;
+}
+
+export interface ModelInfo {
+  /** Folder name or hub repo id. */
+  readonly name: string;
+  readonly dir: string;
+  /** True for the built-in demo model: its images are synthetic, not real Stable Diffusion output. */
+  readonly demo: boolean;
+  readonly dtype: 'float32' | 'float16';
+  readonly executionProvider: string;
+  readonly hasSafetyChecker: boolean;
+}
+
+export interface Engine {
+  readonly info: ModelInfo;
+  generate(request: GenerateRequest, options?: GenerateOptions): Promise<GenerateResult>;
+  /** Releases every onnxruntime session. The engine is unusable afterwards. */
+  close(): Promise<void>;
+}

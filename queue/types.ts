@@ -1,0 +1,151 @@
+import type { JobSpec, JobSpecInput, Surface } from '../core/jobspec.ts';
+
+/**
+ * The interface between queue/ and bots/. The chat side submits specs and receives durable
+ * deliveries; it never sees BullMQ. Fakes for tests implement this same interface.
+ */
+
+export const JOB_STATES = ['queued', 'running', 'done', 'failed', 'cancelled'] as const;
+export type JobState = (typeof JOB_STATES)[number];
+
+export interface SubmitResult {
+  readonly jobId: string;
+  readonly seeds: readonly number[];
+  /** Jobs ahead of this one (0 = next to run). */
+  readonly position: number;
+  /** True when the id already existed (a redelivered interaction): nothing new was queued. */
+  readonly duplicate: boolean;
+}
+
+export type JobStatus =
+  | { readonly state: 'queued'; readonly position: number }
+  | { readonly state: 'running'; readonly step: number; readonly total: number }
+  | { readonly state: 'done' }
+  | {
+      readonly state: 'failed';
+      readonly reason: string;
+      readonly errorId?: string;
+      readonly userFacing: boolean;
+    }
+  | { readonly state: 'cancelled'; readonly by: string };
+
+export interface JobTimings {
+  readonly queuedAt: number;
+  readonly startedAt?: number;
+  readonly finishedAt?: number;
+  /** Phase durations in ms, as the worker measured them. */
+  readonly phases?: Readonly<
+    Partial<Record<'queueWait' | 'textEncode' | 'denoise' | 'decode' | 'compose' | 'store', number>>
+  >;
+}
+
+/** Everything needed to render or act on a grid, kept in Redis with a TTL. Buttons carry only its id. */
+export interface GridRecord {
+  readonly id: string;
+  readonly spec: JobSpec;
+  readonly prompts: readonly string[];
+  readonly seeds: readonly number[];
+  readonly owner: { readonly surface: Surface; readonly user: string };
+  readonly surface: Surface;
+  readonly channel: string;
+  readonly messageRef: Readonly<Record<string, string>>;
+  readonly status: JobStatus;
+  readonly attempts: number;
+  /** `host:pid` of the worker that ran (or runs) it. */
+  readonly worker?: string;
+  readonly timings: JobTimings;
+  /** Storage keys of the grid PNG and the full-size PNGs, once done. */
+  readonly resultKeys?: { readonly grid: string; readonly images: readonly string[] };
+  /** Per image: CLIP tokens dropped by truncation. */
+  readonly truncatedTokens?: readonly number[];
+  /** Per image, when the safety checker ran. */
+  readonly nsfw?: readonly boolean[];
+  /** Label of the model that made it (demo models are labelled). */
+  readonly model?: { readonly name: string; readonly demo: boolean };
+  readonly createdAt: number;
+  readonly expiresAt: number;
+}
+
+export interface CancelBy {
+  readonly surface: Surface;
+  readonly user: string;
+  /** Admins may cancel anyone's job. */
+  readonly admin: boolean;
+}
+
+/** A finished job handed to the chat side, durably: failed handlers are retried until they succeed. */
+export type DeliveryEvent =
+  | {
+      readonly type: 'done';
+      readonly record: GridRecord;
+      /** Grid PNG (2×2 for 4 images). */
+      readonly grid: Buffer;
+      /** Loads full-size image `index` as PNG (with its A1111 `parameters` text chunk). */
+      image(index: number): Promise<Buffer>;
+    }
+  | {
+      readonly type: 'failed';
+      readonly record: GridRecord;
+      readonly reason: string;
+      readonly errorId?: string;
+      readonly userFacing: boolean;
+    }
+  | { readonly type: 'cancelled'; readonly record: GridRecord; readonly by: string };
+
+/**
+ * Handed to a delivery handler so a retried delivery never posts twice: each side effect runs
+ * under a named step that is recorded in Redis once it succeeds. A step already done returns its
+ * stored result instead of running again.
+ */
+export interface DeliveryContext {
+  /** Attempt number, starting at 1. */
+  readonly attempt: number;
+  once(step: string, run: () => Promise<string>): Promise<string>;
+}
+
+/** Progress is lossy: events may be dropped or coalesced; only the latest matters. */
+export interface ProgressEvent {
+  readonly jobId: string;
+  readonly surface: Surface;
+  readonly step: number;
+  readonly total: number;
+  /** Latent preview of image 0 as a small PNG, when the worker made one. */
+  readonly preview?: Buffer;
+}
+
+/** Thrown by a delivery handler to ask for a retry after a given delay (e.g. HTTP 429 retry-after). */
+export class RetryLaterError extends Error {
+  readonly retryAfterMs: number;
+  constructor(message: string, retryAfterMs: number, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'RetryLaterError';
+    this.retryAfterMs = retryAfterMs;
+  }
+}
+
+export interface Subscription {
+  close(): Promise<void>;
+}
+
+export interface Jobs {
+  /** Validates and enqueues. Throws UserError when a limit is hit (per-user cap, queue full). */
+  submit(spec: JobSpecInput): Promise<SubmitResult>;
+  status(id: string): Promise<JobStatus | null>;
+  /** Throws UserError (Forbidden, NotFound, AlreadyFinished) when it can't cancel. */
+  cancel(id: string, by: CancelBy): Promise<JobStatus>;
+  /** Null when the record never existed or has expired. */
+  record(id: string): Promise<GridRecord | null>;
+  /** Grid PNG or full-size image PNG; null once expired. */
+  gridPng(id: string): Promise<Buffer | null>;
+  imagePng(id: string, index: number): Promise<Buffer | null>;
+  /** Remembers where the chat side showed the job (message ids), for progress edits and later deliveries. */
+  updateMessageRef(id: string, patch: Readonly<Record<string, string>>): Promise<void>;
+  /** Durable deliveries for one surface. The handler throwing means "retry later" (with backoff). */
+  onDelivery(
+    surface: Surface,
+    handler: (event: DeliveryEvent, ctx: DeliveryContext) => Promise<void>,
+  ): Subscription;
+  /** Lossy progress for one surface. */
+  onProgress(surface: Surface, handler: (event: ProgressEvent) => void): Subscription;
+  close(): Promise<void>;
+}
