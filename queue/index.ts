@@ -1,0 +1,19 @@
+/** Public surface of queue/: the Jobs interface for the chat side, and the worker for entry points. */
+export type { RedisConnection } from './connection.ts';
+export { DELIVERY_DEFAULTS, type DeliveryOptions } from './delivery.ts';
+export { cellOrigin, composeGrid, type GridLayout, gridLayout } from './grid.ts';
+export { type BackoffOptions, createJobs, JOBS_DEFAULTS, type JobsOptions } from './jobs.ts';
+export { type QueueLogger, silentLogger } from './logger.ts';
+export {
+  type DeliveryOutcome,
+  type JobOutcome,
+  noopMetrics,
+  type QueueMetrics,
+  type QueuePhase,
+  type SubmitOutcome,
+} from './metrics.ts';
+export { createNoopEngine, type NoopEngine, type NoopEngineOptions } from './noop-engine.ts';
+export { expiredGridError, GRID_EXPIRED_MESSAGE, requireRecord } from './records.ts';
+export * from './types.ts';
+export { type QueueWorker, startWorker, WORKER_DEFAULTS, type WorkerOptions } from './worker.ts';
+export { runWorkerProcess, type WorkerProcess, type WorkerProcessOptions } from './worker-process.ts';

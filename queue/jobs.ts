@@ -1,0 +1,503 @@
+import { Queue } from 'bullmq';
+import { ErrorCode, InternalError, reportError, UserError } from '../core/errors.ts';
+import { type JobSpec, type JobSpecInput, jobIdFor, parseJobSpec, type Surface } from '../core/jobspec.ts';
+import { closeRedisClient, createRedisClient, type RedisClient, type RedisConnection } from './connection.ts';
+import {
+  DELIVERY_DEFAULTS,
+  type DeliveryOptions,
+  DeliveryQueues,
+  startDeliveryConsumer,
+} from './delivery.ts';
+import { GENERATE_QUEUE, type QueueKeys, queueKeys } from './keys.ts';
+import type { QueueLogger } from './logger.ts';
+import { noopMetrics, type QueueMetrics } from './metrics.ts';
+import { decodeRecord, decodeStatus, type RecordBase } from './records.ts';
+import { CANCEL, FINISH, MERGE_MESSAGE_REF, RESERVE, runScript, stringReply, UNRESERVE } from './scripts.ts';
+import type {
+  CancelBy,
+  DeliveryContext,
+  DeliveryEvent,
+  GridRecord,
+  JobStatus,
+  Jobs,
+  ProgressEvent,
+  SubmitResult,
+  Subscription,
+} from './types.ts';
+
+export interface BackoffOptions {
+  readonly type: 'exponential' | 'fixed';
+  /** First retry delay in ms (exponential doubles it per attempt). */
+  readonly delayMs: number;
+}
+
+export interface JobsOptions {
+  readonly connection: RedisConnection;
+  /**
+   * Namespace of every key (BullMQ's and ours). Use a hash tag such as `{imagine}` on a Cluster.
+   * @defaultValue `'imagine'`
+   */
+  readonly prefix?: string;
+  readonly limits?: {
+    /**
+     * Queued plus running jobs one user may have.
+     * @defaultValue 2
+     */
+    readonly perUser?: number;
+    /**
+     * Queued plus running jobs in total; past it, submit answers "queue full, try again in N s".
+     * @defaultValue 200
+     */
+    readonly queueDepth?: number;
+  };
+  /**
+   * How long grid records and their images are kept.
+   * @defaultValue 30 days
+   */
+  readonly recordTtlMs?: number;
+  /**
+   * Runs per generation job before a transient failure becomes final.
+   * @defaultValue 3
+   */
+  readonly attempts?: number;
+  /** @defaultValue `{ type: 'exponential', delayMs: 2000 }` */
+  readonly backoff?: BackoffOptions;
+  readonly delivery?: DeliveryOptions;
+  /**
+   * A reservation whose BullMQ job never appeared (the submitter died in between) frees its slot
+   * after this long.
+   * @defaultValue 60000
+   */
+  readonly orphanGraceMs?: number;
+  readonly logger: QueueLogger;
+  readonly metrics?: QueueMetrics;
+}
+
+export const JOBS_DEFAULTS = {
+  prefix: 'imagine',
+  perUser: 2,
+  queueDepth: 200,
+  recordTtlMs: 30 * 24 * 60 * 60 * 1000,
+  attempts: 3,
+  backoff: { type: 'exponential', delayMs: 2000 },
+  orphanGraceMs: 60_000,
+} as const satisfies {
+  prefix: string;
+  perUser: number;
+  queueDepth: number;
+  recordTtlMs: number;
+  attempts: number;
+  backoff: BackoffOptions;
+  orphanGraceMs: number;
+};
+
+/** Default time a queue slot takes to free up, before any job has been timed. */
+const DEFAULT_JOB_MS = 30_000;
+
+/** Seconds until a slot should free up: about one average job, within sane bounds. */
+export async function retryAfterSeconds(client: RedisClient, keys: QueueKeys): Promise<number> {
+  const avg = Number((await client.hget(keys.stats, 'avgJobMs')) ?? DEFAULT_JOB_MS);
+  const ms = Number.isFinite(avg) && avg > 0 ? avg : DEFAULT_JOB_MS;
+  return Math.min(3600, Math.max(5, Math.ceil(ms / 1000)));
+}
+
+/** Jobs ahead of `id` in the wait list (BullMQ pushes on the left and takes from the right). */
+export async function queuePosition(client: RedisClient, keys: QueueKeys, id: string): Promise<number> {
+  const waitKey = `${keys.generateJobPrefix}wait`;
+  const replies = await client.pipeline().lpos(waitKey, id).llen(waitKey).exec();
+  const pos = replies?.[0]?.[1];
+  const len = Number(replies?.[1]?.[1] ?? 0);
+  // Not in the wait list (delayed for a retry, or just taken): behind everything waiting.
+  if (typeof pos !== 'number') return len;
+  return Math.max(0, len - 1 - pos);
+}
+
+export async function loadRecord(
+  client: RedisClient,
+  keys: QueueKeys,
+  id: string,
+): Promise<GridRecord | null> {
+  return decodeRecord(id, await client.hgetall(keys.record(id)));
+}
+
+function finishedWord(state: string): string {
+  switch (state) {
+    case 'done':
+      return 'finished';
+    case 'failed':
+      return 'failed';
+    default:
+      return 'been cancelled';
+  }
+}
+
+const SAFE_REF_KEY = /^[A-Za-z0-9_.:-]{1,100}$/u;
+
+/** The Jobs interface on BullMQ and Redis. See queue/types.ts for the contract. */
+export function createJobs(options: JobsOptions): Jobs {
+  const prefix = options.prefix ?? JOBS_DEFAULTS.prefix;
+  const perUser = options.limits?.perUser ?? JOBS_DEFAULTS.perUser;
+  const queueDepth = options.limits?.queueDepth ?? JOBS_DEFAULTS.queueDepth;
+  const recordTtlMs = options.recordTtlMs ?? JOBS_DEFAULTS.recordTtlMs;
+  const attempts = options.attempts ?? JOBS_DEFAULTS.attempts;
+  const backoff = options.backoff ?? JOBS_DEFAULTS.backoff;
+  const orphanGraceMs = options.orphanGraceMs ?? JOBS_DEFAULTS.orphanGraceMs;
+  const deliveryOptions = { ...DELIVERY_DEFAULTS, ...options.delivery };
+  const { logger } = options;
+  const metrics = options.metrics ?? noopMetrics;
+  const keys = queueKeys(prefix);
+
+  // Request path: fails a command instead of hanging while Redis is down.
+  const client = createRedisClient(options.connection, { blocking: false });
+  client.on('error', (error) => logger.warn({ err: error }, 'redis connection error (jobs)'));
+  let consumerClient: RedisClient | undefined;
+  let subscriber: RedisClient | undefined;
+  const progressHandlers = new Map<string, Set<(event: ProgressEvent) => void>>();
+  const consumers = new Set<Subscription>();
+  let closed = false;
+
+  const generate = new Queue<JobSpec>(GENERATE_QUEUE, {
+    connection: client,
+    prefix,
+    defaultJobOptions: {
+      attempts,
+      backoff: { type: backoff.type, delay: backoff.delayMs },
+      removeOnComplete: { age: 3600, count: 1000 },
+      removeOnFail: { age: 7 * 86_400 },
+    },
+  });
+  generate.on('error', (error) => logger.warn({ err: error }, 'generate queue error'));
+  const deliveries = new DeliveryQueues(client, prefix, deliveryOptions);
+
+  function assertOpen(): void {
+    if (closed) throw new InternalError(ErrorCode.Internal, 'jobs client is closed');
+  }
+
+  async function submit(input: JobSpecInput): Promise<SubmitResult> {
+    assertOpen();
+    const parsed = parseJobSpec(input);
+    if (!parsed.ok) {
+      metrics.submit('invalid');
+      throw new UserError(ErrorCode.InvalidRequest, `That request can't be run: ${parsed.message}`);
+    }
+    const spec = parsed.spec;
+    const origin = spec.origin;
+    const id = jobIdFor(origin.surface, origin.interactionId);
+    const now = Date.now();
+    const base: RecordBase = {
+      id,
+      spec,
+      prompts: spec.prompts,
+      seeds: spec.seeds,
+      owner: { surface: origin.surface, user: origin.user },
+      surface: origin.surface,
+      channel: origin.channel,
+      createdAt: now,
+      expiresAt: now + recordTtlMs,
+    };
+    const reply = stringReply(
+      await runScript(
+        client,
+        RESERVE,
+        [keys.record(id), keys.userJobs(origin.surface, origin.user), keys.unfinished],
+        [
+          id,
+          JSON.stringify(base),
+          JSON.stringify({ state: 'queued', position: 0 }),
+          JSON.stringify(origin.messageRef),
+          recordTtlMs,
+          perUser,
+          queueDepth,
+          now,
+          orphanGraceMs,
+          keys.recordPrefix,
+          keys.generateJobPrefix,
+        ],
+      ),
+    );
+    const [outcome, detail = ''] = reply;
+    switch (outcome) {
+      case 'duplicate':
+        return duplicate(id, detail);
+      case 'user': {
+        metrics.submit('refused_user_cap');
+        const retryAfter = await retryAfterSeconds(client, keys);
+        throw new UserError(
+          ErrorCode.RateLimited,
+          `You already have ${detail} image ${Number(detail) === 1 ? 'job' : 'jobs'} queued or running ` +
+            `(the limit is ${perUser}). Wait for one to finish or cancel one, then try again.`,
+          { retryAfterSeconds: retryAfter, context: { id, user: origin.user, limit: perUser } },
+        );
+      }
+      case 'full': {
+        metrics.submit('refused_queue_full');
+        const retryAfter = await retryAfterSeconds(client, keys);
+        throw new UserError(
+          ErrorCode.QueueFull,
+          `The queue is full (${detail} jobs waiting or running). Please try again in about ${retryAfter} seconds.`,
+          { retryAfterSeconds: retryAfter, context: { id, depth: Number(detail), limit: queueDepth } },
+        );
+      }
+      case 'ok':
+        break;
+      default:
+        throw new InternalError(ErrorCode.Redis, `unexpected reserve reply ${JSON.stringify(reply)}`);
+    }
+    try {
+      await generate.add('generate', spec, { jobId: id });
+    } catch (error) {
+      // Give the slot back so the user can retry at once; the job was never queued.
+      await runScript(client, UNRESERVE, [keys.record(id), keys.unfinished], [id]).catch(() => {});
+      throw new InternalError(ErrorCode.Redis, 'could not enqueue the job', {
+        cause: error,
+        context: { id },
+      });
+    }
+    metrics.submit('accepted');
+    return {
+      jobId: id,
+      seeds: spec.seeds,
+      position: await queuePosition(client, keys, id),
+      duplicate: false,
+    };
+  }
+
+  /** A redelivered interaction: answer from the record; re-enqueue a queued job whose enqueue was lost. */
+  async function duplicate(id: string, state: string): Promise<SubmitResult> {
+    metrics.submit('duplicate');
+    const record = await loadRecord(client, keys, id);
+    if (record === null) {
+      // Expired between the two reads: extremely unlikely; report it as an internal hiccup.
+      throw new InternalError(ErrorCode.Redis, `record ${id} vanished while submitting`);
+    }
+    if (state === 'queued' && (await generate.getJob(id)) === undefined) {
+      logger.warn({ jobId: id }, 're-enqueueing a queued job whose BullMQ job was missing');
+      await generate.add('generate', record.spec, { jobId: id });
+    }
+    const position = state === 'queued' ? await queuePosition(client, keys, id) : 0;
+    return { jobId: id, seeds: record.seeds, position, duplicate: true };
+  }
+
+  async function status(id: string): Promise<JobStatus | null> {
+    assertOpen();
+    const replies = await client
+      .pipeline()
+      .hmget(keys.record(id), 'state', 'status')
+      .get(keys.progress(id))
+      .exec();
+    const fields = replies?.[0]?.[1] as (string | null)[] | undefined;
+    const progress = replies?.[1]?.[1] as string | null | undefined;
+    const state = fields?.[0];
+    const statusText = fields?.[1];
+    if (state === null || state === undefined || statusText === null || statusText === undefined) return null;
+    if (state === 'queued') return { state: 'queued', position: await queuePosition(client, keys, id) };
+    if (state === 'running' && typeof progress === 'string') {
+      const [step, total] = progress.split('/').map(Number);
+      if (step !== undefined && total !== undefined && Number.isFinite(step) && Number.isFinite(total)) {
+        return { state: 'running', step, total };
+      }
+    }
+    return decodeStatus(id, statusText);
+  }
+
+  async function cancel(id: string, by: CancelBy): Promise<JobStatus> {
+    assertOpen();
+    const record = await loadRecord(client, keys, id);
+    if (record === null) {
+      throw new UserError(ErrorCode.NotFound, 'That job no longer exists (it may have expired).', {
+        context: { id },
+      });
+    }
+    const isOwner = record.owner.surface === by.surface && record.owner.user === by.user;
+    if (!isOwner && !by.admin) {
+      throw new UserError(
+        ErrorCode.Forbidden,
+        'Only the person who asked for this job, or an admin, can cancel it.',
+        {
+          context: { id, by: by.user },
+        },
+      );
+    }
+    const cancelled: JobStatus = { state: 'cancelled', by: by.user };
+    const [outcome, previous = ''] = stringReply(
+      await runScript(client, CANCEL, [keys.record(id)], [JSON.stringify(cancelled), by.user]),
+    );
+    if (outcome === 'missing') {
+      throw new UserError(ErrorCode.NotFound, 'That job no longer exists (it may have expired).', {
+        context: { id },
+      });
+    }
+    if (outcome === 'terminal') {
+      throw new UserError(ErrorCode.AlreadyFinished, `This job has already ${finishedWord(previous)}.`, {
+        context: { id, state: previous },
+      });
+    }
+    // Tell whichever worker runs it (any process); it aborts at the next step and delivers.
+    await client.publish(keys.cancelChannel, id);
+    if (previous === 'queued') {
+      const removed = await generate.remove(id);
+      // Not removed and not active: the job is gone from BullMQ (never enqueued), so nobody else will
+      // deliver. Active: the worker has it and will see the cancel.
+      const state = removed === 1 ? 'removed' : await generate.getJobState(id);
+      if (state !== 'active') {
+        await runScript(
+          client,
+          FINISH,
+          [keys.record(id), keys.unfinished, keys.progress(id)],
+          [id, 'cancelled', JSON.stringify(cancelled), '', '', Date.now()],
+        );
+        await deliveries.enqueue(id, record.surface);
+      }
+    }
+    metrics.jobFinished('cancelled');
+    logger.info({ jobId: id, by: by.user, admin: by.admin, was: previous }, 'job cancelled');
+    return cancelled;
+  }
+
+  async function record(id: string): Promise<GridRecord | null> {
+    assertOpen();
+    return loadRecord(client, keys, id);
+  }
+
+  async function gridPng(id: string): Promise<Buffer | null> {
+    assertOpen();
+    return client.getBuffer(keys.grid(id));
+  }
+
+  async function imagePng(id: string, index: number): Promise<Buffer | null> {
+    assertOpen();
+    if (!Number.isInteger(index) || index < 0) return null;
+    return client.getBuffer(keys.image(id, index));
+  }
+
+  async function updateMessageRef(id: string, patch: Readonly<Record<string, string>>): Promise<void> {
+    assertOpen();
+    for (const [key, value] of Object.entries(patch)) {
+      if (!SAFE_REF_KEY.test(key) || typeof value !== 'string' || value.length > 4000) {
+        throw new InternalError(ErrorCode.Internal, `invalid messageRef entry ${JSON.stringify(key)}`);
+      }
+    }
+    if (Object.keys(patch).length === 0) return;
+    const updated = await runScript(client, MERGE_MESSAGE_REF, [keys.record(id)], [JSON.stringify(patch)]);
+    if (Number(updated) !== 1) {
+      throw new UserError(ErrorCode.NotFound, 'That job no longer exists (it may have expired).', {
+        context: { id },
+      });
+    }
+  }
+
+  function onDelivery(
+    surface: Surface,
+    handler: (event: DeliveryEvent, ctx: DeliveryContext) => Promise<void>,
+  ): Subscription {
+    assertOpen();
+    consumerClient ??= createRedisClient(options.connection, { blocking: true });
+    const consumer = startDeliveryConsumer({
+      client: consumerClient,
+      prefix,
+      keys,
+      surface,
+      options: deliveryOptions,
+      handler,
+      loadRecord: (id) => loadRecord(client, keys, id),
+      logger,
+      metrics,
+    });
+    consumers.add(consumer);
+    return {
+      close: async () => {
+        consumers.delete(consumer);
+        await consumer.close();
+      },
+    };
+  }
+
+  function ensureSubscriber(): RedisClient {
+    if (subscriber !== undefined) return subscriber;
+    const sub = createRedisClient(options.connection, { blocking: true });
+    sub.on('error', (error) => logger.warn({ err: error }, 'redis connection error (progress)'));
+    sub.on('message', (channel: string, message: string) => {
+      const handlers = progressHandlers.get(channel);
+      if (handlers === undefined || handlers.size === 0) return;
+      let event: ProgressEvent;
+      try {
+        const raw = JSON.parse(message) as {
+          jobId: string;
+          surface: Surface;
+          step: number;
+          total: number;
+          preview?: string;
+        };
+        event = {
+          jobId: raw.jobId,
+          surface: raw.surface,
+          step: raw.step,
+          total: raw.total,
+          ...(typeof raw.preview === 'string' ? { preview: Buffer.from(raw.preview, 'base64') } : {}),
+        };
+      } catch (error) {
+        logger.warn({ err: error, channel }, 'unreadable progress message dropped');
+        return;
+      }
+      for (const handler of handlers) {
+        try {
+          handler(event);
+        } catch (error) {
+          reportError(logger, error, { jobId: event.jobId, where: 'progress handler' });
+        }
+      }
+    });
+    subscriber = sub;
+    return sub;
+  }
+
+  function onProgress(surface: Surface, handler: (event: ProgressEvent) => void): Subscription {
+    assertOpen();
+    const channel = keys.progressChannel(surface);
+    let handlers = progressHandlers.get(channel);
+    if (handlers === undefined) {
+      handlers = new Set();
+      progressHandlers.set(channel, handlers);
+      ensureSubscriber()
+        .subscribe(channel)
+        .catch((error: unknown) => reportError(logger, error, { channel, where: 'progress subscribe' }));
+    }
+    handlers.add(handler);
+    return {
+      close: async () => {
+        const set = progressHandlers.get(channel);
+        set?.delete(handler);
+        if (set !== undefined && set.size === 0 && subscriber !== undefined && !closed) {
+          progressHandlers.delete(channel);
+          await subscriber.unsubscribe(channel).catch(() => {});
+        }
+      },
+    };
+  }
+
+  async function close(): Promise<void> {
+    if (closed) return;
+    closed = true;
+    await Promise.all([...consumers].map((c) => c.close()));
+    consumers.clear();
+    await deliveries.close();
+    await generate.close();
+    progressHandlers.clear();
+    await Promise.all(
+      [subscriber, consumerClient, client].map((c) => (c === undefined ? undefined : closeRedisClient(c))),
+    );
+  }
+
+  return {
+    submit,
+    status,
+    cancel,
+    record,
+    gridPng,
+    imagePng,
+    updateMessageRef,
+    onDelivery,
+    onProgress,
+    close,
+  };
+}

@@ -1,0 +1,57 @@
+import type { Surface } from '../core/jobspec.ts';
+
+/** BullMQ queue that carries generation jobs. */
+export const GENERATE_QUEUE = 'generate';
+
+/** BullMQ queue that carries finished jobs to one chat surface. */
+export function deliveryQueueName(surface: Surface): string {
+  return `deliver-${surface}`;
+}
+
+/**
+ * Every Redis key the queue layer owns besides BullMQ's own. All start with the configured prefix,
+ * so a Cluster hash-tag prefix (`{imagine}`) keeps them in the same slot as the BullMQ keys.
+ */
+export interface QueueKeys {
+  readonly prefix: string;
+  /** Hash holding one grid record. */
+  record(id: string): string;
+  readonly recordPrefix: string;
+  /** `step/total` of a running job (lossy, short TTL). */
+  progress(id: string): string;
+  grid(id: string): string;
+  image(id: string, index: number): string;
+  /** Set of a user's unfinished job ids (the per-user cap). */
+  userJobs(surface: Surface, user: string): string;
+  /** Sorted set of all unfinished job ids, scored by submit time (the global depth cap). */
+  readonly unfinished: string;
+  /** Idempotency record of one delivery side effect. */
+  once(id: string, surface: Surface, step: string): string;
+  /** Running averages the worker keeps (job duration) for retry-after estimates. */
+  readonly stats: string;
+  /** Pub/sub channel carrying ids of jobs to cancel. */
+  readonly cancelChannel: string;
+  /** Pub/sub channel carrying progress events for one surface. */
+  progressChannel(surface: Surface): string;
+  /** Prefix of BullMQ's job hashes on the generate queue (`<prefix>:generate:<id>`). */
+  readonly generateJobPrefix: string;
+}
+
+export function queueKeys(prefix: string): QueueKeys {
+  const base = `${prefix}:im`;
+  return {
+    prefix,
+    record: (id) => `${base}:rec:${id}`,
+    recordPrefix: `${base}:rec:`,
+    progress: (id) => `${base}:prog:${id}`,
+    grid: (id) => `${base}:res:${id}:grid`,
+    image: (id, index) => `${base}:res:${id}:img:${index}`,
+    userJobs: (surface, user) => `${base}:user:${surface}:${user}`,
+    unfinished: `${base}:unfinished`,
+    once: (id, surface, step) => `${base}:once:${id}:${surface}:${step}`,
+    stats: `${base}:stats`,
+    cancelChannel: `${base}:cancel`,
+    progressChannel: (surface) => `${base}:progress:${surface}`,
+    generateJobPrefix: `${prefix}:${GENERATE_QUEUE}:`,
+  };
+}

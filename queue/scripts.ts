@@ -1,0 +1,218 @@
+import { createHash } from 'node:crypto';
+import type { RedisClient } from './connection.ts';
+
+/**
+ * Lua scripts for every read-modify-write of a grid record and of the cap bookkeeping, so that
+ * concurrent submits, workers and cancels never interleave halfway. Record fields are opaque
+ * strings here (JSON made in TypeScript); Lua only reads `state`, `queuedAt` and `userKey`.
+ *
+ * On a Cluster, scripts also touch keys they compute (records of other jobs, BullMQ keys); that is
+ * safe only when the prefix is a hash tag (`{imagine}`), which puts every key in one slot.
+ */
+
+export interface LuaScript {
+  readonly name: string;
+  readonly source: string;
+  readonly sha: string;
+}
+
+function script(name: string, source: string): LuaScript {
+  return { name, source, sha: createHash('sha1').update(source).digest('hex') };
+}
+
+const TERMINAL = `local function isTerminal(s) return s == 'done' or s == 'failed' or s == 'cancelled' end\n`;
+
+/**
+ * KEYS: record, user's job set, unfinished zset.
+ * ARGV: id, base, status, messageRef, ttlMs, perUser, maxDepth, now, orphanGraceMs, recordPrefix,
+ *       generateJobPrefix.
+ * Returns {'duplicate', state} | {'user', count} | {'full', depth} | {'ok', depthBefore}.
+ */
+export const RESERVE = script(
+  'reserve',
+  `${TERMINAL}
+local recKey, userKey, unfinishedKey = KEYS[1], KEYS[2], KEYS[3]
+local id = ARGV[1]
+local ttl = tonumber(ARGV[5])
+local perUser = tonumber(ARGV[6])
+local maxDepth = tonumber(ARGV[7])
+local now = tonumber(ARGV[8])
+local grace = tonumber(ARGV[9])
+local recPrefix = ARGV[10]
+local jobPrefix = ARGV[11]
+
+-- A slot is free again when its record is gone or finished, when its BullMQ job already failed,
+-- or when its BullMQ job never appeared (the submitter died between reserving and enqueueing).
+local function isStale(member)
+  local rk = recPrefix .. member
+  local st = redis.call('HGET', rk, 'state')
+  if not st or isTerminal(st) then return true end
+  if redis.call('ZSCORE', jobPrefix .. 'failed', member) then return true end
+  if redis.call('EXISTS', jobPrefix .. member) == 0 then
+    local queuedAt = tonumber(redis.call('HGET', rk, 'queuedAt') or '0') or 0
+    if now - queuedAt > grace then return true end
+  end
+  return false
+end
+
+if redis.call('EXISTS', recKey) == 1 then
+  return {'duplicate', redis.call('HGET', recKey, 'state') or ''}
+end
+
+for _, member in ipairs(redis.call('SMEMBERS', userKey)) do
+  if isStale(member) then
+    redis.call('SREM', userKey, member)
+    redis.call('ZREM', unfinishedKey, member)
+  end
+end
+local mine = redis.call('SCARD', userKey)
+if mine >= perUser then return {'user', tostring(mine)} end
+
+local depth = redis.call('ZCARD', unfinishedKey)
+if depth >= maxDepth then
+  for _, member in ipairs(redis.call('ZRANGE', unfinishedKey, 0, 49)) do
+    if isStale(member) then
+      local uk = redis.call('HGET', recPrefix .. member, 'userKey')
+      if uk then redis.call('SREM', uk, member) end
+      redis.call('ZREM', unfinishedKey, member)
+    end
+  end
+  depth = redis.call('ZCARD', unfinishedKey)
+  if depth >= maxDepth then return {'full', tostring(depth)} end
+end
+
+redis.call('HSET', recKey, 'base', ARGV[2], 'state', 'queued', 'status', ARGV[3], 'messageRef', ARGV[4],
+  'attempts', '0', 'queuedAt', ARGV[8], 'userKey', userKey)
+redis.call('PEXPIRE', recKey, ttl)
+redis.call('SADD', userKey, id)
+redis.call('PEXPIRE', userKey, ttl)
+redis.call('ZADD', unfinishedKey, now, id)
+return {'ok', tostring(depth)}
+`,
+);
+
+/**
+ * Undoes a reservation whose enqueue failed. KEYS: record, unfinished zset. ARGV: id.
+ */
+export const UNRESERVE = script(
+  'unreserve',
+  `
+local uk = redis.call('HGET', KEYS[1], 'userKey')
+if uk then redis.call('SREM', uk, ARGV[1]) end
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('DEL', KEYS[1])
+return 1
+`,
+);
+
+/**
+ * A worker takes the job. KEYS: record, progress. ARGV: worker, now, attempts, runningStatus.
+ * Returns {'missing'} | {terminalState} | {'run', queuedAt, firstStartedAt, recordTtlMs}.
+ */
+export const START = script(
+  'start',
+  `${TERMINAL}
+local st = redis.call('HGET', KEYS[1], 'state')
+if not st then return {'missing'} end
+if isTerminal(st) then return {st} end
+redis.call('HSET', KEYS[1], 'state', 'running', 'status', ARGV[4], 'worker', ARGV[1], 'attempts', ARGV[3])
+redis.call('HSETNX', KEYS[1], 'startedAt', ARGV[2])
+redis.call('DEL', KEYS[2])
+return {'run', redis.call('HGET', KEYS[1], 'queuedAt') or '0', redis.call('HGET', KEYS[1], 'startedAt'),
+  tostring(redis.call('PTTL', KEYS[1]))}
+`,
+);
+
+/**
+ * Moves the record from one state to another only if it is still in the first (a retry puts a
+ * running job back to queued, unless it was cancelled meanwhile). KEYS: record. ARGV: from, to,
+ * status. Returns 1 when it moved.
+ */
+export const TRANSITION = script(
+  'transition',
+  `
+if redis.call('HGET', KEYS[1], 'state') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'state', ARGV[2], 'status', ARGV[3])
+return 1
+`,
+);
+
+/**
+ * Ends a job and frees its slots. A record already ended (e.g. cancelled while running) keeps its
+ * state. KEYS: record, unfinished zset, progress. ARGV: id, state, status, phases ('' = keep),
+ * result ('' = none), now. Returns {final state or 'missing', '1' when this call ended it}.
+ */
+export const FINISH = script(
+  'finish',
+  `${TERMINAL}
+local st = redis.call('HGET', KEYS[1], 'state')
+redis.call('DEL', KEYS[3])
+if not st then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return {'missing', '0'}
+end
+local changed = '0'
+if not isTerminal(st) then
+  redis.call('HSET', KEYS[1], 'state', ARGV[2], 'status', ARGV[3])
+  st = ARGV[2]
+  changed = '1'
+end
+redis.call('HSETNX', KEYS[1], 'finishedAt', ARGV[6])
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'phases', ARGV[4]) end
+if ARGV[5] ~= '' and st == 'done' then redis.call('HSET', KEYS[1], 'result', ARGV[5]) end
+local uk = redis.call('HGET', KEYS[1], 'userKey')
+if uk then redis.call('SREM', uk, ARGV[1]) end
+redis.call('ZREM', KEYS[2], ARGV[1])
+return {st, changed}
+`,
+);
+
+/**
+ * Marks a job cancelled (the worker or the canceller then frees its slots and delivers).
+ * KEYS: record. ARGV: status, by. Returns {'missing', ''} | {'terminal', state} | {'ok', previous}.
+ */
+export const CANCEL = script(
+  'cancel',
+  `${TERMINAL}
+local st = redis.call('HGET', KEYS[1], 'state')
+if not st then return {'missing', ''} end
+if isTerminal(st) then return {'terminal', st} end
+redis.call('HSET', KEYS[1], 'state', 'cancelled', 'status', ARGV[1], 'cancelBy', ARGV[2])
+return {'ok', st}
+`,
+);
+
+/** Merges string fields into the record's messageRef. KEYS: record. ARGV: patch JSON. Returns 0 if gone. */
+export const MERGE_MESSAGE_REF = script(
+  'mergeMessageRef',
+  `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local current = cjson.decode(redis.call('HGET', KEYS[1], 'messageRef') or '{}')
+for k, v in pairs(cjson.decode(ARGV[1])) do current[k] = v end
+redis.call('HSET', KEYS[1], 'messageRef', cjson.encode(current))
+return 1
+`,
+);
+
+/** Runs a script by SHA, loading it on the first NOSCRIPT (after a restart or failover). */
+export async function runScript(
+  client: RedisClient,
+  lua: LuaScript,
+  keys: readonly string[],
+  args: readonly (string | number)[],
+): Promise<unknown> {
+  try {
+    return await client.evalsha(lua.sha, keys.length, ...keys, ...args);
+  } catch (error) {
+    if (error instanceof Error && error.message.startsWith('NOSCRIPT')) {
+      return client.eval(lua.source, keys.length, ...keys, ...args);
+    }
+    throw error;
+  }
+}
+
+/** Scripts answer arrays of strings; this narrows them. */
+export function stringReply(reply: unknown): string[] {
+  if (!Array.isArray(reply)) return [String(reply)];
+  return reply.map((item) => (item === null || item === undefined ? '' : String(item)));
+}

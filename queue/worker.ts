@@ -1,0 +1,520 @@
+import { hostname } from 'node:os';
+import { type Job, UnrecoverableError, WaitingError, Worker } from 'bullmq';
+import {
+  CodedError,
+  ErrorCode,
+  InternalError,
+  isUserError,
+  newErrorId,
+  reportError,
+} from '../core/errors.ts';
+import { type JobSpec, parseJobSpec, SURFACES, type Surface } from '../core/jobspec.ts';
+import type { Engine, GenerateRequest, GenerateResult, StepProgress } from '../models/engine.ts';
+import { encodePng, formatParameters } from '../models/png.ts';
+import { closeRedisClient, createRedisClient, type RedisClient, type RedisConnection } from './connection.ts';
+import { DELIVERY_DEFAULTS, type DeliveryOptions, DeliveryQueues } from './delivery.ts';
+import { composeGrid } from './grid.ts';
+import { JOBS_DEFAULTS } from './jobs.ts';
+import { GENERATE_QUEUE, type QueueKeys, queueKeys } from './keys.ts';
+import type { QueueLogger } from './logger.ts';
+import { noopMetrics, type QueueMetrics } from './metrics.ts';
+import type { Phases, RecordResult } from './records.ts';
+import { FINISH, runScript, START, stringReply, TRANSITION } from './scripts.ts';
+import type { JobState, JobStatus } from './types.ts';
+
+export interface WorkerOptions {
+  readonly connection: RedisConnection;
+  /** Must match the Jobs side. @defaultValue `'imagine'` */
+  readonly prefix?: string;
+  /** The engine, or a factory called once at start (the worker then closes it on shutdown). */
+  readonly engine: Engine | (() => Promise<Engine>);
+  /**
+   * Batches run at once by this worker. One per GPU is right for real inference.
+   * @defaultValue 1
+   */
+  readonly concurrency?: number;
+  /**
+   * How often this worker looks for jobs whose worker died (lock expired) and requeues them.
+   * @defaultValue 30000
+   */
+  readonly stalledIntervalMs?: number;
+  /**
+   * Lock on a running job, renewed every half of it; a killed worker's job is taken over after
+   * the lock lapses and the next stall check runs.
+   * @defaultValue 30000
+   */
+  readonly lockDurationMs?: number;
+  /**
+   * Stalls (worker deaths) a job survives before it is failed.
+   * @defaultValue 2
+   */
+  readonly maxStalledCount?: number;
+  /**
+   * On close (SIGTERM), how long the current job may run on before it is released to another worker.
+   * @defaultValue 60000
+   */
+  readonly shutdownTimeoutMs?: number;
+  /** Stored on records and BullMQ jobs. @defaultValue `host:pid` */
+  readonly workerId?: string;
+  /**
+   * Minimum time between latent previews in progress events; 0 disables previews.
+   * @defaultValue 2000
+   */
+  readonly previewEveryMs?: number;
+  /**
+   * Fallback poll for cancels whose pub/sub message was missed (e.g. during a reconnect).
+   * @defaultValue 1000
+   */
+  readonly cancelPollMs?: number;
+  /** Retry policy of the deliveries this worker enqueues. */
+  readonly delivery?: Pick<DeliveryOptions, 'attempts' | 'backoffMs'>;
+  readonly logger: QueueLogger;
+  readonly metrics?: QueueMetrics;
+  /** Source for error ids. @defaultValue Math.random */
+  readonly random?: () => number;
+}
+
+export const WORKER_DEFAULTS = {
+  prefix: JOBS_DEFAULTS.prefix,
+  concurrency: 1,
+  stalledIntervalMs: 30_000,
+  lockDurationMs: 30_000,
+  maxStalledCount: 2,
+  shutdownTimeoutMs: 60_000,
+  previewEveryMs: 2000,
+  cancelPollMs: 1000,
+} as const;
+
+export interface QueueWorker {
+  readonly id: string;
+  readonly engine: Engine;
+  /** Ids of the jobs this worker is running now. */
+  active(): readonly string[];
+  /**
+   * Stops taking jobs and lets the current ones finish; past `shutdownTimeoutMs` (or at once with
+   * `releaseNow`) running jobs are aborted and put back at the head of the queue for another worker.
+   */
+  close(options?: { readonly releaseNow?: boolean }): Promise<void>;
+}
+
+interface Running {
+  readonly controller: AbortController;
+  reason: 'cancel' | 'shutdown' | undefined;
+}
+
+const PROGRESS_TTL_MS = 3_600_000;
+
+/** Thrown out of the engine when its signal aborted (CodedError E_CANCELLED, or a DOM AbortError). */
+function isAbortError(error: unknown): boolean {
+  return (
+    (error instanceof CodedError && error.code === ErrorCode.Cancelled) ||
+    (error instanceof Error && error.name === 'AbortError')
+  );
+}
+
+function requestFor(spec: JobSpec): GenerateRequest {
+  return {
+    prompts: spec.prompts,
+    negative: spec.negative,
+    seeds: spec.seeds,
+    scheduler: spec.sampler,
+    steps: spec.steps,
+    guidance: spec.guidance,
+    width: spec.width,
+    height: spec.height,
+  };
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 100) / 100;
+}
+
+/** Starts a generation worker on the shared Redis. Resolves once it is connected and taking jobs. */
+export async function startWorker(options: WorkerOptions): Promise<QueueWorker> {
+  const prefix = options.prefix ?? WORKER_DEFAULTS.prefix;
+  const concurrency = options.concurrency ?? WORKER_DEFAULTS.concurrency;
+  const shutdownTimeoutMs = options.shutdownTimeoutMs ?? WORKER_DEFAULTS.shutdownTimeoutMs;
+  const previewEveryMs = options.previewEveryMs ?? WORKER_DEFAULTS.previewEveryMs;
+  const cancelPollMs = options.cancelPollMs ?? WORKER_DEFAULTS.cancelPollMs;
+  const workerId = options.workerId ?? `${hostname()}:${process.pid}`;
+  const random = options.random ?? Math.random;
+  const { logger } = options;
+  const metrics = options.metrics ?? noopMetrics;
+  const keys: QueueKeys = queueKeys(prefix);
+
+  const ownsEngine = typeof options.engine === 'function';
+  const engine = typeof options.engine === 'function' ? await options.engine() : options.engine;
+
+  // Worker connections retry forever across Redis restarts instead of failing jobs.
+  const client: RedisClient = createRedisClient(options.connection, { blocking: true });
+  client.on('error', (error) => logger.warn({ err: error, workerId }, 'redis connection error (worker)'));
+  const subscriber: RedisClient = createRedisClient(options.connection, { blocking: true });
+  subscriber.on('error', (error) => logger.warn({ err: error, workerId }, 'redis connection error (cancel)'));
+  const deliveries = new DeliveryQueues(client, prefix, { ...DELIVERY_DEFAULTS, ...options.delivery });
+  const running = new Map<string, Running>();
+
+  function abort(id: string, reason: 'cancel' | 'shutdown'): void {
+    const entry = running.get(id);
+    if (entry === undefined || entry.controller.signal.aborted) return;
+    entry.reason = reason;
+    entry.controller.abort(new CodedError(ErrorCode.Cancelled, `job ${id} ${reason}`));
+  }
+
+  // Cancels come from any process: pub/sub for speed, a poll of the record state as a safety net.
+  subscriber.on('message', (_channel: string, id: string) => abort(id, 'cancel'));
+  await subscriber.subscribe(keys.cancelChannel);
+  const poll = setInterval(() => {
+    for (const id of running.keys()) {
+      client
+        .hget(keys.record(id), 'state')
+        .then((state) => {
+          if (state === 'cancelled') abort(id, 'cancel');
+        })
+        .catch(() => {});
+    }
+  }, cancelPollMs);
+  poll.unref();
+
+  /** Ends the record (a no-op on one already ended), frees its slots, and enqueues its delivery. */
+  async function settle(
+    id: string,
+    surface: Surface | undefined,
+    state: 'done' | 'failed' | 'cancelled',
+    status: JobStatus,
+    phases?: Phases,
+    result?: RecordResult,
+  ): Promise<JobState | 'missing'> {
+    const [final = 'missing', changed] = stringReply(
+      await runScript(
+        client,
+        FINISH,
+        [keys.record(id), keys.unfinished, keys.progress(id)],
+        [
+          id,
+          state,
+          JSON.stringify(status),
+          phases === undefined ? '' : JSON.stringify(phases),
+          result === undefined ? '' : JSON.stringify(result),
+          Date.now(),
+        ],
+      ),
+    );
+    if (final !== 'missing' && surface !== undefined) {
+      await deliveries.enqueue(id, surface);
+    }
+    // Cancels are counted where they happen (Jobs.cancel); re-settling an ended job counts nothing.
+    if (changed === '1' && (final === 'done' || final === 'failed')) metrics.jobFinished(final);
+    return final as JobState | 'missing';
+  }
+
+  /** The surface of a record, read leniently (used when the job payload itself is unreadable). */
+  async function recordSurface(id: string): Promise<Surface | undefined> {
+    const base = await client.hget(keys.record(id), 'base');
+    if (base === null) return undefined;
+    try {
+      const surface = (JSON.parse(base) as { surface?: unknown }).surface;
+      return SURFACES.find((s) => s === surface);
+    } catch {
+      return undefined;
+    }
+  }
+
+  function publishProgress(id: string, surface: Surface, progress: StepProgress, preview?: Buffer): void {
+    const message = JSON.stringify({
+      jobId: id,
+      surface,
+      step: progress.step,
+      total: progress.total,
+      ...(preview === undefined ? {} : { preview: preview.toString('base64') }),
+    });
+    const pipeline = client.pipeline();
+    if (preview === undefined)
+      pipeline.set(keys.progress(id), `${progress.step}/${progress.total}`, 'PX', PROGRESS_TTL_MS);
+    pipeline.publish(keys.progressChannel(surface), message);
+    pipeline
+      .exec()
+      .catch((error: unknown) => logger.debug({ err: error, jobId: id }, 'progress publish failed'));
+  }
+
+  async function updateStats(jobMs: number): Promise<void> {
+    const prev = Number((await client.hget(keys.stats, 'avgJobMs')) ?? Number.NaN);
+    const avg = Number.isFinite(prev) && prev > 0 ? prev * 0.8 + jobMs * 0.2 : jobMs;
+    await client.hset(keys.stats, 'avgJobMs', String(Math.round(avg)));
+  }
+
+  async function storeResults(id: string, result: GenerateResult, spec: JobSpec, expireAt: number) {
+    const composeStart = performance.now();
+    const parameters = result.images.map((image, k) =>
+      formatParameters({
+        prompt: image.prompt,
+        negative: spec.negative,
+        steps: spec.steps,
+        sampler: spec.sampler,
+        guidance: spec.guidance,
+        seed: spec.seeds[k] ?? image.seed,
+        width: image.width,
+        height: image.height,
+        model: engine.info.name,
+        generator: result.generator,
+      }),
+    );
+    const [grid, ...pngs] = await Promise.all([
+      composeGrid(result.images, parameters[0]),
+      ...result.images.map((image, k) => encodePng(image, parameters[k])),
+    ]);
+    const composeMs = performance.now() - composeStart;
+    const storeStart = performance.now();
+    const pipeline = client.pipeline();
+    pipeline.set(keys.grid(id), grid, 'PXAT', expireAt);
+    for (const [k, png] of pngs.entries()) pipeline.set(keys.image(id, k), png, 'PXAT', expireAt);
+    const replies = await pipeline.exec();
+    const failed = replies?.find(([error]) => error !== null);
+    if (failed?.[0]) throw failed[0];
+    const storeMs = performance.now() - storeStart;
+    const recordResult: RecordResult = {
+      resultKeys: { grid: keys.grid(id), images: pngs.map((_, k) => keys.image(id, k)) },
+      truncatedTokens: result.truncatedTokens,
+      model: { name: engine.info.name, demo: engine.info.demo },
+      ...(result.images.some((image) => image.nsfw !== undefined)
+        ? { nsfw: result.images.map((image) => image.nsfw === true) }
+        : {}),
+    };
+    return { composeMs, storeMs, recordResult };
+  }
+
+  async function processJob(job: Job<unknown, string>, token?: string): Promise<string> {
+    const id = job.id;
+    if (id === undefined) throw new UnrecoverableError('job without id');
+    const parsed = parseJobSpec(job.data);
+    if (!parsed.ok) {
+      // Both sides validate; a payload that fails here was tampered with or comes from another version.
+      const reason = `That request can't be run: ${parsed.message}`;
+      reportError(logger, new InternalError(ErrorCode.InvalidRequest, reason), { jobId: id, workerId });
+      await settle(id, await recordSurface(id), 'failed', { state: 'failed', reason, userFacing: true });
+      throw new UnrecoverableError(reason);
+    }
+    const spec = parsed.spec;
+    const surface = spec.origin.surface;
+    const now = Date.now();
+    const reply = stringReply(
+      await runScript(
+        client,
+        START,
+        [keys.record(id), keys.progress(id)],
+        [
+          workerId,
+          now,
+          job.attemptsStarted,
+          JSON.stringify({ state: 'running', step: 0, total: spec.steps }),
+        ],
+      ),
+    );
+    const [outcome = ''] = reply;
+    if (outcome === 'missing') {
+      logger.warn({ jobId: id, workerId }, 'job dropped: its grid record has expired or was never written');
+      throw new UnrecoverableError('grid record missing');
+    }
+    if (outcome !== 'run') {
+      // Already ended (cancelled while queued, or ended by a worker that died before acking):
+      // make sure its slots are free and its delivery is queued, then ack.
+      await settle(id, surface, outcome as 'done' | 'failed' | 'cancelled', {
+        state: 'cancelled',
+        by: 'system',
+      });
+      return outcome;
+    }
+    const queuedAt = Number(reply[1]);
+    const startedAt = Number(reply[2]);
+    // Results expire with their record, at the same instant or just before (`now` predates the PTTL
+    // read). PTTL -1 would mean a record without TTL: keep the default.
+    const recordTtl = Number(reply[3]);
+    const expireAt = now + (recordTtl > 0 ? recordTtl : recordTtl === -1 ? JOBS_DEFAULTS.recordTtlMs : 0);
+    if (startedAt === now) metrics.observePhase('queueWait', Math.max(0, startedAt - queuedAt));
+
+    const entry: Running = { controller: new AbortController(), reason: undefined };
+    running.set(id, entry);
+    const attemptStart = performance.now();
+    let lastPreviewAt = performance.now();
+    let previewBusy = false;
+    try {
+      const result = await engine.generate(requestFor(spec), {
+        signal: entry.controller.signal,
+        onStep: (progress) => {
+          publishProgress(id, surface, progress);
+          const t = performance.now();
+          if (
+            previewEveryMs > 0 &&
+            !previewBusy &&
+            progress.step < progress.total &&
+            t - lastPreviewAt >= previewEveryMs
+          ) {
+            lastPreviewAt = t;
+            previewBusy = true;
+            encodePng(progress.preview(0))
+              .then((png) => publishProgress(id, surface, progress, png))
+              .catch((error: unknown) => logger.debug({ err: error, jobId: id }, 'preview failed'))
+              .finally(() => {
+                previewBusy = false;
+              });
+          }
+        },
+      });
+      const { composeMs, storeMs, recordResult } = await storeResults(id, result, spec, expireAt);
+      const timings = result.timings;
+      for (const ms of timings.stepMs) metrics.stepTime(ms);
+      const phases: Phases = {
+        queueWait: Math.max(0, startedAt - queuedAt),
+        textEncode: round(timings.tokenizeMs + timings.textEncodeMs),
+        denoise: round(timings.stepMs.reduce((a, b) => a + b, 0)),
+        decode: round(timings.decodeMs + (timings.safetyMs ?? 0)),
+        compose: round(composeMs),
+        store: round(storeMs),
+      };
+      metrics.observePhase('textEncode', phases.textEncode ?? 0);
+      metrics.observePhase('denoise', phases.denoise ?? 0);
+      metrics.observePhase('decode', phases.decode ?? 0);
+      metrics.observePhase('compose', composeMs);
+      metrics.observePhase('store', storeMs);
+      const final = await settle(id, surface, 'done', { state: 'done' }, phases, recordResult);
+      await updateStats(performance.now() - attemptStart).catch(() => {});
+      logger.info(
+        { jobId: id, workerId, state: final, phases, attempt: job.attemptsStarted },
+        'job finished',
+      );
+      return final;
+    } catch (error) {
+      if (entry.reason === 'shutdown') {
+        // Released for another worker: back to queued, at the head of the wait list.
+        await runScript(
+          client,
+          TRANSITION,
+          [keys.record(id)],
+          ['running', 'queued', JSON.stringify({ state: 'queued', position: 0 })],
+        );
+        await job.moveToWait(token);
+        logger.info({ jobId: id, workerId }, 'job released on shutdown');
+        throw new WaitingError();
+      }
+      if (entry.reason === 'cancel' || isAbortError(error)) {
+        const final = await settle(id, surface, 'cancelled', { state: 'cancelled', by: 'system' });
+        logger.info({ jobId: id, workerId, state: final }, 'job stopped: cancelled');
+        return final;
+      }
+      if (isUserError(error)) {
+        // The engine says the spec can't be served (impossible size…): no retry, the user is told why.
+        reportError(logger, error, { jobId: id, workerId });
+        await settle(id, surface, 'failed', { state: 'failed', reason: error.message, userFacing: true });
+        throw new UnrecoverableError(error.message);
+      }
+      const maxAttempts = job.opts.attempts ?? 1;
+      const unrecoverable = error instanceof UnrecoverableError;
+      const final = unrecoverable || job.attemptsMade + 1 >= maxAttempts;
+      const message = error instanceof Error ? error.message : String(error);
+      if (!final) {
+        logger.warn(
+          { jobId: id, workerId, attempt: job.attemptsMade + 1, maxAttempts, err: error },
+          'job failed; will retry',
+        );
+        metrics.retry();
+        await runScript(
+          client,
+          TRANSITION,
+          [keys.record(id)],
+          ['running', 'queued', JSON.stringify({ state: 'queued', position: 0 })],
+        );
+        throw error;
+      }
+      const internal = new InternalError(ErrorCode.Inference, `job ${id} failed: ${message}`, {
+        cause: error,
+        errorId: newErrorId(random),
+        context: { jobId: id, attempts: job.attemptsMade + 1 },
+      });
+      const shown = reportError(logger, internal, { jobId: id, workerId, attempt: job.attemptsMade + 1 });
+      await settle(id, surface, 'failed', {
+        state: 'failed',
+        reason: `Generation failed after ${job.attemptsMade + 1} ${job.attemptsMade === 0 ? 'attempt' : 'attempts'}.`,
+        ...(shown.errorId === undefined ? {} : { errorId: shown.errorId }),
+        userFacing: false,
+      });
+      throw error;
+    } finally {
+      running.delete(id);
+    }
+  }
+
+  const worker = new Worker<unknown, string>(GENERATE_QUEUE, processJob, {
+    connection: client,
+    prefix,
+    name: workerId,
+    concurrency,
+    stalledInterval: options.stalledIntervalMs ?? WORKER_DEFAULTS.stalledIntervalMs,
+    lockDuration: options.lockDurationMs ?? WORKER_DEFAULTS.lockDurationMs,
+    maxStalledCount: options.maxStalledCount ?? WORKER_DEFAULTS.maxStalledCount,
+    autorun: false,
+  });
+  worker.on('error', (error) => {
+    reportError(logger, new InternalError(ErrorCode.Redis, 'generation worker error', { cause: error }), {
+      workerId,
+    });
+  });
+  // Jobs failed without our processor running (stalled too often): end the record and deliver.
+  worker.on('failed', (job, error) => {
+    if (job?.id === undefined) return;
+    const exhausted = job.attemptsMade >= (job.opts.attempts ?? 1) || error.name === 'UnrecoverableError';
+    if (!exhausted) return;
+    const id = job.id;
+    const internal = new InternalError(ErrorCode.Internal, `job ${id} failed: ${error.message}`, {
+      errorId: newErrorId(random),
+    });
+    void (async () => {
+      const surface = await recordSurface(id);
+      const state = await client.hget(keys.record(id), 'state');
+      if (state === null || state === 'done' || state === 'failed' || state === 'cancelled') {
+        // Already ended by the processor; the delivery add is idempotent, so just make sure of it.
+        if (state !== null && surface !== undefined) await deliveries.enqueue(id, surface);
+        return;
+      }
+      const shown = reportError(logger, internal, { jobId: id, workerId });
+      await settle(id, surface, 'failed', {
+        state: 'failed',
+        reason: 'The worker running this job stopped unexpectedly too many times.',
+        ...(shown.errorId === undefined ? {} : { errorId: shown.errorId }),
+        userFacing: false,
+      });
+    })().catch((e: unknown) => reportError(logger, e, { jobId: id, workerId, where: 'failed handler' }));
+  });
+  void worker.run().catch((error: unknown) => reportError(logger, error, { workerId, where: 'worker loop' }));
+  await worker.waitUntilReady();
+  logger.info({ workerId, concurrency, engine: engine.info.name }, 'generation worker started');
+
+  let closing: Promise<void> | undefined;
+  const release = (): void => {
+    for (const id of running.keys()) abort(id, 'shutdown');
+  };
+  return {
+    id: workerId,
+    engine,
+    active: () => [...running.keys()],
+    close: (closeOptions = {}) => {
+      if (closing !== undefined) {
+        // A second request (second SIGTERM) may ask to release the running jobs now.
+        if (closeOptions.releaseNow === true) release();
+        return closing;
+      }
+      closing = (async () => {
+        const timer = setTimeout(release, closeOptions.releaseNow === true ? 0 : shutdownTimeoutMs);
+        try {
+          await worker.close();
+        } finally {
+          clearTimeout(timer);
+          clearInterval(poll);
+        }
+        await deliveries.close();
+        await Promise.all([closeRedisClient(subscriber), closeRedisClient(client)]);
+        if (ownsEngine) await engine.close();
+        logger.info({ workerId }, 'generation worker stopped');
+      })();
+      return closing;
+    },
+  };
+}
