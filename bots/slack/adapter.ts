@@ -1,0 +1,576 @@
+import { once } from 'node:events';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import {
+  App,
+  type BlockAction,
+  type ButtonAction,
+  HTTPReceiver,
+  LogLevel,
+  type Receiver,
+  type SlashCommand,
+  SocketModeReceiver,
+  webApi,
+} from '@slack/bolt';
+import type { Config } from '../../core/config.ts';
+import { CodedError, ErrorCode, reportError } from '../../core/errors.ts';
+import type { DeliveryContext } from '../../queue/types.ts';
+import type { Logger } from '../logger.ts';
+import type { ConversationService } from '../service.ts';
+import type {
+  Attachment,
+  CancelledView,
+  ChatSurface,
+  ControlRows,
+  FailureView,
+  GridView,
+  ImageView,
+  InteractionReply,
+  JobTarget,
+  MessageRef,
+  ProgressView,
+  QueuedView,
+} from '../surface.ts';
+import { boltLogger, slackCall, slackErrorCode, toChatApiError } from './errors.ts';
+import { ACTION_ID_PREFIX, messageBlocks, SLACK_LIMITS, SLACK_MARKUP } from './render.ts';
+
+/**
+ * The Slack adapter: a thin layer between @slack/bolt and the conversation service. It acknowledges
+ * every interaction on receipt (before any Redis round trip), turns Slack payloads into service
+ * commands, and renders the service's views as Slack messages. It decides nothing about the flow.
+ *
+ * Where things go on Slack:
+ * - `/imagine`: a public status message in the channel (queued → progress edits via chat.update);
+ * - result: the grid uploaded with files.uploadV2 (caption as its comment), then a message with the
+ *   Block Kit buttons right under it; the status message is then removed;
+ * - button presses reply in the grid's thread (refinements, rerolls, full-size images);
+ * - errors: ephemeral, through the interaction's response_url (chat.postEphemeral as fallback).
+ */
+
+/** The part of the conversation service the adapter uses. */
+export type SlackConversation = Pick<ConversationService, 'imagine' | 'press' | 'attach'>;
+
+export type SlackMode = 'socket' | 'http';
+
+export interface SlackAdapterOptions {
+  readonly service: SlackConversation;
+  readonly log: Logger;
+  /** Bot token (xoxb-…). */
+  readonly botToken: string;
+  /** @defaultValue `'socket'` */
+  readonly mode?: SlackMode;
+  /** App-level token (xapp-…, scope connections:write); required in socket mode. */
+  readonly appToken?: string;
+  /** Signing secret; required in http mode. */
+  readonly signingSecret?: string;
+  /** HTTP mode listen port (0: any free port). @defaultValue 3000 */
+  readonly port?: number;
+  /** HTTP mode listen address. @defaultValue all interfaces */
+  readonly host?: string;
+  /** HTTP mode path of the events/interactivity/commands endpoint. @defaultValue `'/slack/events'` */
+  readonly path?: string;
+  /** Web API base. @defaultValue `'https://slack.com/api/'` */
+  readonly apiUrl?: string;
+  /** @defaultValue `'/imagine'` */
+  readonly command?: string;
+  /** Timeout of one Web API call, ms. @defaultValue 30000 */
+  readonly apiTimeoutMs?: number;
+  /**
+   * Interactions handed to the service at once; the rest wait their turn (already acknowledged).
+   * Bounding this keeps a burst's Redis and Web API work from delaying the acks of requests still
+   * arriving, which all share one event loop.
+   * @defaultValue 8
+   */
+  readonly maxConcurrentInteractions?: number;
+  /** Called after each acknowledgement with the time since the interaction was received (metrics, benchmarks). */
+  readonly onAck?: (timing: AckTiming) => void;
+}
+
+export interface AckTiming {
+  readonly kind: 'command' | 'action';
+  /** From receipt (HTTP request arrival, or Socket Mode envelope arrival) to the ack sent. */
+  readonly ms: number;
+}
+
+/** Arrival time stamped on each HTTP request before bolt reads it. */
+const RECEIVED_AT = Symbol('receivedAt');
+type StampedRequest = IncomingMessage & { [RECEIVED_AT]?: number };
+
+/** Adapter settings from the validated config; undefined when Slack is off (no bot token). */
+export function slackSettingsFrom(config: Config): Omit<SlackAdapterOptions, 'service' | 'log'> | undefined {
+  if (config.SLACK_BOT_TOKEN === undefined) return undefined;
+  return {
+    botToken: config.SLACK_BOT_TOKEN,
+    mode: config.SLACK_MODE,
+    ...(config.SLACK_APP_TOKEN === undefined ? {} : { appToken: config.SLACK_APP_TOKEN }),
+    ...(config.SLACK_SIGNING_SECRET === undefined ? {} : { signingSecret: config.SLACK_SIGNING_SECRET }),
+    port: config.SLACK_PORT,
+    apiUrl: config.SLACK_API_URL,
+  };
+}
+
+const DEFAULTS = {
+  mode: 'socket',
+  port: 3000,
+  path: '/slack/events',
+  apiUrl: 'https://slack.com/api/',
+  command: '/imagine',
+  apiTimeoutMs: 30_000,
+  maxConcurrentInteractions: 8,
+} as const satisfies Partial<SlackAdapterOptions>;
+
+/** Sub-steps of a multi-call render remembered across delivery retries (in this process). */
+const STEP_MEMORY = 5000;
+
+/** Where an interaction happened, for its replies. */
+interface ReplyContext {
+  readonly channel: string;
+  readonly user: string;
+  /** Thread to reply in: the pressed grid's thread (button presses only). */
+  readonly thread?: string;
+  readonly responseUrl?: string;
+}
+
+export class SlackAdapter implements ChatSurface {
+  readonly surface = 'slack' as const;
+  readonly markup = SLACK_MARKUP;
+  readonly limits = SLACK_LIMITS;
+  readonly mode: SlackMode;
+
+  readonly #service: SlackConversation;
+  readonly #log: Logger;
+  readonly #client: webApi.WebClient;
+  readonly #app: App;
+  readonly #options: SlackAdapterOptions;
+  readonly #steps = new Map<string, string>();
+  readonly #receiverRef: Receiver;
+  #detach: (() => Promise<void>) | undefined;
+  #server: Server | undefined;
+  /** Interactions being handled by the service, and those waiting for a slot. */
+  #active = 0;
+  readonly #waiting: (() => void)[] = [];
+  readonly #idle = new Set<() => void>();
+
+  constructor(options: SlackAdapterOptions) {
+    this.#options = options;
+    this.#service = options.service;
+    this.#log = options.log.child({ surface: 'slack' });
+    this.mode = options.mode ?? DEFAULTS.mode;
+    const logger = boltLogger(options.log);
+    const logLevel = levelOf(options.log.level);
+    logger.setLevel(logLevel);
+    const apiUrl = options.apiUrl ?? DEFAULTS.apiUrl;
+    // Fail fast on 429 and 5xx: the durable delivery retries (honouring Retry-After), not the client.
+    const clientOptions: webApi.WebClientOptions = {
+      slackApiUrl: apiUrl,
+      retryConfig: { retries: 0 },
+      rejectRateLimitedCalls: true,
+      timeout: options.apiTimeoutMs ?? DEFAULTS.apiTimeoutMs,
+      logger,
+    };
+    this.#client = new webApi.WebClient(options.botToken, clientOptions);
+    this.#receiverRef = this.#receiver(logger, logLevel, apiUrl);
+    this.#app = new App({
+      token: options.botToken,
+      receiver: this.#receiverRef,
+      clientOptions,
+      logger,
+      logLevel,
+      // auth.test runs once in start() (bad tokens fail there), not before every event.
+      deferInitialization: true,
+      convoStore: false,
+    });
+    // Ack first, on receipt, before any Redis or Slack call: Slack's deadline is 3 s.
+    this.#app.command(options.command ?? DEFAULTS.command, async ({ ack, command, context }) => {
+      await ack();
+      this.#acked('command', context.receivedAt);
+      await this.#work(() => this.#onCommand(command));
+    });
+    this.#app.action<BlockAction<ButtonAction>>(
+      { type: 'block_actions', action_id: new RegExp(`^${ACTION_ID_PREFIX}`, 'u') },
+      async ({ ack, body, action, context }) => {
+        await ack();
+        this.#acked('action', context.receivedAt);
+        await this.#work(() => this.#onPress(body, action));
+      },
+    );
+    this.#app.error(async (error) => {
+      reportError(this.#log, error, { where: 'bolt' });
+    });
+  }
+
+  /** Verifies the token (auth.test), attaches to the service, then listens (http) or connects (socket). */
+  async start(): Promise<void> {
+    await slackCall('auth.test', () => this.#app.init());
+    this.#detach = this.#service.attach(this);
+    try {
+      if (this.mode === 'http') {
+        this.#server = await this.#listen();
+      } else {
+        await this.#app.start();
+      }
+    } catch (error) {
+      await this.#detach();
+      this.#detach = undefined;
+      throw error;
+    }
+    this.#log.info({ mode: this.mode, port: this.port }, 'slack adapter started');
+  }
+
+  /**
+   * Stops receiving, lets interactions already acknowledged get their answer, then detaches from
+   * the service (whose close waits for in-flight renders).
+   */
+  async stop(): Promise<void> {
+    const server = this.#server;
+    this.#server = undefined;
+    if (server !== undefined) {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      // Requests still being answered get a moment; then every socket is closed.
+      const force = setTimeout(() => server.closeAllConnections(), 2000);
+      await closed;
+      clearTimeout(force);
+    } else if (this.mode === 'socket') {
+      await this.#app
+        .stop()
+        .catch((error: unknown) => this.#log.warn({ err: error }, 'stopping bolt failed'));
+    }
+    if (this.#active > 0) await new Promise<void>((resolve) => this.#idle.add(resolve));
+    const detach = this.#detach;
+    this.#detach = undefined;
+    await detach?.();
+  }
+
+  /** HTTP mode: the port listened on (useful with port 0). */
+  get port(): number | undefined {
+    const address = this.#server?.address();
+    return address !== null && typeof address === 'object' ? (address as AddressInfo).port : undefined;
+  }
+
+  /**
+   * HTTP mode's server: bolt's request listener behind a server of ours, which stamps each
+   * request's arrival so the ack time can be measured from receipt.
+   */
+  async #listen(): Promise<Server> {
+    const receiver = this.#receiverRef as HTTPReceiver;
+    const server = createServer((req: StampedRequest, res) => {
+      req[RECEIVED_AT] = performance.now();
+      try {
+        receiver.requestListener(req, res);
+      } catch {
+        // bolt throws for paths it does not serve.
+        res.writeHead(404);
+        res.end();
+      }
+    });
+    server.listen({
+      port: this.#options.port ?? DEFAULTS.port,
+      ...(this.#options.host === undefined ? {} : { host: this.#options.host }),
+    });
+    await Promise.race([
+      once(server, 'listening'),
+      once(server, 'error').then(([error]) => Promise.reject(error as Error)),
+    ]);
+    return server;
+  }
+
+  /** Runs one acknowledged interaction through the service, at most `maxConcurrentInteractions` at once. */
+  async #work(run: () => Promise<void>): Promise<void> {
+    const max = this.#options.maxConcurrentInteractions ?? DEFAULTS.maxConcurrentInteractions;
+    if (this.#active >= max) await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    this.#active += 1;
+    try {
+      await run();
+    } finally {
+      this.#active -= 1;
+      const next = this.#waiting.shift();
+      if (next !== undefined) next();
+      else if (this.#active === 0) {
+        for (const resolve of this.#idle) resolve();
+        this.#idle.clear();
+      }
+    }
+  }
+
+  #acked(kind: AckTiming['kind'], receivedAt: unknown): void {
+    if (this.#options.onAck === undefined || typeof receivedAt !== 'number') return;
+    this.#options.onAck({ kind, ms: performance.now() - receivedAt });
+  }
+
+  // ——— ChatSurface: what arrives after the interaction ———
+
+  async showProgress(target: JobTarget, view: ProgressView): Promise<void> {
+    const ts = target.messageRef.ts;
+    if (ts === undefined) return;
+    await this.#update(target.channel, ts, view.text, view.controls);
+  }
+
+  /**
+   * The grid file (caption as its comment), then the buttons right under it, then the status
+   * message goes. Each visible step runs once, so a retry after a failure further on never posts
+   * twice: through the delivery's `once` when the service passes it (survives restarts), else
+   * remembered in this process.
+   */
+  async showGrid(target: JobTarget, view: GridView, steps?: Pick<DeliveryContext, 'once'>): Promise<string> {
+    const once = (step: string, run: () => Promise<string>) =>
+      steps !== undefined ? steps.once(`slack:${step}`, run) : this.#once(`${view.recordId}:${step}`, run);
+    await once('grid-file', () =>
+      this.#upload(target.channel, target.thread, view.file, view.text, `Grid for ${view.recordId}`),
+    );
+    const controlsTs = await once('grid-controls', () =>
+      this.#post(target.channel, target.thread, view.text, view.controls, { textInBlocks: false }),
+    );
+    const statusTs = target.messageRef.ts;
+    if (statusTs !== undefined) await this.#deleteQuietly(target.channel, statusTs);
+    return controlsTs;
+  }
+
+  async showFailure(target: JobTarget, view: FailureView): Promise<string> {
+    return this.#replaceStatus(target, view.text);
+  }
+
+  async showCancelled(target: JobTarget, view: CancelledView): Promise<string> {
+    return this.#replaceStatus(target, view.text);
+  }
+
+  // ——— interactions ———
+
+  async #onCommand(command: SlashCommand): Promise<void> {
+    const context: ReplyContext = {
+      channel: command.channel_id,
+      user: command.user_id,
+      responseUrl: command.response_url,
+    };
+    await this.#service.imagine(
+      {
+        surface: 'slack',
+        user: command.user_id,
+        ...(command.user_name ? { userName: command.user_name } : {}),
+        channel: command.channel_id,
+        interactionId: command.trigger_id,
+        text: command.text,
+      },
+      this.#reply(context),
+    );
+  }
+
+  async #onPress(body: BlockAction<ButtonAction>, action: ButtonAction): Promise<void> {
+    const container = body.container as { channel_id?: string; message_ts?: string; thread_ts?: string };
+    const channel = body.channel?.id ?? container.channel_id;
+    if (channel === undefined) {
+      this.#log.warn({ actionId: action.action_id }, 'button press without a channel: ignored');
+      return;
+    }
+    // Replies go in the grid's thread: its root when the grid is itself a thread reply.
+    const thread = container.thread_ts ?? container.message_ts ?? body.message?.ts;
+    const context: ReplyContext = {
+      channel,
+      user: body.user.id,
+      ...(thread === undefined ? {} : { thread }),
+      responseUrl: body.response_url,
+    };
+    const userName = body.user.username ?? body.user.name;
+    await this.#service.press(
+      {
+        surface: 'slack',
+        user: body.user.id,
+        ...(userName ? { userName } : {}),
+        channel,
+        ...(thread === undefined ? {} : { thread }),
+        interactionId: body.trigger_id || `${container.message_ts ?? ''}-${action.action_ts}-${body.user.id}`,
+        controlId: action.value ?? '',
+      },
+      this.#reply(context),
+    );
+  }
+
+  #reply(context: ReplyContext): InteractionReply {
+    return {
+      // bolt's ack() already ran on receipt; Slack shows nothing for it.
+      accept: async () => {},
+      privately: (text) => this.#ephemeral(context, text),
+      queued: async (view: QueuedView): Promise<MessageRef> => {
+        const ts = await this.#post(context.channel, context.thread, view.text, view.controls);
+        return { ts };
+      },
+      image: async (view: ImageView) => {
+        await this.#upload(context.channel, context.thread, view.file, view.text, view.text);
+      },
+    };
+  }
+
+  // ——— Slack calls ———
+
+  #receiver(logger: ReturnType<typeof boltLogger>, logLevel: LogLevel, apiUrl: string): Receiver {
+    if (this.mode === 'http') {
+      if (this.#options.signingSecret === undefined) {
+        throw new CodedError(
+          ErrorCode.Config,
+          'Slack http mode needs a signing secret (SLACK_SIGNING_SECRET)',
+        );
+      }
+      // bolt verifies every request's v0 signature and refuses forged or stale (> 5 min) ones with 401.
+      return new HTTPReceiver({
+        signingSecret: this.#options.signingSecret,
+        endpoints: this.#options.path ?? DEFAULTS.path,
+        logger,
+        logLevel,
+        customPropertiesExtractor: (req) => ({ receivedAt: (req as StampedRequest)[RECEIVED_AT] }),
+      });
+    }
+    if (this.#options.appToken === undefined) {
+      throw new CodedError(ErrorCode.Config, 'Slack socket mode needs an app-level token (SLACK_APP_TOKEN)');
+    }
+    // apps.connections.open goes to the same API base; it keeps the socket client's own retries.
+    return new SocketModeReceiver({
+      appToken: this.#options.appToken,
+      logger,
+      logLevel,
+      installerOptions: { clientOptions: { slackApiUrl: apiUrl } },
+      // Called as the envelope arrives, before bolt processes it.
+      customPropertiesExtractor: () => ({ receivedAt: performance.now() }),
+    });
+  }
+
+  async #post(
+    channel: string,
+    thread: string | undefined,
+    text: string,
+    controls: ControlRows,
+    options: { textInBlocks?: boolean } = {},
+  ): Promise<string> {
+    // Without the section, `text` is only the notification/screen-reader fallback for the buttons.
+    const blocks = messageBlocks(text, controls);
+    const shown = options.textInBlocks === false ? blocks.filter((b) => b.type === 'actions') : blocks;
+    const result = await this.#inChannel(channel, 'chat.postMessage', () =>
+      this.#client.chat.postMessage({
+        channel,
+        text,
+        blocks: shown.length > 0 ? shown : blocks,
+        unfurl_links: false,
+        unfurl_media: false,
+        ...(thread === undefined ? {} : { thread_ts: thread }),
+      }),
+    );
+    if (result.ts === undefined) throw toChatApiError('chat.postMessage', new Error('no ts in the answer'));
+    return result.ts;
+  }
+
+  async #update(channel: string, ts: string, text: string, controls: ControlRows): Promise<void> {
+    await slackCall('chat.update', () =>
+      this.#client.chat.update({ channel, ts, text, blocks: messageBlocks(text, controls) }),
+    );
+  }
+
+  /** Failure/cancel: the status message says so (buttons removed); posted anew if there is none. */
+  async #replaceStatus(target: JobTarget, text: string): Promise<string> {
+    const ts = target.messageRef.ts;
+    if (ts !== undefined) {
+      try {
+        await this.#update(target.channel, ts, text, []);
+        return ts;
+      } catch (error) {
+        if (slackErrorCode((error as { cause?: unknown }).cause) !== 'message_not_found') throw error;
+      }
+    }
+    return this.#once(`${target.recordId}:status`, () => this.#post(target.channel, target.thread, text, []));
+  }
+
+  async #upload(
+    channel: string,
+    thread: string | undefined,
+    file: Attachment,
+    comment: string,
+    altText: string,
+  ): Promise<string> {
+    const common = {
+      file: file.data,
+      filename: file.name,
+      title: file.name,
+      alt_text: altText.slice(0, 1000),
+      initial_comment: comment,
+    };
+    const result = await this.#inChannel(channel, 'files.uploadV2', () =>
+      this.#client.filesUploadV2(
+        thread === undefined
+          ? { ...common, channel_id: channel }
+          : { ...common, channel_id: channel, thread_ts: thread },
+      ),
+    );
+    const files = (result as { files?: { files?: { id?: string }[] }[] }).files;
+    return files?.[0]?.files?.[0]?.id ?? '';
+  }
+
+  async #deleteQuietly(channel: string, ts: string): Promise<void> {
+    try {
+      await this.#client.chat.delete({ channel, ts });
+    } catch (error) {
+      // The placeholder is cosmetic: a failed delete must not fail (and repeat) the delivery.
+      this.#log.debug({ err: error, channel, ts }, 'deleting the status message failed');
+    }
+  }
+
+  /** Ephemeral to the acting user: through response_url (works without the bot in the channel), else chat.postEphemeral. */
+  async #ephemeral(context: ReplyContext, text: string): Promise<void> {
+    if (context.responseUrl !== undefined) {
+      try {
+        const response = await fetch(context.responseUrl, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ response_type: 'ephemeral', replace_original: false, text }),
+          signal: AbortSignal.timeout(this.#options.apiTimeoutMs ?? DEFAULTS.apiTimeoutMs),
+        });
+        if (response.ok) return;
+        this.#log.debug(
+          { status: response.status },
+          'response_url refused; falling back to chat.postEphemeral',
+        );
+      } catch (error) {
+        this.#log.debug({ err: error }, 'response_url failed; falling back to chat.postEphemeral');
+      }
+    }
+    await slackCall('chat.postEphemeral', () =>
+      this.#client.chat.postEphemeral({ channel: context.channel, user: context.user, text }),
+    );
+  }
+
+  /** Runs a channel call; in a public channel the bot is not in yet, joins it and tries once more. */
+  async #inChannel<T>(channel: string, method: string, run: () => Promise<T>): Promise<T> {
+    try {
+      return await run();
+    } catch (error) {
+      if (slackErrorCode(error) !== 'not_in_channel' || !channel.startsWith('C'))
+        throw toChatApiError(method, error);
+      this.#log.info({ channel }, 'joining the public channel to post there');
+      await slackCall('conversations.join', () => this.#client.conversations.join({ channel }));
+      return slackCall(method, run);
+    }
+  }
+
+  async #once(step: string, run: () => Promise<string>): Promise<string> {
+    const done = this.#steps.get(step);
+    if (done !== undefined) return done;
+    const result = await run();
+    this.#steps.set(step, result);
+    if (this.#steps.size > STEP_MEMORY) {
+      const oldest = this.#steps.keys().next().value;
+      if (oldest !== undefined) this.#steps.delete(oldest);
+    }
+    return result;
+  }
+}
+
+function levelOf(pinoLevel: string): LogLevel {
+  switch (pinoLevel) {
+    case 'trace':
+    case 'debug':
+      return LogLevel.DEBUG;
+    case 'info':
+      return LogLevel.INFO;
+    case 'warn':
+      return LogLevel.WARN;
+    default:
+      return LogLevel.ERROR;
+  }
+}
