@@ -1,0 +1,296 @@
+import { join, resolve } from 'node:path';
+import type { Config } from '../core/config.ts';
+import type { Engine } from '../models/engine.ts';
+import { createJobs } from '../queue/jobs.ts';
+import { type RedisHandle, startRedis } from '../queue/redis-launcher.ts';
+import type { Jobs } from '../queue/types.ts';
+import type { QueueWorker } from '../queue/worker.ts';
+import type { Logger } from './logger.ts';
+import { Health } from './ops/health.ts';
+import { createMetrics, type Metrics } from './ops/metrics.ts';
+import { createQueueProbe, type QueueProbe } from './ops/queue-probe.ts';
+import { type RunningServer, startOpsServer } from './ops/server.ts';
+import { ConversationService, serviceSettingsFrom } from './service.ts';
+import type { ChatSurface } from './surface.ts';
+import { startPlayground } from './web/server.ts';
+import { WebSurface } from './web/surface.ts';
+
+/**
+ * Wires the parts for one process role:
+ * - `all`: Redis launcher, an in-process worker, the conversation service with the playground (and
+ *   Discord/Slack when their tokens are set). What `npm start` runs.
+ * - `bot`: the service with its surfaces, no worker.
+ * - `worker`: a worker plus `/healthz`, `/readyz`, `/metrics` on WORKER_PORT.
+ */
+
+export const ROLES = ['all', 'bot', 'worker'] as const;
+export type Role = (typeof ROLES)[number];
+
+export interface AppOptions {
+  readonly role: Role;
+  readonly config: Config;
+  readonly log: Logger;
+  /** Overrides the engine (tests, benchmarks); default: MODEL_DIR, else the demo model in MODELS_DIR/demo. */
+  readonly engine?: () => Promise<Engine>;
+}
+
+export interface App {
+  readonly role: Role;
+  readonly redis: RedisHandle;
+  /** Base URL of the playground (`all`, `bot`) or of the ops endpoints (`worker`). */
+  readonly url: string;
+  readonly metrics: Metrics;
+  readonly health: Health;
+  /** Resolves once the worker has loaded its model and takes jobs (at once without a worker). */
+  readonly workerReady: Promise<void>;
+  /**
+   * Graceful stop: refuse new work, let the running job finish (released to another worker after
+   * the shutdown timeout), close every connection and the private Redis. `releaseNow` skips the wait.
+   */
+  stop(options?: { readonly releaseNow?: boolean }): Promise<void>;
+}
+
+/** How long `npm start` lets a running job finish on SIGTERM, so the whole stop stays under 20 s. */
+export const ALL_IN_ONE_SHUTDOWN_MS = 10_000;
+
+export function defaultEngine(config: Config, log: Logger): () => Promise<Engine> {
+  return async () => {
+    const { loadEngine } = await import('../models/pipeline.ts');
+    const options = {
+      executionProvider: config.ORT_EP,
+      deviceId: config.ORT_DEVICE_ID,
+      intraOpThreads: config.ORT_INTRA_OP_THREADS,
+      generator: config.GENERATOR,
+      safetyChecker: config.SAFETY_CHECKER,
+      logger: log.child({ component: 'engine' }),
+    };
+    if (config.MODEL_DIR !== undefined) return loadEngine(resolve(config.MODEL_DIR), options);
+    const { ensureDemoModel } = await import('../models/demo/index.ts');
+    const dir = join(config.MODELS_DIR, 'demo');
+    log.info({ dir }, 'MODEL_DIR is not set: using the demo model (synthetic images, not Stable Diffusion)');
+    return loadEngine(await ensureDemoModel(dir), options);
+  };
+}
+
+/** Measures how long each surface takes to post results (the `deliver` phase). */
+export function timedSurface(surface: ChatSurface, metrics: Metrics): ChatSurface {
+  const time = async <T>(run: () => Promise<T>): Promise<T> => {
+    const started = performance.now();
+    try {
+      return await run();
+    } finally {
+      metrics.observeDeliver(surface.surface, performance.now() - started);
+    }
+  };
+  return {
+    surface: surface.surface,
+    markup: surface.markup,
+    limits: surface.limits,
+    showProgress: (target, view) => surface.showProgress(target, view),
+    showGrid: (target, view) => time(() => surface.showGrid(target, view)),
+    showFailure: (target, view) => time(() => surface.showFailure(target, view)),
+    showCancelled: (target, view) => time(() => surface.showCancelled(target, view)),
+  };
+}
+
+export async function startApp(options: AppOptions): Promise<App> {
+  const { role, config, log } = options;
+  const metrics = createMetrics();
+  const health = new Health();
+  const stack: { name: string; close: () => Promise<void> }[] = [];
+  const closeAll = async () => {
+    for (const { name, close } of stack.reverse()) {
+      await close().catch((error: unknown) => log.warn({ err: error, part: name }, 'closing failed'));
+    }
+    stack.length = 0;
+  };
+
+  const redis = await startRedis({
+    url: config.REDIS_URL,
+    dataDir: config.REDIS_DATA_DIR,
+    log: (message) => log.info({ dataDir: resolve(config.REDIS_DATA_DIR) }, message),
+  });
+  stack.push({ name: 'redis', close: () => redis.stop() });
+  if (!redis.owned) log.info({ redis: 'REDIS_URL' }, 'using the Redis at REDIS_URL');
+
+  try {
+    const probe: QueueProbe = createQueueProbe(redis.url, config.QUEUE_PREFIX);
+    stack.push({ name: 'probe', close: () => probe.close() });
+    metrics.setQueueCounts(() => probe.counts());
+    health.check('redis', () => probe.ping());
+
+    let worker: QueueWorker | undefined;
+    let workerStarting: Promise<QueueWorker | undefined> = Promise.resolve(undefined);
+    let workerReady: Promise<void> = Promise.resolve();
+    let modelInfo: { name: string; demo: boolean } | undefined;
+    if (role === 'all' || role === 'worker') {
+      const { startWorker } = await import('../queue/worker.ts');
+      let loadError: unknown;
+      health.check('model', () => {
+        if (loadError !== undefined) throw new Error(`model failed to load: ${String(loadError)}`);
+        if (worker === undefined) throw new Error('model loading');
+      });
+      const shutdownTimeoutMs =
+        role === 'all'
+          ? Math.min(config.SHUTDOWN_TIMEOUT_MS, ALL_IN_ONE_SHUTDOWN_MS)
+          : config.SHUTDOWN_TIMEOUT_MS;
+      workerStarting = startWorker({
+        connection: redis.url,
+        prefix: config.QUEUE_PREFIX,
+        engine: options.engine ?? defaultEngine(config, log),
+        concurrency: config.WORKER_CONCURRENCY,
+        stalledIntervalMs: config.STALLED_INTERVAL_MS,
+        shutdownTimeoutMs,
+        logger: log.child({ component: 'worker' }),
+        metrics,
+      }).then(
+        (started) => {
+          worker = started;
+          modelInfo = { name: started.engine.info.name, demo: started.engine.info.demo };
+          log.info({ workerId: started.id, model: modelInfo }, 'worker ready');
+          return started;
+        },
+        (error: unknown) => {
+          // Reported by whoever awaits workerReady (main logs it and exits 1).
+          loadError = error;
+          throw error;
+        },
+      );
+      workerReady = workerStarting.then(() => undefined);
+      // Callers await it when they care; an unawaited failure is already logged above.
+      workerReady.catch(() => undefined);
+      // Close whatever started, even if the start is still under way when stopping.
+      stack.push({
+        name: 'worker',
+        close: async () => {
+          const started = await workerStarting.catch(() => undefined);
+          await started?.close();
+        },
+      });
+    }
+
+    let url: string;
+    if (role === 'all' || role === 'bot') {
+      const jobs: Jobs = createJobs({
+        connection: redis.url,
+        prefix: config.QUEUE_PREFIX,
+        limits: { perUser: config.PER_USER_LIMIT, queueDepth: config.QUEUE_DEPTH_LIMIT },
+        recordTtlMs: Math.round(config.RECORD_TTL_DAYS * 24 * 3600 * 1000),
+        attempts: config.JOB_ATTEMPTS,
+        logger: log.child({ component: 'jobs' }),
+        metrics,
+      });
+      stack.push({ name: 'jobs', close: () => jobs.close() });
+      const service = new ConversationService({
+        jobs,
+        settings: serviceSettingsFrom(config),
+        log: log.child({ component: 'service' }),
+      });
+      stack.push({ name: 'service', close: () => service.close() });
+      // Every surface is attached through this, so deliveries are timed on all of them.
+      const conversation = {
+        imagine: service.imagine.bind(service),
+        press: service.press.bind(service),
+        attach: (surface: ChatSurface) => service.attach(timedSurface(surface, metrics)),
+      };
+
+      const web = new WebSurface();
+      conversation.attach(web);
+      const playground = await startPlayground({
+        host: config.HOST,
+        port: config.PORT,
+        token: config.PLAYGROUND_TOKEN,
+        service: conversation,
+        jobs,
+        surface: web,
+        health,
+        metrics,
+        log: log.child({ component: 'web' }),
+        recordTtlDays: config.RECORD_TTL_DAYS,
+        info: () => ({
+          role,
+          model: modelInfo ?? null,
+          suffixes: config.SUFFIXES,
+          defaults: {
+            sampler: config.DEFAULT_SAMPLER,
+            steps: config.DEFAULT_STEPS,
+            guidance: config.DEFAULT_GUIDANCE,
+            width: config.DEFAULT_WIDTH,
+            height: config.DEFAULT_HEIGHT,
+          },
+          maxSteps: config.MAX_STEPS,
+        }),
+      });
+      stack.push({ name: 'playground', close: () => playground.close() });
+      url = playground.url;
+
+      // Chat libraries load only when configured (each brings its own undici; see bots/discord).
+      if (config.SLACK_BOT_TOKEN !== undefined) {
+        const { SlackAdapter, slackSettingsFrom } = await import('./slack/adapter.ts');
+        const slack = slackSettingsFrom(config)!;
+        const adapter = new SlackAdapter({ ...slack, service: conversation, log });
+        await adapter.start();
+        stack.push({ name: 'slack', close: () => adapter.stop() });
+      }
+      if (config.DISCORD_TOKEN !== undefined) {
+        // DiscordBot takes the service class itself, so its deliveries are not timed (see report).
+        stack.push(await startDiscord(config, service, log));
+      }
+    } else {
+      const ops: RunningServer = await startOpsServer({
+        host: config.HOST,
+        port: config.WORKER_PORT,
+        health,
+        metrics,
+        log: log.child({ component: 'ops' }),
+      });
+      stack.push({ name: 'ops', close: () => ops.close() });
+      url = ops.url;
+    }
+
+    let stopping: Promise<void> | undefined;
+    return {
+      role,
+      redis,
+      url,
+      metrics,
+      health,
+      workerReady,
+      stop: (stopOptions = {}) => {
+        if (stopOptions.releaseNow === true) {
+          void workerStarting.then((w) => w?.close({ releaseNow: true })).catch(() => undefined);
+        }
+        stopping ??= (async () => {
+          health.stopping();
+          // Reverse start order: surfaces stop taking requests, the worker finishes its job, then
+          // the service, the Redis clients and last the private Redis go.
+          await closeAll();
+        })();
+        return stopping;
+      },
+    };
+  } catch (error) {
+    await closeAll();
+    throw error;
+  }
+}
+
+/** Discord, when DISCORD_TOKEN is set. Its module (and discord.js) is loaded only then. */
+async function startDiscord(
+  config: Config,
+  service: ConversationService,
+  log: Logger,
+): Promise<{ name: string; close: () => Promise<void> }> {
+  const { DiscordBot } = await import('./discord/bot.ts');
+  const bot = new DiscordBot({
+    service,
+    token: config.DISCORD_TOKEN!,
+    appId: config.DISCORD_APP_ID!,
+    guildId: config.DISCORD_GUILD_ID,
+    apiUrl: config.DISCORD_API_URL,
+    limits: serviceSettingsFrom(config).limits,
+    log: log.child({ surface: 'discord' }),
+  });
+  await bot.start();
+  return { name: 'discord', close: () => bot.stop() };
+}

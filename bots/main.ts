@@ -1,0 +1,121 @@
+/**
+ * The entry point: `tsx bots/main.ts all|bot|worker` (`npm start`, `npm run bot`, `npm run worker`).
+ * Reads the environment once, starts the role, prints where to find it, and on SIGTERM/SIGINT stops
+ * gracefully and exits 0. A second signal releases a running job at once.
+ */
+import { loadConfig } from '../core/config.ts';
+import { CodedError, ErrorCode } from '../core/errors.ts';
+import { type App, ROLES, type Role, startApp } from './app.ts';
+import { createLogger } from './logger.ts';
+
+const USAGE = `Usage: tsx bots/main.ts [all|bot|worker]
+  all     Redis, an in-process worker and the playground (and Discord/Slack if configured). npm start
+  bot     Discord, Slack and the playground; workers run elsewhere.                        npm run bot
+  worker  One GPU/CPU worker with /healthz, /readyz, /metrics on WORKER_PORT.               npm run worker`;
+
+/** Past this after the first signal, the process gives up waiting and exits non-zero. */
+const HARD_STOP_MS = { all: 19_000, bot: 25_000 } as const;
+
+async function main(): Promise<number> {
+  const arg = process.argv[2] ?? 'all';
+  if (arg === '-h' || arg === '--help') {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  if (!(ROLES as readonly string[]).includes(arg)) {
+    process.stderr.write(`Unknown role "${arg}".\n${USAGE}\n`);
+    return 2;
+  }
+  const role = arg as Role;
+
+  let config: ReturnType<typeof loadConfig>;
+  try {
+    config = loadConfig(process.env);
+  } catch (error) {
+    if (error instanceof CodedError && error.code === ErrorCode.Config) {
+      process.stderr.write(`${error.message}\nSee .env.example for every setting and its default.\n`);
+      return 1;
+    }
+    throw error;
+  }
+  const log = createLogger({ level: config.LOG_LEVEL, role });
+
+  let app: App;
+  try {
+    app = await startApp({ role, config, log });
+  } catch (error) {
+    return fatal(log, error, 'could not start');
+  }
+
+  const hardStopMs = role === 'worker' ? config.SHUTDOWN_TIMEOUT_MS + 15_000 : HARD_STOP_MS[role];
+  let signals = 0;
+  const stopped = new Promise<number>((resolve) => {
+    const onSignal = (signal: NodeJS.Signals) => {
+      signals++;
+      if (signals > 1) {
+        log.warn({ signal }, 'second signal: releasing running jobs now');
+        void app.stop({ releaseNow: true });
+        return;
+      }
+      log.info({ signal }, 'shutting down');
+      const timer = setTimeout(() => {
+        log.error({ afterMs: hardStopMs }, 'shutdown took too long; exiting');
+        resolve(1);
+      }, hardStopMs);
+      timer.unref();
+      app.stop().then(
+        () => {
+          clearTimeout(timer);
+          log.info({}, 'stopped');
+          resolve(0);
+        },
+        (error: unknown) => {
+          clearTimeout(timer);
+          log.error({ err: error }, 'shutdown failed');
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+
+  if (role === 'worker') {
+    log.info(
+      { url: app.url, health: `${app.url}/healthz`, metrics: `${app.url}/metrics` },
+      'worker endpoints ready',
+    );
+  } else {
+    log.info({ url: app.url }, 'playground ready');
+    process.stderr.write(`\n  imagine playground: ${app.url}\n\n`);
+  }
+
+  // A worker that cannot load its model is of no use: say why and stop (the playground stays silent otherwise).
+  const failedStart = app.workerReady.then(
+    () => undefined,
+    async (error: unknown) => {
+      const code = fatal(log, error, 'the worker could not start');
+      await app.stop({ releaseNow: true }).catch(() => undefined);
+      return code;
+    },
+  );
+  return Promise.race([stopped, failedStart.then((code) => code ?? stopped)]);
+}
+
+function fatal(log: ReturnType<typeof createLogger>, error: unknown, what: string): number {
+  log.fatal({ err: error, code: error instanceof CodedError ? error.code : undefined }, what);
+  process.stderr.write(`\n${what}: ${error instanceof Error ? error.message : String(error)}\n`);
+  return 1;
+}
+
+main().then(
+  (code) => {
+    // Logs are written synchronously by pino's default destination; exit now rather than wait for
+    // stray timers in libraries.
+    process.exit(code);
+  },
+  (error: unknown) => {
+    process.stderr.write(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,36 @@
+import { Queue } from 'bullmq';
+import { closeRedisClient, createRedisClient, type RedisConnection } from '../../queue/connection.ts';
+import { GENERATE_QUEUE } from '../../queue/keys.ts';
+import type { QueueCounts } from './metrics.ts';
+
+/**
+ * Read-only view of the shared Redis for health and metrics: PING for `/readyz`, and the generation
+ * queue's job counts for the queue-depth gauges. Its own connection, which fails fast while Redis is
+ * down (so a probe answers instead of hanging).
+ */
+export interface QueueProbe {
+  ping(): Promise<void>;
+  counts(): Promise<QueueCounts>;
+  close(): Promise<void>;
+}
+
+export function createQueueProbe(connection: RedisConnection, prefix: string): QueueProbe {
+  const client = createRedisClient(connection, { blocking: false, name: 'imagine-probe' });
+  // Errors surface through ping(); the client reconnects by itself.
+  client.on('error', () => {});
+  const queue = new Queue(GENERATE_QUEUE, { connection: client, prefix });
+  queue.on('error', () => {});
+  return {
+    async ping() {
+      const reply = await client.ping();
+      if (reply !== 'PONG') throw new Error(`redis answered ${reply}`);
+    },
+    async counts() {
+      return queue.getJobCounts('waiting', 'delayed', 'prioritized', 'active', 'completed', 'failed');
+    },
+    async close() {
+      await queue.close().catch(() => {});
+      await closeRedisClient(client);
+    },
+  };
+}

@@ -1,0 +1,62 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from '../logger.ts';
+import { handleOps, notFound, type OpsRoutes, sendError } from './http.ts';
+
+export interface OpsServerOptions extends OpsRoutes {
+  readonly host: string;
+  /** 0 picks a free port. */
+  readonly port: number;
+  readonly log: Logger;
+}
+
+export interface RunningServer {
+  /** Base URL actually bound, e.g. `http://127.0.0.1:8788`. */
+  readonly url: string;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/** The worker's HTTP surface: health, readiness and metrics only. */
+export async function startOpsServer(options: OpsServerOptions): Promise<RunningServer> {
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    handleOps(req, res, path, options)
+      .then((handled) => {
+        if (!handled) throw notFound();
+      })
+      .catch((error: unknown) => sendError(res, error, options.log, { path }));
+  });
+  return listen(server, options.host, options.port);
+}
+
+export function urlHost(host: string): string {
+  if (host === '0.0.0.0' || host === '::' || host === '') return '127.0.0.1';
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}
+
+/** Listens and returns the bound URL; `close()` stops accepting and ends idle keep-alive sockets. */
+export function listen(server: Server, host: string, port: number): Promise<RunningServer> {
+  server.keepAliveTimeout = 5000;
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      const bound = (server.address() as AddressInfo).port;
+      let closing: Promise<void> | undefined;
+      resolve({
+        url: `http://${urlHost(host)}:${bound}`,
+        port: bound,
+        close: () => {
+          closing ??= new Promise<void>((done) => {
+            server.close(() => done());
+            server.closeIdleConnections();
+            // Streams (SSE) and slow clients must not hold shutdown hostage.
+            setTimeout(() => server.closeAllConnections(), 2000).unref();
+          });
+          return closing;
+        },
+      });
+    });
+  });
+}

@@ -1,0 +1,593 @@
+import { randomUUID } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { isLoopbackHost } from '../../core/config.ts';
+import { ErrorCode } from '../../core/errors.ts';
+import { JOB_ID_RE, jobIdFor } from '../../core/jobspec.ts';
+import { FLAG_HELP, type ImagineOptions } from '../../core/request.ts';
+import { SAMPLERS } from '../../core/samplers.ts';
+import { GRID_SIZE } from '../../core/seeds.ts';
+import type { Jobs } from '../../queue/types.ts';
+import type { Logger } from '../logger.ts';
+import { safeUrl } from '../logger.ts';
+import type { Health } from '../ops/health.ts';
+import {
+  HttpError,
+  handleOps,
+  methodNotAllowed,
+  notFound,
+  readJsonObject,
+  SECURITY_HEADERS,
+  sendError,
+  sendJson,
+  sendText,
+} from '../ops/http.ts';
+import type { Metrics } from '../ops/metrics.ts';
+import { listen, type RunningServer } from '../ops/server.ts';
+import { encodeControl } from '../service/controls.ts';
+import type { ControlAction, ControlPress, ImagineCommand } from '../surface.ts';
+import { Access, checkOrigin, identify, isSecure } from './auth.ts';
+import { HttpReply, type WebSurface } from './surface.ts';
+import { jobJson, jobUrl } from './view.ts';
+
+/** The part of the conversation service the playground drives (ConversationService satisfies it). */
+export interface PlaygroundService {
+  imagine(command: ImagineCommand, reply: HttpReply): Promise<void>;
+  press(press: ControlPress, reply: HttpReply): Promise<void>;
+}
+
+export interface PlaygroundOptions {
+  readonly host: string;
+  /** 0 picks a free port. */
+  readonly port: number;
+  /** Required unless `host` is loopback. */
+  readonly token?: string | undefined;
+  readonly service: PlaygroundService;
+  /** Reads only: records, status, PNGs. Every action goes through the service. */
+  readonly jobs: Pick<Jobs, 'record' | 'status' | 'gridPng' | 'imagePng'>;
+  /** The surface attached to the service. */
+  readonly surface: WebSurface;
+  readonly health: Health;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+  /** Shown by the page (`GET /api/info`): model label, defaults… Read per request. */
+  readonly info?: () => Readonly<Record<string, unknown>>;
+  /** Shown in "not found" answers. */
+  readonly recordTtlDays?: number;
+  /** @defaultValue 16384 */
+  readonly bodyLimitBytes?: number;
+}
+
+/** The channel every playground job is posted in (the page is one shared room). */
+export const PLAYGROUND_CHANNEL = 'playground';
+
+const STATIC_FILES = {
+  '/': { file: 'index.html', type: 'text/html; charset=utf-8' },
+  '/index.html': { file: 'index.html', type: 'text/html; charset=utf-8' },
+  '/app.js': { file: 'app.js', type: 'text/javascript; charset=utf-8' },
+  '/style.css': { file: 'style.css', type: 'text/css; charset=utf-8' },
+  '/favicon.svg': { file: 'favicon.svg', type: 'image/svg+xml' },
+} as const satisfies Record<string, { file: string; type: string }>;
+
+type StaticPath = keyof typeof STATIC_FILES;
+
+const CSP =
+  "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; connect-src 'self'; " +
+  "frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+/** Typed fields `POST /api/imagine` accepts (the text form is `{"text": …}`). */
+const TYPED_FIELDS = [
+  'prompt',
+  'negative',
+  'seed',
+  'steps',
+  'guidance',
+  'sampler',
+  'width',
+  'height',
+  'aspect',
+  'size',
+];
+
+interface Ctx {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly url: URL;
+  readonly user: string;
+  readonly params: readonly string[];
+}
+
+interface Route {
+  readonly pattern: RegExp;
+  readonly methods: Readonly<Record<string, (ctx: Ctx) => Promise<void>>>;
+}
+
+export async function startPlayground(options: PlaygroundOptions): Promise<RunningServer> {
+  const openLoopback = options.token === undefined;
+  if (openLoopback && !isLoopbackHost(options.host)) {
+    throw new Error(`PLAYGROUND_TOKEN is required when HOST (${options.host}) is not a loopback address`);
+  }
+  const access = new Access(options.token);
+  const staticDir = new URL('./static/', import.meta.url);
+  const files = new Map<string, Buffer>();
+  for (const { file } of Object.values(STATIC_FILES)) {
+    if (!files.has(file)) files.set(file, await readFile(new URL(file, staticDir)));
+  }
+  const log = options.log;
+  const bodyLimit = options.bodyLimitBytes ?? 16_384;
+  const ttlDays = options.recordTtlDays ?? 30;
+
+  const gone = (id: string) =>
+    new HttpError(
+      404,
+      ErrorCode.NotFound,
+      `No job "${id}": it never existed or has expired (grids are kept ${ttlDays} days).`,
+    );
+
+  const requireRecord = async (id: string) => {
+    const record = await options.jobs.record(id);
+    if (record === null) throw gone(id);
+    return record;
+  };
+
+  const imageNumber = (text: string, count: number = GRID_SIZE): number => {
+    const n = Number(text);
+    if (!Number.isInteger(n) || n < 1 || n > count) {
+      throw new HttpError(400, ErrorCode.InvalidRequest, `Image numbers go from 1 to ${count}, got ${text}.`);
+    }
+    return n;
+  };
+
+  /** A retried request with the same Idempotency-Key (per user) maps to the same job. */
+  const interactionId = (req: IncomingMessage, user: string): string => {
+    const key = req.headers['idempotency-key'];
+    if (key === undefined) return randomUUID();
+    if (typeof key !== 'string' || !/^[A-Za-z0-9_-]{8,64}$/u.test(key)) {
+      throw new HttpError(
+        400,
+        ErrorCode.InvalidRequest,
+        'Idempotency-Key must be 8 to 64 letters, digits, _ or -.',
+      );
+    }
+    return `${user}.${key}`;
+  };
+
+  /** Turns what the service told the request into the HTTP answer. */
+  const answer = async (ctx: Ctx, reply: HttpReply, fallbackId: string | undefined): Promise<void> => {
+    const outcome = reply.outcome;
+    if (outcome?.kind === 'queued') {
+      const view = outcome.view;
+      options.surface.announceQueued(ctx.user, view.recordId);
+      log.info({ jobId: view.recordId, kind: view.jobKind, user: ctx.user }, 'playground job queued');
+      sendJson(
+        ctx.res,
+        202,
+        {
+          id: view.recordId,
+          kind: view.jobKind,
+          seeds: view.seeds,
+          position: view.position,
+          warnings: view.warnings,
+          url: jobUrl(view.recordId),
+        },
+        { location: jobUrl(view.recordId) },
+      );
+      return;
+    }
+    if (outcome?.kind === 'private') {
+      const code = outcome.error?.code ?? ErrorCode.InvalidRequest;
+      const status = httpStatusFor(code);
+      const headers: Record<string, string> = {};
+      if (status === 429)
+        headers['retry-after'] = String(Math.max(1, Math.ceil(outcome.error?.retryAfterSeconds ?? 10)));
+      const error: Record<string, unknown> = { code, message: outcome.text };
+      if (outcome.error?.errorId !== undefined) error.errorId = outcome.error.errorId;
+      if (outcome.error?.retryAfterSeconds !== undefined)
+        error.retryAfterSeconds = outcome.error.retryAfterSeconds;
+      sendJson(ctx.res, status, { error }, headers);
+      return;
+    }
+    if (outcome?.kind === 'image') {
+      const view = outcome.view;
+      sendJson(ctx.res, 200, {
+        id: view.recordId,
+        n: view.index + 1,
+        seed: view.seed,
+        prompt: view.prompt,
+        image: `${jobUrl(view.recordId)}/images/${view.index + 1}.png`,
+      });
+      return;
+    }
+    // No visible answer: a redelivered request (same Idempotency-Key) or a cancel. Answer with the job.
+    if (fallbackId !== undefined) {
+      const record = await options.jobs.record(fallbackId);
+      if (record !== null) {
+        const live = await options.jobs.status(fallbackId);
+        const job = jobJson(record, live, options.surface.latestProgress(fallbackId));
+        sendJson(ctx.res, 200, {
+          id: job.id,
+          kind: job.kind,
+          status: job.status,
+          seeds: job.seeds,
+          position: job.position,
+          url: jobUrl(job.id),
+        });
+        return;
+      }
+    }
+    throw new HttpError(
+      503,
+      'E_UNAVAILABLE',
+      'The playground could not handle this request right now; try again.',
+    );
+  };
+
+  const press = async (ctx: Ctx, action: ControlAction, index: number): Promise<void> => {
+    const [id] = ctx.params as [string];
+    await readEmptyBody(ctx.req, bodyLimit);
+    await requireRecord(id);
+    const reply = new HttpReply();
+    const interaction = interactionId(ctx.req, ctx.user);
+    await options.service.press(
+      {
+        surface: 'web',
+        user: ctx.user,
+        channel: PLAYGROUND_CHANNEL,
+        interactionId: interaction,
+        controlId: encodeControl({ action, recordId: id, index }),
+      },
+      reply,
+    );
+    const made = action === 'refine' || action === 'reroll' ? jobIdFor('web', interaction) : id;
+    await answer(ctx, reply, made);
+  };
+
+  const routes: Route[] = [
+    {
+      pattern: /^\/api\/imagine$/u,
+      methods: {
+        POST: async (ctx) => {
+          const body = await readJsonObject(ctx.req, { limitBytes: bodyLimit });
+          const reply = new HttpReply();
+          const interaction = interactionId(ctx.req, ctx.user);
+          const base = {
+            surface: 'web' as const,
+            user: ctx.user,
+            channel: PLAYGROUND_CHANNEL,
+            interactionId: interaction,
+          };
+          const command: ImagineCommand =
+            'text' in body ? { ...base, text: textField(body) } : { ...base, options: typedFields(body) };
+          await options.service.imagine(command, reply);
+          await answer(ctx, reply, jobIdFor('web', interaction));
+        },
+      },
+    },
+    {
+      pattern: /^\/api\/info$/u,
+      methods: {
+        GET: async (ctx) =>
+          sendJson(ctx.res, 200, {
+            samplers: SAMPLERS,
+            flags: FLAG_HELP,
+            gridSize: GRID_SIZE,
+            ...options.info?.(),
+          }),
+      },
+    },
+    {
+      pattern: /^\/api\/events$/u,
+      methods: {
+        GET: async (ctx) => {
+          if (ctx.req.method === 'HEAD') {
+            ctx.res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8' }).end();
+            return;
+          }
+          const wanted = ctx.url.searchParams
+            .getAll('job')
+            .flatMap((v) => v.split(','))
+            .filter((v) => JOB_ID_RE.test(v))
+            .slice(0, 200);
+          options.surface.stream(ctx.res, ctx.user, new Set(wanted));
+        },
+      },
+    },
+    {
+      pattern: /^\/api\/jobs\/([^/]+)$/u,
+      methods: {
+        GET: async (ctx) => {
+          const [id] = ctx.params as [string];
+          const record = await requireRecord(id);
+          const live = await options.jobs.status(id);
+          sendJson(ctx.res, 200, jobJson(record, live, options.surface.latestProgress(id)));
+        },
+      },
+    },
+    {
+      pattern: /^\/api\/jobs\/([^/]+)\/grid(?:\.png)?$/u,
+      methods: {
+        GET: async (ctx) => {
+          const [id] = ctx.params as [string];
+          const record = await requireRecord(id);
+          if (record.status.state !== 'done') throw notReady(record.status.state);
+          const png = await options.jobs.gridPng(id);
+          if (png === null) throw gone(id);
+          sendPng(ctx.res, png, `${id}-grid.png`);
+        },
+      },
+    },
+    {
+      pattern: /^\/api\/jobs\/([^/]+)\/images\/(\d+)(?:\.png)?$/u,
+      methods: {
+        GET: async (ctx) => {
+          const [id, nText] = ctx.params as [string, string];
+          const record = await requireRecord(id);
+          const n = imageNumber(nText, record.prompts.length);
+          if (record.status.state !== 'done') throw notReady(record.status.state);
+          const png = await options.jobs.imagePng(id, n - 1);
+          if (png === null) throw gone(id);
+          sendPng(ctx.res, png, `${id}-${n}.png`);
+        },
+      },
+    },
+    {
+      pattern: /^\/api\/jobs\/([^/]+)\/preview(?:\.png)?$/u,
+      methods: {
+        GET: async (ctx) => {
+          const [id] = ctx.params as [string];
+          const png = options.surface.preview(id);
+          if (png === undefined)
+            throw new HttpError(404, ErrorCode.NotFound, `No preview for "${id}" right now.`);
+          sendPng(ctx.res, png, `${id}-preview.png`);
+        },
+      },
+    },
+    {
+      pattern: /^\/api\/jobs\/([^/]+)\/refine\/(\d+)$/u,
+      methods: { POST: (ctx) => press(ctx, 'refine', imageNumber(ctx.params[1]!) - 1) },
+    },
+    {
+      pattern: /^\/api\/jobs\/([^/]+)\/upscale\/(\d+)$/u,
+      methods: { POST: (ctx) => press(ctx, 'upscale', imageNumber(ctx.params[1]!) - 1) },
+    },
+    { pattern: /^\/api\/jobs\/([^/]+)\/reroll$/u, methods: { POST: (ctx) => press(ctx, 'reroll', 0) } },
+    { pattern: /^\/api\/jobs\/([^/]+)\/cancel$/u, methods: { POST: (ctx) => press(ctx, 'cancel', 0) } },
+  ];
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://playground.invalid');
+    } catch {
+      throw new HttpError(400, ErrorCode.InvalidRequest, 'Malformed request URL.');
+    }
+    const path = url.pathname;
+    // Probes stay open: container healthchecks and load balancers carry no token.
+    if (path === '/healthz' || path === '/readyz') {
+      await handleOps(req, res, path, options);
+      return;
+    }
+    const refused = checkOrigin(req, openLoopback);
+    if (refused !== undefined) throw new HttpError(403, ErrorCode.Forbidden, refused);
+
+    // The login link: check the token, set the session cookie, and drop the token from the address bar.
+    const loginToken = url.searchParams.get('token');
+    if (path === '/' && loginToken !== null && access.required) {
+      const session = access.login(loginToken, isSecure(req));
+      if (session === undefined) {
+        sendText(res, 401, 'text/plain; charset=utf-8', 'Wrong playground token.\n');
+        return;
+      }
+      res.writeHead(303, {
+        ...SECURITY_HEADERS,
+        location: '/',
+        'set-cookie': session,
+        'cache-control': 'no-store',
+      });
+      res.end();
+      return;
+    }
+    if (!access.allows(req)) {
+      if (path === '/' || path === '/index.html') {
+        // A person at the page, not an API client: say how to get in.
+        sendText(
+          res,
+          401,
+          'text/plain; charset=utf-8',
+          'This playground needs its token. Open the login link once: /?token=<PLAYGROUND_TOKEN>\n',
+        );
+        return;
+      }
+      throw new HttpError(
+        401,
+        'E_UNAUTHORIZED',
+        'This playground needs its token: open /?token=<PLAYGROUND_TOKEN> once, or send Authorization: Bearer <token>.',
+        { 'www-authenticate': 'Bearer realm="imagine playground"' },
+      );
+    }
+    if (path === '/metrics') {
+      await handleOps(req, res, path, options);
+      return;
+    }
+
+    const identity = identify(req);
+    if (identity.setCookie !== undefined) res.setHeader('set-cookie', identity.setCookie);
+
+    if (path in STATIC_FILES) {
+      if (req.method !== 'GET' && req.method !== 'HEAD') throw methodNotAllowed(['GET', 'HEAD']);
+      const entry = STATIC_FILES[path as StaticPath];
+      const body = files.get(entry.file)!;
+      res.writeHead(200, {
+        ...SECURITY_HEADERS,
+        'content-type': entry.type,
+        'content-length': String(body.length),
+        'cache-control': 'no-cache',
+        'content-security-policy': CSP,
+      });
+      res.end(body);
+      return;
+    }
+
+    for (const route of routes) {
+      const match = route.pattern.exec(path);
+      if (match === null) continue;
+      const params = match.slice(1).map((p) => safeDecode(p));
+      if (path.startsWith('/api/jobs/') && !JOB_ID_RE.test(params[0] ?? '')) {
+        throw new HttpError(
+          404,
+          ErrorCode.NotFound,
+          `No job "${params[0] ?? ''}": job ids look like web-abc123.`,
+        );
+      }
+      const method = req.method === 'HEAD' && route.methods.GET !== undefined ? 'GET' : (req.method ?? 'GET');
+      const run = route.methods[method];
+      if (run === undefined) {
+        const allowed = Object.keys(route.methods);
+        if (allowed.includes('GET')) allowed.push('HEAD');
+        throw methodNotAllowed(allowed);
+      }
+      await run({ req, res, url, user: identity.user, params });
+      return;
+    }
+    throw notFound(`Nothing at ${path}.`);
+  };
+
+  const server = createServer((req, res) => {
+    const started = performance.now();
+    res.on('finish', () =>
+      log.debug(
+        {
+          method: req.method,
+          url: safeUrl(req.url ?? '/'),
+          status: res.statusCode,
+          ms: Math.round(performance.now() - started),
+        },
+        'http request',
+      ),
+    );
+    handle(req, res).catch((error: unknown) =>
+      sendError(res, error, log, { path: safeUrl(req.url ?? '/'), method: req.method }),
+    );
+  });
+  // A client that never finishes sending headers or a body must not hold a socket forever.
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 30_000;
+  server.maxHeadersCount = 100;
+  const running = await listen(server, options.host, options.port);
+  return {
+    ...running,
+    close: async () => {
+      options.surface.close();
+      await running.close();
+    },
+  };
+}
+
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
+function sendPng(res: ServerResponse, png: Buffer, name: string): void {
+  res.writeHead(200, {
+    ...SECURITY_HEADERS,
+    'content-type': 'image/png',
+    'content-length': String(png.length),
+    // Results never change once written; they only expire.
+    'cache-control': 'private, max-age=86400, immutable',
+    'content-disposition': `inline; filename="${name}"`,
+  });
+  res.end(png);
+}
+
+function notReady(state: string): HttpError {
+  return new HttpError(409, 'E_NOT_READY', `This job is ${state}; its images exist once it is done.`);
+}
+
+/** Status for an error code the service showed privately. Internal codes mean the server failed, not the request. */
+export function httpStatusFor(code: string): number {
+  switch (code) {
+    case ErrorCode.RateLimited:
+    case ErrorCode.QueueFull:
+      return 429;
+    case ErrorCode.NotFound:
+      return 404;
+    case ErrorCode.Expired:
+      return 410;
+    case ErrorCode.Forbidden:
+      return 403;
+    case ErrorCode.AlreadyFinished:
+    case ErrorCode.Cancelled:
+      return 409;
+    case ErrorCode.InvalidRequest:
+    case ErrorCode.UnknownFlag:
+    case ErrorCode.PromptTooLong:
+      return 400;
+    case ErrorCode.Redis:
+      return 503;
+    default:
+      return 500;
+  }
+}
+
+function textField(body: Record<string, unknown>): string {
+  const extra = Object.keys(body).filter((k) => k !== 'text');
+  if (extra.length > 0) {
+    throw new HttpError(
+      400,
+      ErrorCode.InvalidRequest,
+      `Send either {"text": …} or typed fields, not both (got ${extra.join(', ')} with text).`,
+    );
+  }
+  if (typeof body.text !== 'string') {
+    throw new HttpError(
+      400,
+      ErrorCode.InvalidRequest,
+      '"text" must be a string, e.g. "a lighthouse --ar 3:2".',
+    );
+  }
+  // The page sends what the user typed; the command name itself is not part of the prompt.
+  return body.text.replace(/^\s*\/imagine\b\s*/iu, '');
+}
+
+function typedFields(body: Record<string, unknown>): ImagineOptions {
+  const unknown = Object.keys(body).filter((k) => !TYPED_FIELDS.includes(k));
+  if (unknown.length > 0) {
+    throw new HttpError(
+      400,
+      ErrorCode.UnknownFlag,
+      `Unknown field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `"${k}"`).join(', ')}. ` +
+        `Send {"text": "<prompt> --flags"} or any of: text, ${TYPED_FIELDS.join(', ')}.`,
+    );
+  }
+  if (typeof body.prompt !== 'string') {
+    throw new HttpError(400, ErrorCode.InvalidRequest, 'Send "prompt" (a string) or "text".');
+  }
+  const options: Record<string, string | number> = { prompt: body.prompt };
+  for (const key of TYPED_FIELDS) {
+    if (key === 'prompt') continue;
+    const value = body[key];
+    if (value === undefined || value === null) continue;
+    if (typeof value !== 'string' && typeof value !== 'number') {
+      throw new HttpError(400, ErrorCode.InvalidRequest, `"${key}" must be a string or a number.`);
+    }
+    options[key] = value;
+  }
+  return options as unknown as ImagineOptions;
+}
+
+/** Buttons take no body; anything but nothing or `{}` is a mistake worth reporting. */
+async function readEmptyBody(req: IncomingMessage, limit: number): Promise<void> {
+  const body = await readJsonObject(req, { limitBytes: limit });
+  const keys = Object.keys(body);
+  if (keys.length > 0) {
+    throw new HttpError(
+      400,
+      ErrorCode.InvalidRequest,
+      `This action takes no body fields (got ${keys.join(', ')}).`,
+    );
+  }
+}

@@ -1,0 +1,111 @@
+import type { GridRecord, JobStatus } from '../../queue/types.ts';
+import { gridNotes } from '../service/format.ts';
+
+/** The JSON API's job, as `GET /api/jobs/:id` and the page see it. Image numbers in URLs are 1-based, like the buttons. */
+export interface JobJson {
+  readonly id: string;
+  readonly kind: string;
+  readonly status: JobStatus['state'];
+  /** Jobs ahead while queued (0 = next); null otherwise. */
+  readonly position: number | null;
+  readonly progress: { readonly step: number; readonly total: number };
+  readonly prompts: readonly string[];
+  readonly seeds: readonly number[];
+  readonly settings: {
+    readonly negative: string;
+    readonly sampler: string;
+    readonly steps: number;
+    readonly guidance: number;
+    readonly width: number;
+    readonly height: number;
+  };
+  readonly attempts: number;
+  /** `host:pid` of the worker that ran it. */
+  readonly worker: string | null;
+  readonly error: { readonly message: string; readonly errorId?: string } | null;
+  readonly cancelledBy: string | null;
+  readonly grid: string | null;
+  readonly images: readonly string[];
+  /** The grid this one refines or rerolls; `n` is the refined image's number (1-based). */
+  readonly parent: { readonly id: string; readonly n: number | null } | null;
+  /** Truncation, safety and demo-model notes, worded by the conversation service. */
+  readonly notes: readonly string[];
+  readonly model: { readonly name: string; readonly demo: boolean } | null;
+  readonly createdAt: number;
+  readonly expiresAt: number;
+  readonly timings: GridRecord['timings'];
+}
+
+export function jobUrl(id: string): string {
+  return `/api/jobs/${encodeURIComponent(id)}`;
+}
+
+/**
+ * Builds the job from its record and, when given, the live status (queue position and step move
+ * faster than the record is rewritten).
+ */
+export function jobJson(
+  record: GridRecord,
+  live: JobStatus | null,
+  latest?: { step: number; total: number },
+): JobJson {
+  const status = live ?? record.status;
+  const spec = record.spec;
+  const base = jobUrl(record.id);
+  const done = status.state === 'done';
+  const count = record.prompts.length;
+  let progress = { step: 0, total: spec.steps };
+  if (status.state === 'running') {
+    progress = { step: status.step, total: status.total };
+    if (latest !== undefined && latest.step > status.step) progress = latest;
+  } else if (done) {
+    progress = { step: spec.steps, total: spec.steps };
+  }
+  const images = record.prompts.map((prompt, index) => ({
+    index,
+    prompt,
+    seed: record.seeds[index] ?? 0,
+    truncatedTokens: record.truncatedTokens?.[index] ?? 0,
+  }));
+  let error: JobJson['error'] = null;
+  if (status.state === 'failed') {
+    error = status.userFacing
+      ? { message: status.reason }
+      : {
+          message: `Something went wrong on our side${status.errorId === undefined ? '' : ` (error id ${status.errorId})`}. Please try again.`,
+          ...(status.errorId === undefined ? {} : { errorId: status.errorId }),
+        };
+  }
+  return {
+    id: record.id,
+    kind: spec.kind,
+    status: status.state,
+    position: status.state === 'queued' ? status.position : null,
+    progress,
+    prompts: record.prompts,
+    seeds: record.seeds,
+    settings: {
+      negative: spec.negative,
+      sampler: spec.sampler,
+      steps: spec.steps,
+      guidance: spec.guidance,
+      width: spec.width,
+      height: spec.height,
+    },
+    attempts: record.attempts,
+    worker: record.worker ?? null,
+    error,
+    cancelledBy: status.state === 'cancelled' ? status.by : null,
+    grid: done ? `${base}/grid.png` : null,
+    images: done ? Array.from({ length: count }, (_, i) => `${base}/images/${i + 1}.png`) : [],
+    parent:
+      spec.parent === undefined
+        ? null
+        : { id: spec.parent.gridId, n: spec.parent.index === undefined ? null : spec.parent.index + 1 },
+    notes: done ? gridNotes(images, record.model, record.nsfw) : [],
+    model: record.model ?? null,
+    createdAt: record.createdAt,
+    expiresAt: record.expiresAt,
+    timings: record.timings,
+  };
+}
