@@ -1,0 +1,76 @@
+import {
+  ActionRowBuilder,
+  type APIActionRowComponent,
+  type APIComponentInMessageActionRow,
+  ButtonBuilder,
+  ButtonStyle,
+  escapeMarkdown,
+} from 'discord.js';
+import type { Attachment, ControlRows, Markup, SurfaceLimits } from '../surface.ts';
+
+/** Discord's attachment limit for bots without boosts, and its message content limit. */
+export const DISCORD_LIMITS: SurfaceLimits = {
+  maxUploadBytes: 10 * 1024 * 1024,
+  maxTextLength: 2000,
+  progressPreviews: true,
+};
+
+export const DISCORD_MARKUP: Markup = {
+  bold: (text) => `**${text}**`,
+  code: (text) => (text.includes('`') ? `\`\` ${text} \`\`` : `\`${text}\``),
+  mention: (user) => (/^\d+$/u.test(user) ? `<@${user}>` : `@${escapeMarkdown(user)}`),
+  escape: (text) => escapeMarkdown(text),
+};
+
+const STYLES = {
+  primary: ButtonStyle.Primary,
+  secondary: ButtonStyle.Secondary,
+  danger: ButtonStyle.Danger,
+} as const;
+
+export function componentRows(rows: ControlRows): APIActionRowComponent<APIComponentInMessageActionRow>[] {
+  return rows
+    .filter((row) => row.length > 0)
+    .map((row) =>
+      new ActionRowBuilder<ButtonBuilder>()
+        .addComponents(
+          row.map((c) => new ButtonBuilder().setCustomId(c.id).setLabel(c.label).setStyle(STYLES[c.style])),
+        )
+        .toJSON(),
+    ) as APIActionRowComponent<APIComponentInMessageActionRow>[];
+}
+
+/** A message body for REST (webhook edits, channel posts) with its files, attachments replaced. */
+export interface RestMessage {
+  readonly body: {
+    content: string;
+    flags?: number;
+    components: APIActionRowComponent<APIComponentInMessageActionRow>[];
+    attachments?: { id: number; filename: string }[];
+    allowed_mentions: { parse: []; users: string[] };
+    message_reference?: { message_id: string; fail_if_not_exists: false };
+  };
+  readonly files: { name: string; data: Buffer; contentType: string }[];
+}
+
+/**
+ * Builds a message. `attachments` lists exactly the new files, so an edit replaces what the message
+ * showed before (a progress preview by the grid). Only the named users can be pinged: prompts may
+ * contain `@everyone` or role mentions, which must stay text.
+ */
+export function restMessage(
+  content: string,
+  rows: ControlRows,
+  files: readonly Attachment[],
+  mention: readonly string[],
+): RestMessage {
+  return {
+    body: {
+      content,
+      components: componentRows(rows),
+      attachments: files.map((f, id) => ({ id, filename: f.name })),
+      allowed_mentions: { parse: [], users: mention.filter((u) => /^\d+$/u.test(u)) },
+    },
+    files: files.map((f) => ({ name: f.name, data: f.data, contentType: f.contentType })),
+  };
+}

@@ -1,0 +1,187 @@
+import type { JobKind } from '../../core/jobspec.ts';
+import type { GridImageInfo, GridSettings, Markup } from '../surface.ts';
+
+/**
+ * Every text a user sees, written once for all surfaces with the surface's markup. Prompts are
+ * user text: escaped, and shortened (never the rest of the message) when the surface's length limit
+ * would be exceeded.
+ */
+
+const ELLIPSIS = '…';
+
+function clip(text: string, max: number): string {
+  if (text.length <= max) return text;
+  return text.slice(0, Math.max(0, max - 1)).trimEnd() + ELLIPSIS;
+}
+
+/** Builds with the longest prompt excerpt that fits `maxLength`. */
+function fitText(maxLength: number, build: (promptMax: number) => string): string {
+  let promptMax = 4000;
+  let text = build(promptMax);
+  while (text.length > maxLength && promptMax > 8) {
+    promptMax = Math.floor(promptMax * 0.75);
+    text = build(promptMax);
+  }
+  return text.length > maxLength ? clip(text, maxLength) : text;
+}
+
+function seedsText(m: Markup, seeds: readonly number[]): string {
+  return seeds.map((s) => m.code(String(s))).join(' ');
+}
+
+function origin(kind: JobKind, parentIndex: number | undefined): string {
+  if (kind === 'refine' && parentIndex !== undefined) return ` · refining image ${parentIndex + 1}`;
+  if (kind === 'reroll') return ' · reroll';
+  return '';
+}
+
+export interface QueuedTextInput {
+  readonly user: string;
+  readonly prompt: string;
+  readonly jobKind: JobKind;
+  readonly parentIndex?: number;
+  readonly seeds: readonly number[];
+  readonly position: number;
+  readonly warnings: readonly string[];
+}
+
+export function queuedText(m: Markup, maxLength: number, input: QueuedTextInput): string {
+  const where = input.position === 0 ? 'next in line' : `position ${input.position + 1} in the queue`;
+  return fitText(maxLength, (pm) =>
+    [
+      `${m.bold(m.escape(clip(input.prompt, pm)))} — ${m.mention(input.user)}${origin(input.jobKind, input.parentIndex)}`,
+      `Queued (${where}) · seeds ${seedsText(m, input.seeds)}`,
+      ...input.warnings.map((w) => `⚠️ ${w}`),
+    ].join('\n'),
+  );
+}
+
+export function progressText(
+  m: Markup,
+  maxLength: number,
+  input: { user: string; prompt: string; step: number; total: number; percent: number },
+): string {
+  return fitText(maxLength, (pm) =>
+    [
+      `${m.bold(m.escape(clip(input.prompt, pm)))} — ${m.mention(input.user)}`,
+      `Generating… ${input.percent}% (step ${input.step}/${input.total})`,
+    ].join('\n'),
+  );
+}
+
+export function settingsText(m: Markup, s: GridSettings, promptMax: number): string {
+  const parts = [s.sampler, `${s.steps} steps`, `cfg ${s.guidance}`, `${s.width}×${s.height}`];
+  if (s.negative !== '') parts.push(`negative: ${m.escape(clip(s.negative, promptMax))}`);
+  return parts.join(' · ');
+}
+
+/** Notes about truncation, the demo model and the safety checker; shown under a grid. */
+export function gridNotes(
+  images: readonly GridImageInfo[],
+  model: { name: string; demo: boolean } | undefined,
+  nsfw: readonly boolean[] | undefined,
+): string[] {
+  const notes: string[] = [];
+  const cut = images.filter((i) => i.truncatedTokens > 0);
+  if (cut.length > 0) {
+    const which =
+      cut.length === images.length
+        ? 'The prompt'
+        : `The prompt of image ${cut.map((i) => i.index + 1).join(', ')}`;
+    const dropped = Math.max(...cut.map((i) => i.truncatedTokens));
+    notes.push(
+      `${which} was cut at the model's 77-token limit; the last ${dropped} token${dropped === 1 ? ' was' : 's were'} ignored.`,
+    );
+  }
+  const flagged = (nsfw ?? []).flatMap((f, i) => (f ? [i + 1] : []));
+  if (flagged.length > 0) notes.push(`The safety checker flagged image ${flagged.join(', ')}.`);
+  if (model?.demo === true) {
+    notes.push(`Made with the built-in demo model (${model.name}): synthetic images, not Stable Diffusion.`);
+  }
+  return notes;
+}
+
+export function gridText(
+  m: Markup,
+  maxLength: number,
+  input: {
+    owner: string;
+    jobKind: JobKind;
+    parentIndex?: number;
+    images: readonly GridImageInfo[];
+    settings: GridSettings;
+    notes: readonly string[];
+  },
+): string {
+  const first = input.images[0];
+  const samePrompt = input.images.every((i) => i.prompt === first?.prompt);
+  return fitText(maxLength, (pm) => {
+    const lines: string[] = [];
+    if (samePrompt) {
+      lines.push(
+        `${m.bold(m.escape(clip(first?.prompt ?? '', pm)))} — ${m.mention(input.owner)}${origin(input.jobKind, input.parentIndex)}`,
+      );
+      lines.push(
+        `Seeds: ${input.images.map((i) => `${i.index + 1}: ${m.code(String(i.seed))}`).join(' · ')}`,
+      );
+    } else {
+      lines.push(
+        `${m.mention(input.owner)}${origin(input.jobKind, input.parentIndex).replace(/^ · /u, ' ')}`,
+      );
+      for (const image of input.images) {
+        lines.push(
+          `${image.index + 1}. ${m.code(String(image.seed))} ${m.escape(clip(image.prompt, Math.ceil(pm / 2)))}`,
+        );
+      }
+    }
+    lines.push(settingsText(m, input.settings, pm));
+    lines.push(...input.notes.map((n) => `ℹ️ ${n}`));
+    return lines.join('\n');
+  });
+}
+
+export function imageText(
+  m: Markup,
+  maxLength: number,
+  input: { user: string; index: number; seed: number; prompt: string },
+): string {
+  return fitText(
+    maxLength,
+    (pm) =>
+      `Image ${input.index + 1} (seed ${m.code(String(input.seed))}) — ${m.escape(clip(input.prompt, pm))} · for ${m.mention(input.user)}`,
+  );
+}
+
+export function failureText(
+  m: Markup,
+  maxLength: number,
+  input: { owner: string; prompt: string; reason: string },
+): string {
+  return fitText(maxLength, (pm) =>
+    [
+      `${m.bold(m.escape(clip(input.prompt, pm)))} — ${m.mention(input.owner)}`,
+      `❌ Failed: ${input.reason}`,
+    ].join('\n'),
+  );
+}
+
+export function cancelledText(
+  m: Markup,
+  maxLength: number,
+  input: { owner: string; prompt: string; by: string },
+): string {
+  return fitText(maxLength, (pm) =>
+    [
+      `${m.bold(m.escape(clip(input.prompt, pm)))} — ${m.mention(input.owner)}`,
+      `🚫 Cancelled by ${input.by}.`,
+    ].join('\n'),
+  );
+}
+
+/** Plain markup, for logs, tests and surfaces without formatting. */
+export const PLAIN_MARKUP: Markup = {
+  bold: (t) => t,
+  code: (t) => t,
+  mention: (u) => `@${u}`,
+  escape: (t) => t,
+};
