@@ -2,13 +2,13 @@ import { join, resolve } from 'node:path';
 import type { Config } from '../core/config.ts';
 import type { Engine } from '../models/engine.ts';
 import { createJobs } from '../queue/jobs.ts';
+import { createQueueProbe, type QueueProbe } from '../queue/probe.ts';
 import { type RedisHandle, startRedis } from '../queue/redis-launcher.ts';
 import type { Jobs } from '../queue/types.ts';
 import type { QueueWorker } from '../queue/worker.ts';
 import type { Logger } from './logger.ts';
 import { Health } from './ops/health.ts';
 import { createMetrics, type Metrics } from './ops/metrics.ts';
-import { createQueueProbe, type QueueProbe } from './ops/queue-probe.ts';
 import { type RunningServer, startOpsServer } from './ops/server.ts';
 import { ConversationService, serviceSettingsFrom } from './service.ts';
 import type { ChatSurface } from './surface.ts';
@@ -55,7 +55,9 @@ export const ALL_IN_ONE_SHUTDOWN_MS = 10_000;
 
 export function defaultEngine(config: Config, log: Logger): () => Promise<Engine> {
   return async () => {
-    const { loadEngine } = await import('../models/pipeline.ts');
+    // In a worker thread: onnxruntime-node runs each session call synchronously, and a UNet call can take
+    // seconds on CPU; the worker's event loop must keep renewing job locks and serving health checks.
+    const { loadEngineInThread: loadEngine } = await import('../models/engine-thread/index.ts');
     const options = {
       executionProvider: config.ORT_EP,
       deviceId: config.ORT_DEVICE_ID,

@@ -206,7 +206,7 @@ export class ConversationService {
         user: command.user,
         action: 'imagine',
       });
-      await this.#safe(() => reply.privately(shown.message), 'reply.privately');
+      await this.#safe(() => reply.privately(shown.message, shown), 'reply.privately');
       return;
     }
     const accepted = this.#accept(reply);
@@ -237,7 +237,16 @@ export class ConversationService {
     if (surface === undefined || control === null) {
       if (control === null) this.#log.warn(context, 'invalid control id');
       await this.#safe(
-        () => reply.privately(surface === undefined ? 'This surface is not ready.' : MESSAGES.invalidControl),
+        () =>
+          surface === undefined
+            ? reply.privately('This surface is not ready.', {
+                code: ErrorCode.Internal,
+                message: 'surface not ready',
+              })
+            : reply.privately(MESSAGES.invalidControl, {
+                code: ErrorCode.InvalidRequest,
+                message: MESSAGES.invalidControl,
+              }),
         'reply.privately',
       );
       return;
@@ -300,7 +309,7 @@ export class ConversationService {
         action: control.action,
         recordId: control.recordId,
       });
-      await this.#safe(() => reply.privately(shown.message), 'reply.privately');
+      await this.#safe(() => reply.privately(shown.message, shown), 'reply.privately');
     }
   }
 
@@ -373,7 +382,7 @@ export class ConversationService {
           user: origin.user,
           action: spec.kind,
         });
-        await this.#safe(() => reply.privately(shown.message), 'reply.privately');
+        await this.#safe(() => reply.privately(shown.message, shown), 'reply.privately');
         return;
       }
       const ok = await accepted;
@@ -474,7 +483,7 @@ export class ConversationService {
       switch (event.type) {
         case 'done':
           await ctx.once(`${surface.surface}:grid`, async () =>
-            surface.showGrid(target, await this.#gridView(surface, record, event.grid)),
+            surface.showGrid(target, await this.#gridView(surface, record, event.grid), ctx),
           );
           break;
         case 'failed': {

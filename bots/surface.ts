@@ -1,6 +1,8 @@
+import type { PublicError } from '../core/errors.ts';
 import type { JobKind, Surface } from '../core/jobspec.ts';
 import type { ImagineOptions } from '../core/request.ts';
 import type { SamplerName } from '../core/samplers.ts';
+import type { DeliveryContext } from '../queue/types.ts';
 
 /**
  * The contract between the conversation service (bots/service.ts, which decides) and a chat adapter
@@ -9,6 +11,9 @@ import type { SamplerName } from '../core/samplers.ts';
  * arrives later (progress, results). Every text the user sees is composed by the service with the
  * adapter's `Markup`, so the wording is the same on every surface.
  */
+
+/** Named, at-most-once side effects of one delivery (see queue's `DeliveryContext.once`). */
+export type DeliverySteps = Pick<DeliveryContext, 'once'>;
 
 /** Adapter-private reference to where a job is shown (interaction token, message id, ts…). Opaque to the service. */
 export type MessageRef = Readonly<Record<string, string>>;
@@ -202,8 +207,11 @@ export interface InteractionReply {
    * (Discord deferReply, Slack ack). Button: no visible change (Discord deferUpdate, Slack ack).
    */
   accept(): Promise<void>;
-  /** A private (ephemeral) message to the acting user. Called first, it is also the acknowledgement. */
-  privately(text: string): Promise<void>;
+  /**
+   * A private (ephemeral) message to the acting user. Called first, it is also the acknowledgement.
+   * `error` carries the code behind a refusal (queue full, forbidden…) for surfaces that map it (HTTP status).
+   */
+  privately(text: string, error?: PublicError): Promise<void>;
   /**
    * Shows a newly queued job publicly. Command: fills the placeholder. Button (refine/reroll): a new
    * message (a thread reply where the surface has threads). Returns a patch for the job's messageRef
@@ -226,7 +234,11 @@ export interface ChatSurface {
   readonly limits: SurfaceLimits;
   /** Edits the job's message with progress. Best effort: failures are logged, never retried. */
   showProgress(target: JobTarget, view: ProgressView): Promise<void>;
-  showGrid(target: JobTarget, view: GridView): Promise<string>;
+  /**
+   * `steps` is the delivery's idempotency log, for surfaces that post a grid in several calls (Slack:
+   * upload, then buttons): each call under its own step, so a retry resumes where the last attempt stopped.
+   */
+  showGrid(target: JobTarget, view: GridView, steps?: DeliverySteps): Promise<string>;
   showFailure(target: JobTarget, view: FailureView): Promise<string>;
   showCancelled(target: JobTarget, view: CancelledView): Promise<string>;
 }

@@ -221,48 +221,46 @@ export function isLoopbackHost(host: string): boolean {
 export type ConfigResult = { ok: true; config: Config } | { ok: false; errors: string[] };
 
 export function parseConfig(env: Readonly<Record<string, string | undefined>>): ConfigResult {
-  // Only known keys are passed to zod so an unrelated variable can never break startup.
-  const input: Record<string, string> = {};
-  for (const key of Object.keys(configSchema.shape)) {
-    const value = env[key];
-    if (value !== undefined) input[key] = value;
-  }
-  const parsed = configSchema.safeParse(input);
+  // Each variable is parsed on its own, so one message lists every bad variable, and the cross-field
+  // rules below still run on the ones that parsed. Unrelated variables are never looked at.
   const errors: string[] = [];
-  if (!parsed.success) {
-    for (const issue of parsed.error.issues) {
-      const key = issue.path.join('.') || '(config)';
-      errors.push(`${key}: ${issue.message}`);
-    }
-    return { ok: false, errors };
+  const values: Record<string, unknown> = {};
+  for (const [key, schema] of Object.entries(configSchema.shape)) {
+    const parsed = (schema as z.ZodType).safeParse(env[key]);
+    if (parsed.success) values[key] = parsed.data;
+    else for (const issue of parsed.error.issues) errors.push(`${key}: ${issue.message}`);
   }
-  const config = parsed.data;
-  if (config.DEFAULT_STEPS > config.MAX_STEPS) {
-    errors.push(
-      `DEFAULT_STEPS: must not exceed MAX_STEPS (${config.MAX_STEPS}), got ${config.DEFAULT_STEPS}`,
-    );
+  const c = values as Partial<Config>;
+  if (c.DEFAULT_STEPS !== undefined && c.MAX_STEPS !== undefined && c.DEFAULT_STEPS > c.MAX_STEPS) {
+    errors.push(`DEFAULT_STEPS: must not exceed MAX_STEPS (${c.MAX_STEPS}), got ${c.DEFAULT_STEPS}`);
   }
   for (const key of ['DEFAULT_WIDTH', 'DEFAULT_HEIGHT'] as const) {
-    if (config[key] % 8 !== 0) errors.push(`${key}: must be a multiple of 8, got ${config[key]}`);
+    const side = c[key];
+    if (side !== undefined && side % 8 !== 0) errors.push(`${key}: must be a multiple of 8, got ${side}`);
   }
-  if (config.DEFAULT_WIDTH * config.DEFAULT_HEIGHT > config.MAX_PIXELS) {
-    errors.push(`DEFAULT_WIDTH×DEFAULT_HEIGHT: must fit MAX_PIXELS (${config.MAX_PIXELS})`);
+  if (
+    c.DEFAULT_WIDTH !== undefined &&
+    c.DEFAULT_HEIGHT !== undefined &&
+    c.MAX_PIXELS !== undefined &&
+    c.DEFAULT_WIDTH * c.DEFAULT_HEIGHT > c.MAX_PIXELS
+  ) {
+    errors.push(`DEFAULT_WIDTH×DEFAULT_HEIGHT: must fit MAX_PIXELS (${c.MAX_PIXELS})`);
   }
-  if (config.DISCORD_TOKEN !== undefined && config.DISCORD_APP_ID === undefined) {
+  if (c.DISCORD_TOKEN !== undefined && c.DISCORD_APP_ID === undefined) {
     errors.push('DISCORD_APP_ID: required when DISCORD_TOKEN is set');
   }
-  if (config.SLACK_BOT_TOKEN !== undefined) {
-    if (config.SLACK_MODE === 'socket' && config.SLACK_APP_TOKEN === undefined) {
+  if (c.SLACK_BOT_TOKEN !== undefined) {
+    if (c.SLACK_MODE === 'socket' && c.SLACK_APP_TOKEN === undefined) {
       errors.push('SLACK_APP_TOKEN: required for SLACK_MODE=socket (or set SLACK_MODE=http)');
     }
-    if (config.SLACK_MODE === 'http' && config.SLACK_SIGNING_SECRET === undefined) {
+    if (c.SLACK_MODE === 'http' && c.SLACK_SIGNING_SECRET === undefined) {
       errors.push('SLACK_SIGNING_SECRET: required for SLACK_MODE=http');
     }
   }
-  if (!isLoopbackHost(config.HOST) && config.PLAYGROUND_TOKEN === undefined) {
-    errors.push(`PLAYGROUND_TOKEN: required when HOST (${config.HOST}) is not a loopback address`);
+  if (c.HOST !== undefined && !isLoopbackHost(c.HOST) && c.PLAYGROUND_TOKEN === undefined) {
+    errors.push(`PLAYGROUND_TOKEN: required when HOST (${c.HOST}) is not a loopback address`);
   }
-  return errors.length > 0 ? { ok: false, errors } : { ok: true, config };
+  return errors.length > 0 ? { ok: false, errors } : { ok: true, config: values as Config };
 }
 
 /** Parses or throws one CodedError whose message lists every bad variable. */

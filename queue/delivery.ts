@@ -1,4 +1,4 @@
-import { DelayedError, type Job, Queue, Worker } from 'bullmq';
+import { DelayedError, type Job, Queue, UnrecoverableError, Worker } from 'bullmq';
 import { ErrorCode, InternalError, reportError } from '../core/errors.ts';
 import type { Surface } from '../core/jobspec.ts';
 import type { RedisClient } from './connection.ts';
@@ -10,6 +10,7 @@ import {
   type DeliveryContext,
   type DeliveryEvent,
   type GridRecord,
+  PermanentDeliveryError,
   RetryLaterError,
   type Subscription,
 } from './types.ts';
@@ -212,13 +213,15 @@ export function startDeliveryConsumer(o: DeliveryConsumerOptions): Subscription 
         await job.moveToDelayed(Date.now() + Math.max(0, error.retryAfterMs), token);
         throw new DelayedError();
       }
-      const final = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+      const permanent = error instanceof PermanentDeliveryError;
+      const final = permanent || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       metrics.delivery(final ? 'gave_up' : 'retry');
       reportError(
         logger,
         new InternalError(ErrorCode.Delivery, `delivery of ${id} to ${surface} failed`, { cause: error }),
         { jobId: id, surface, attempt: ctx.attempt, final },
       );
+      if (permanent) throw new UnrecoverableError(error.message);
       throw error;
     }
     metrics.delivery('delivered');

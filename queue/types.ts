@@ -1,3 +1,4 @@
+import { ErrorCode, InternalError } from '../core/errors.ts';
 import type { JobSpec, JobSpecInput, Surface } from '../core/jobspec.ts';
 
 /**
@@ -120,6 +121,16 @@ export class RetryLaterError extends Error {
     super(message, options);
     this.name = 'RetryLaterError';
     this.retryAfterMs = retryAfterMs;
+  }
+}
+
+/**
+ * Thrown by a delivery handler when retrying can never succeed (the channel is gone, the app lost
+ * access or a scope): the delivery stops at once instead of retrying for an hour, and is logged.
+ */
+export class PermanentDeliveryError extends InternalError {
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super(ErrorCode.ChatApi, message, options);
   }
 }
 

@@ -15,20 +15,24 @@
  * Env: REDIS_URL (else a private redis-server), BENCH_N (concurrent commands, default 200),
  * BENCH_SIZE (image side, default 512), BENCH_SURFACES (comma list of drivers, default all).
  *
- * Extension point: each surface is a `ChatBenchDriver` in `DRIVERS`. A Slack driver (its fake in a
- * child process the same way, bolt in this one) is added there; nothing else changes.
+ * Each surface is a `ChatBenchDriver` in `DRIVERS` (Discord, Slack): its fake in a child process, its real
+ * client library in this one.
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pino } from 'pino';
 import { DEFAULT_SUFFIXES } from '../../core/config.ts';
-import type { Surface } from '../../core/jobspec.ts';
+import { jobIdFor, type Surface } from '../../core/jobspec.ts';
 import { createJobs, type Jobs, silentLogger } from '../../queue/index.ts';
 import { startRedis } from '../../queue/redis-launcher.ts';
+import { FAKE_BOT_TOKEN, FAKE_SIGNING_SECRET } from '../../test/fakes/slack/index.ts';
+import { type RemoteFakeSlack, startRemoteFakeSlack } from '../../test/fakes/slack/remote.ts';
 import { DiscordBot } from '../discord/bot.ts';
 import { ConversationService, type ServiceSettings } from '../service.ts';
+import { SlackAdapter } from '../slack/adapter.ts';
 import type { FakeCommand, FakeReply } from './discord-fake-child.ts';
 
 const N = Number(process.env.BENCH_N ?? 200);
@@ -113,9 +117,53 @@ function discordDriver(): ChatBenchDriver {
   };
 }
 
-/** Surface drivers by name. Add `slack` here. */
+/** Slack: the fake Web API and its 200 signing clients in a child process, bolt (HTTP mode) here. */
+function slackDriver(): ChatBenchDriver {
+  let slack: RemoteFakeSlack | undefined;
+  let adapter: SlackAdapter | undefined;
+  return {
+    surface: 'slack',
+    async start(ctx) {
+      slack = await startRemoteFakeSlack();
+      adapter = new SlackAdapter({
+        service: ctx.service,
+        log: pino({ level: 'silent' }),
+        botToken: FAKE_BOT_TOKEN,
+        mode: 'http',
+        signingSecret: FAKE_SIGNING_SECRET,
+        port: 0,
+        host: '127.0.0.1',
+        apiUrl: slack.apiUrl,
+      });
+      await adapter.start();
+    },
+    async burst(n, tag) {
+      const run = await slack!.fire({
+        url: `http://127.0.0.1:${adapter!.port}/slack/events`,
+        count: n,
+        userPrefix: `U${tag.toUpperCase()}`,
+        text: `bench prompt --steps ${STEPS} --size ${SIZE}x${SIZE}`,
+      });
+      if (run.failures > 0) throw new Error(`${run.failures} of ${n} slash commands failed`);
+      return run.entries.map((e) => ({ jobId: jobIdFor('slack', e.triggerId), ackMs: e.ackMs }));
+    },
+    async gridsPosted(jobIds) {
+      const at = await slack!.fileSharedAt(jobIds.map((id) => `${id}-grid`));
+      return new Map(
+        jobIds.flatMap((id) => (at[`${id}-grid`] === undefined ? [] : [[id, at[`${id}-grid`]!]])),
+      );
+    },
+    async stop() {
+      await adapter?.stop();
+      await slack?.stop();
+    },
+  };
+}
+
+/** Surface drivers by name. */
 const DRIVERS: Record<string, () => ChatBenchDriver> = {
   discord: discordDriver,
+  slack: slackDriver,
 };
 
 function percentile(values: readonly number[], p: number): number {

@@ -8,10 +8,12 @@ import {
   type Interaction,
   MessageFlags,
   REST,
+  type RESTOptions,
   type RESTPostAPIChannelMessageResult,
   Routes,
 } from 'discord.js';
 import type { RequestLimits } from '../../core/config.ts';
+import { PermanentDeliveryError } from '../../queue/types.ts';
 import type { Conversation, ServiceLog } from '../service.ts';
 import type {
   CancelledView,
@@ -80,6 +82,12 @@ const DEFAULTS = {
 
 /** Discord error codes meaning "this webhook/message is gone": fall back to a channel message. */
 const GONE_CODES = new Set([10008, 10015, 10062, 50027]);
+/** Unknown Channel, Missing Access, Missing Permissions: no retry will post in that channel. */
+const CHANNEL_LOST_CODES = new Set([10003, 50001, 50013]);
+
+/** @discordjs/rest's `makeRequest` on Node's built-in fetch (its types differ only nominally). */
+const fetchRequest = ((url: string, init: RequestInit) =>
+  fetch(url, init)) as unknown as RESTOptions['makeRequest'];
 
 const SILENT: ServiceLog = { debug() {}, info() {}, warn() {}, error() {} };
 
@@ -97,7 +105,9 @@ export class DiscordBot {
     this.#log = options.log ?? SILENT;
     this.client = new Client({
       intents: [GatewayIntentBits.Guilds],
-      rest: { api: options.apiUrl },
+      // Node's fetch, not @discordjs/rest's bundled undici: importing @slack/bolt loads undici 7, which
+      // replaces the process-wide dispatcher and breaks the bundled client's multipart uploads.
+      rest: { api: options.apiUrl, makeRequest: fetchRequest },
     });
     this.webhooks = new InteractionWebhooks(interactionRest(options.apiUrl));
     this.surface = new DiscordSurface(this.client, this.webhooks, {
@@ -212,7 +222,7 @@ export class DiscordBot {
  * channel traffic and results; per-route buckets (per token) still come from Discord's headers.
  */
 function interactionRest(apiUrl: string): REST {
-  return new REST({ api: apiUrl, globalRequestsPerSecond: 1_000_000 });
+  return new REST({ api: apiUrl, globalRequestsPerSecond: 1_000_000, makeRequest: fetchRequest });
 }
 
 /** Stateless calls on an interaction's webhook: they work from a stored token after any restart. */
@@ -423,11 +433,18 @@ export class DiscordSurface implements ChatSurface {
             ...message.body,
             message_reference: { message_id: reference, fail_if_not_exists: false as const },
           };
-    const sent = (await this.#client.rest.post(Routes.channelMessages(target.channel), {
-      body,
-      files: message.files,
-    })) as RESTPostAPIChannelMessageResult;
-    return sent.id;
+    try {
+      const sent = (await this.#client.rest.post(Routes.channelMessages(target.channel), {
+        body,
+        files: message.files,
+      })) as RESTPostAPIChannelMessageResult;
+      return sent.id;
+    } catch (error) {
+      if (error instanceof DiscordAPIError && CHANNEL_LOST_CODES.has(Number(error.code))) {
+        throw new PermanentDeliveryError(`${error.name}: ${error.message}`, { cause: error });
+      }
+      throw error;
+    }
   }
 
   /** The interaction webhook, while its token is still trusted; and which message of it is the job's. */

@@ -6,6 +6,7 @@ import type {
   QueuePhase,
   SubmitOutcome,
 } from '../../queue/metrics.ts';
+import type { QueueCounts } from '../../queue/probe.ts';
 
 /**
  * Prometheus metrics for the whole process. `Metrics` implements the queue's `QueueMetrics` hook, so
@@ -38,15 +39,8 @@ const DELIVERY_OUTCOMES = [
   'gave_up',
 ] as const satisfies readonly DeliveryOutcome[];
 
-/** BullMQ job counts of the generation queue, read when Prometheus scrapes. Missing keys count as 0. */
-export interface QueueCounts {
-  readonly waiting?: number;
-  readonly delayed?: number;
-  readonly prioritized?: number;
-  readonly active?: number;
-  readonly completed?: number;
-  readonly failed?: number;
-}
+/** Generation queue counts, read when Prometheus scrapes. */
+export type { QueueCounts } from '../../queue/probe.ts';
 
 export interface Metrics extends QueueMetrics {
   readonly registry: Registry;

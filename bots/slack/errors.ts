@@ -1,6 +1,6 @@
 import { type Logger as BoltLogger, LogLevel } from '@slack/bolt';
 import { CodedError, ErrorCode, InternalError } from '../../core/errors.ts';
-import { RetryLaterError } from '../../queue/types.ts';
+import { PermanentDeliveryError, RetryLaterError } from '../../queue/types.ts';
 import type { Logger } from '../logger.ts';
 
 /**
@@ -26,6 +26,21 @@ export function slackErrorCode(error: unknown): string | undefined {
     : undefined;
 }
 
+/** Slack errors no retry can fix: the channel or access is gone, or the app lacks a scope. */
+const PERMANENT_SLACK_ERRORS = new Set([
+  'channel_not_found',
+  'is_archived',
+  'not_in_channel',
+  'missing_scope',
+  'no_permission',
+  'restricted_action',
+  'account_inactive',
+  'invalid_auth',
+  'not_authed',
+  'token_revoked',
+  'team_access_not_granted',
+]);
+
 export function toChatApiError(method: string, error: unknown): Error {
   if (error instanceof RetryLaterError || error instanceof CodedError) return error;
   const e = (error ?? {}) as SlackErrorLike;
@@ -43,6 +58,10 @@ export function toChatApiError(method: string, error: unknown): Error {
       : typeof e.message === 'string'
         ? e.message
         : String(error));
+  if (platform !== undefined && PERMANENT_SLACK_ERRORS.has(platform)) {
+    // Delivery stops instead of retrying for an hour; `cause` keeps Slack's error for callers that inspect it.
+    return new PermanentDeliveryError(`Slack ${method} failed: ${platform}`, { cause: error });
+  }
   return new InternalError(ErrorCode.ChatApi, `Slack ${method} failed: ${detail}`, {
     cause: error,
     context: { method, ...(platform !== undefined ? { slackError: platform } : {}) },

@@ -217,6 +217,35 @@ describe('Discord failure paths (real discord.js, real queue)', () => {
     }
   });
 
+  it('a channel the bot lost access to stops the delivery at once instead of retrying', async () => {
+    const fake = await FakeDiscord.start({ token: 'fake-bot-token', tokenTtlMs: 800 });
+    try {
+      h = await startHarness({ redisUrl: redis.url, engine, fake });
+      fake.injectFault({
+        method: 'POST',
+        path: /\/channels\/\d+\/messages$/,
+        status: 403,
+        code: 50013,
+        message: 'Missing Permissions',
+        times: 100,
+      });
+      engine.hold();
+      const command = fake.slashCommand({ options: { prompt: 'hold: into a locked channel' }, user: ALICE });
+      const jobId = `discord-${command.id}`;
+      await poll(async () => (await h!.jobs.status(jobId))?.state === 'running', 10_000);
+      await new Promise((r) => setTimeout(r, 900));
+      engine.release();
+      await poll(async () => fake.find('POST', /\/channels\/\d+\/messages$/, 403).length > 0, 20_000);
+      // Delivery backoff is short in the harness: a retried delivery would have posted again by now.
+      await new Promise((r) => setTimeout(r, 2000));
+      expect(fake.find('POST', /\/channels\/\d+\/messages$/).length).toBe(1);
+    } finally {
+      await h?.close();
+      h = undefined;
+      await fake.close();
+    }
+  });
+
   it('registers the command per guild when a guild id is given', async () => {
     const fake = await FakeDiscord.start({ token: 'fake-bot-token' });
     try {

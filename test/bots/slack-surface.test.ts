@@ -5,7 +5,7 @@ import { SlackAdapter, type SlackConversation } from '../../bots/slack/adapter.t
 import { SLACK_MARKUP } from '../../bots/slack/render.ts';
 import type { GridView, JobTarget } from '../../bots/surface.ts';
 import { ErrorCode } from '../../core/errors.ts';
-import { RetryLaterError } from '../../queue/types.ts';
+import { PermanentDeliveryError, RetryLaterError } from '../../queue/types.ts';
 import { buttonsOf, FAKE_BOT_TOKEN, FAKE_SIGNING_SECRET, FakeSlack } from '../fakes/slack/index.ts';
 
 /**
@@ -76,6 +76,28 @@ describe('rendering on Slack', () => {
         reason: 'x',
       }),
     ).rejects.toMatchObject({ code: ErrorCode.ChatApi, message: expect.stringContaining('HTTP 502') });
+  });
+
+  it('maps errors no retry can fix (archived channel, lost scope) to PermanentDeliveryError', async () => {
+    fake.fail('chat.update', { error: 'is_archived' });
+    await expect(
+      adapter.showFailure(target('slack-p', { ts: '1.1' }), {
+        kind: 'failed',
+        recordId: 'slack-p',
+        text: 'failed',
+        reason: 'x',
+      }),
+    ).rejects.toSatisfy((e: unknown) => e instanceof PermanentDeliveryError && /is_archived/.test(e.message));
+    // A transient platform error stays retryable.
+    fake.fail('chat.update', { error: 'internal_error' });
+    await expect(
+      adapter.showFailure(target('slack-q', { ts: '1.1' }), {
+        kind: 'failed',
+        recordId: 'slack-q',
+        text: 'failed',
+        reason: 'x',
+      }),
+    ).rejects.toMatchObject({ code: ErrorCode.ChatApi });
   });
 
   it('with the delivery’s steps, a retried grid posts its file and buttons once', async () => {

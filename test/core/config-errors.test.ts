@@ -68,6 +68,17 @@ describe('config', () => {
     expect(() => loadConfig({ ORT_EP: 'tpu', PORT: 'x' })).toThrow(/ORT_EP[\s\S]*PORT|PORT[\s\S]*ORT_EP/);
   });
 
+  it('still checks cross-field rules when other variables are bad', () => {
+    const r = parseConfig({ ORT_EP: 'tpu', HOST: '0.0.0.0', DEFAULT_WIDTH: '500' });
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.errors.map((e) => e.split(':')[0]).sort()).toEqual([
+      'DEFAULT_WIDTH',
+      'ORT_EP',
+      'PLAYGROUND_TOKEN',
+    ]);
+  });
+
   it('checks cross-field rules', () => {
     const r = parseConfig({
       DEFAULT_STEPS: '60',

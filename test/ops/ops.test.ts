@@ -3,8 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger, safeUrl } from '../../bots/logger.ts';
 import { Health } from '../../bots/ops/health.ts';
 import { createMetrics } from '../../bots/ops/metrics.ts';
-import { createQueueProbe } from '../../bots/ops/queue-probe.ts';
 import { type RunningServer, startOpsServer } from '../../bots/ops/server.ts';
+import { createQueueProbe } from '../../queue/probe.ts';
 import { startTestRedis, type TestRedis, uniquePrefix } from '../helpers/redis.ts';
 
 function capture(): { stream: Writable; text: () => string } {

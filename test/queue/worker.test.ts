@@ -15,7 +15,7 @@ import {
   type NoopEngineOptions,
   noopBaseColour,
 } from '../../queue/noop-engine.ts';
-import { type ProgressEvent, RetryLaterError } from '../../queue/types.ts';
+import { PermanentDeliveryError, type ProgressEvent, RetryLaterError } from '../../queue/types.ts';
 import { type QueueWorker, startWorker, type WorkerOptions } from '../../queue/worker.ts';
 import { runWorkerProcess } from '../../queue/worker-process.ts';
 import { startTestRedis, type TestRedis, uniquePrefix } from '../helpers/redis.ts';
@@ -338,6 +338,26 @@ describe('worker', () => {
     await waitFor('slack delivered', () => posting.delivered.length === 1);
     expect(posting.delivered[0]?.attempt).toBe(2);
     expect(posting.posts.get(b.jobId)).toBe(1);
+  });
+
+  it('stops retrying a delivery that can never succeed (PermanentDeliveryError), and logs it', async () => {
+    const metrics = recordMetrics();
+    const { jobs, worker, logger } = setup({ jobs: { metrics } });
+    let calls = 0;
+    jobs.onDelivery('slack', async () => {
+      calls++;
+      throw new PermanentDeliveryError('Slack chat.postMessage failed: channel_not_found');
+    });
+    await worker();
+    const { jobId } = await jobs.submit(makeSpec({ surface: 'slack' }));
+    await waitFor('gave up', () => metrics.calls.includes('delivery:gave_up'));
+    // Backoff is 50 ms here: a retried delivery would have been called again well within this wait.
+    await new Promise((r) => setTimeout(r, 500));
+    expect(calls).toBe(1);
+    expect(metrics.calls.filter((c) => c === 'delivery:retry')).toEqual([]);
+    expect(
+      logger.entries.some((e) => e.level === 'error' && e.obj.jobId === jobId && e.obj.final === true),
+    ).toBe(true);
   });
 
   it('on close, finishes the running job before stopping', async () => {

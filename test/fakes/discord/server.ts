@@ -56,6 +56,9 @@ export interface Fault {
   readonly match?: (request: RecordedRequest) => boolean;
   /** How many matching requests get the fault. @defaultValue 1 */
   times?: number;
+  /** Discord's JSON error code and message (e.g. 50013 Missing Permissions). @defaultValue 0 */
+  readonly code?: number;
+  readonly message?: string;
 }
 
 export interface FakeDiscordOptions {
@@ -560,7 +563,10 @@ export class FakeDiscord {
           JSON.stringify({ message: 'You are being rate limited.', retry_after: retryAfter, global: false }),
         );
       } else {
-        send(res, fault.status, { message: `${fault.status}: fake fault`, code: 0 });
+        send(res, fault.status, {
+          message: fault.message ?? `${fault.status}: fake fault`,
+          code: fault.code ?? 0,
+        });
       }
       this.#notify();
       return;

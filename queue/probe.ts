@@ -1,7 +1,16 @@
 import { Queue } from 'bullmq';
-import { closeRedisClient, createRedisClient, type RedisConnection } from '../../queue/connection.ts';
-import { GENERATE_QUEUE } from '../../queue/keys.ts';
-import type { QueueCounts } from './metrics.ts';
+import { closeRedisClient, createRedisClient, type RedisConnection } from './connection.ts';
+import { GENERATE_QUEUE } from './keys.ts';
+
+/** BullMQ job counts of the generation queue. Missing keys count as 0. */
+export interface QueueCounts {
+  readonly waiting?: number;
+  readonly delayed?: number;
+  readonly prioritized?: number;
+  readonly active?: number;
+  readonly completed?: number;
+  readonly failed?: number;
+}
 
 /**
  * Read-only view of the shared Redis for health and metrics: PING for `/readyz`, and the generation
