@@ -2,6 +2,7 @@ import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { InferenceSession } from 'onnxruntime-node';
 import { CodedError, ErrorCode, InternalError } from '../core/errors.ts';
+import { REQUIRED_MODEL_FILES } from './layout.ts';
 import { createSession, type ProviderOptions } from './providers.ts';
 import { type FloatElement, type IntElement, isFloatElement, isIntElement } from './tensors.ts';
 import { ClipTokenizer } from './tokenizer.ts';
@@ -109,14 +110,7 @@ const CLIP_DEFAULT_PREPROCESS: ClipImagePreprocess = {
 };
 
 /** The files a usable folder must have, relative to it. */
-export const REQUIRED_FILES = [
-  'text_encoder/model.onnx',
-  'unet/model.onnx',
-  'vae_decoder/model.onnx',
-  'tokenizer/vocab.json',
-  'tokenizer/merges.txt',
-  'scheduler/scheduler_config.json',
-] as const;
+export const REQUIRED_FILES = REQUIRED_MODEL_FILES;
 
 function missingFile(dir: string, files: readonly string[]): CodedError {
   const list = files.map((f) => path.join(dir, f)).join(', ');

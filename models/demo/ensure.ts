@@ -8,19 +8,12 @@ import { randomBytes } from 'node:crypto';
 import { access, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ErrorCode, InternalError } from '../../core/errors.ts';
+import { REQUIRED_MODEL_FILES } from '../layout.ts';
 import { buildDemoModel, DEMO_MARKER_FILE, DEMO_MODEL_VERSION, type DemoMarker } from './build.ts';
 import { type BuildDemoOptions, resolveDemoOptions } from './options.ts';
 
-const REQUIRED_FILES = [
-  'model_index.json',
-  'scheduler/scheduler_config.json',
-  'tokenizer/vocab.json',
-  'tokenizer/merges.txt',
-  'text_encoder/model.onnx',
-  'unet/model.onnx',
-  'vae_decoder/model.onnx',
-  'vae_decoder/config.json',
-] as const;
+/** A demo folder also has these, which real exports may lack. */
+const REQUIRED_FILES = [...REQUIRED_MODEL_FILES, 'model_index.json', 'vae_decoder/config.json'] as const;
 
 async function exists(path: string): Promise<boolean> {
   try {

@@ -16,6 +16,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
+import { REQUIRED_MODEL_FILES } from '../layout.ts';
 import { DownloadError } from './errors.ts';
 import {
   authHeaders,
@@ -33,15 +34,7 @@ export const MANIFEST_FILE = 'installed.json';
 /** Present while a download into the folder is unfinished. */
 export const DOWNLOAD_STATE_FILE = '.download-state.json';
 
-/** Files the pipeline cannot run without (same list as the loader checks). */
-export const REQUIRED_MODEL_FILES = [
-  'text_encoder/model.onnx',
-  'unet/model.onnx',
-  'vae_decoder/model.onnx',
-  'tokenizer/vocab.json',
-  'tokenizer/merges.txt',
-  'scheduler/scheduler_config.json',
-] as const;
+export { REQUIRED_MODEL_FILES };
 
 const PIPELINE_FOLDERS = ['scheduler/', 'tokenizer/', 'text_encoder/', 'unet/', 'vae_decoder/'] as const;
 const SAFETY_FOLDERS = ['safety_checker/', 'feature_extractor/'] as const;
