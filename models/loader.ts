@@ -132,6 +132,17 @@ async function isFile(p: string): Promise<boolean> {
 }
 
 /** Reads a JSON object; a missing file gives `fallback` (when given), a corrupt one a clear error. */
+/**
+ * Python's json (which diffusers saves configs with) writes NaN, Infinity and -Infinity bare, e.g.
+ * `"lambda_min_clipped": -Infinity`; JSON.parse rejects them. Quote them outside strings; the config
+ * readers accept the quoted forms.
+ */
+export function quotePythonNonFinite(text: string): string {
+  return text.replace(/"(?:[^"\\]|\\.)*"|-?Infinity|NaN/gu, (token) =>
+    token.startsWith('"') ? token : `"${token}"`,
+  );
+}
+
 async function readJsonObject(file: string, expected: string, fallback?: Record<string, unknown>) {
   let text: string;
   try {
@@ -145,7 +156,7 @@ async function readJsonObject(file: string, expected: string, fallback?: Record<
   }
   let value: unknown;
   try {
-    value = JSON.parse(text);
+    value = JSON.parse(quotePythonNonFinite(text));
   } catch (error) {
     throw new InternalError(
       ErrorCode.ModelLoad,

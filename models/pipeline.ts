@@ -14,7 +14,7 @@ import { clipPixelValues, latentPreview, vaeOutputToRgb } from './image.ts';
 import { type LoadedModel, loadModel } from './loader.ts';
 import { DEFAULT_PROVIDER_OPTIONS, type ExecutionProviderName, type ProviderOptions } from './providers.ts';
 import { createGenerator } from './rng/index.ts';
-import { createScheduler } from './schedulers/index.ts';
+import { createScheduler, pipelineSchedulerConfig } from './schedulers/index.ts';
 import { floatTensor, intTensor, numericTensor, tensorToFloat32 } from './tensors.ts';
 import type { NoiseGenerator, Scheduler } from './types.ts';
 
@@ -199,7 +199,10 @@ class StableDiffusionEngine implements Engine {
     // 3. Scheduler and per-image generators.
     let scheduler: Scheduler;
     try {
-      scheduler = createScheduler(request.scheduler, model.schedulerConfig);
+      scheduler = createScheduler(
+        request.scheduler,
+        pipelineSchedulerConfig(request.scheduler, model.schedulerConfig),
+      );
       scheduler.setTimesteps(request.steps);
     } catch (error) {
       if (error instanceof CodedError) throw error;

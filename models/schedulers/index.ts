@@ -39,6 +39,38 @@ export const SCHEDULER_OVERRIDES: Readonly<Record<SamplerName, SchedulerConfig>>
   lcm: {},
 };
 
+/** Class defaults of the two keys StableDiffusionPipeline patches (absent: the class has no such key). */
+const PATCHED_KEY_DEFAULTS: Readonly<Record<string, Readonly<Record<string, unknown>>>> = {
+  steps_offset: Object.fromEntries(Object.values(SCHEDULER_CLASS).map((cls) => [cls, 0])),
+  clip_sample: { DDIMScheduler: true, LCMScheduler: false },
+};
+
+/**
+ * The scheduler config StableDiffusionPipeline ends up using for `name`. Its `__init__` rewrites an
+ * outdated config of the model's own scheduler: `steps_offset != 1` becomes 1 and `clip_sample: true`
+ * becomes false, judged on the effective values (class defaults included). Sampling with that own
+ * scheduler (plain `pipe(prompt)`) sees every rewrite; a scheduler swapped in with `X.from_config(...)`
+ * sees only rewrites of keys the file itself has, since from_config drops keys that were defaults.
+ */
+export function pipelineSchedulerConfig(name: SamplerName, config: SchedulerConfig): SchedulerConfig {
+  const ownClass = config._class_name;
+  const own =
+    typeof ownClass === 'string' &&
+    SCHEDULER_CLASS[name] === ownClass &&
+    Object.keys(SCHEDULER_OVERRIDES[name]).length === 0;
+  const patched: Record<string, unknown> = { ...config };
+  const rewrite = (key: string, isOutdated: (v: unknown) => boolean, value: unknown) => {
+    const inFile = Object.hasOwn(config, key);
+    const classDefault = typeof ownClass === 'string' ? PATCHED_KEY_DEFAULTS[key]?.[ownClass] : undefined;
+    const effective = inFile ? config[key] : classDefault;
+    if (effective === undefined || !isOutdated(effective)) return;
+    if (inFile || own) patched[key] = value;
+  };
+  rewrite('steps_offset', (v) => v !== 1, 1);
+  rewrite('clip_sample', (v) => v === true, false);
+  return patched;
+}
+
 /**
  * Builds the scheduler for `name` from a model's `scheduler/scheduler_config.json`, the way
  * `SchedulerClass.from_config(config, **SCHEDULER_OVERRIDES[name])` does in diffusers. Call

@@ -6,7 +6,7 @@ import { CodedError, ErrorCode } from '../../core/errors.ts';
 import { buildDemoModel } from '../../models/demo/build.ts';
 import type { BuildDemoOptions } from '../../models/demo/options.ts';
 import type { GenerateRequest } from '../../models/engine.ts';
-import { loadModel } from '../../models/loader.ts';
+import { loadModel, quotePythonNonFinite } from '../../models/loader.ts';
 import { GraphBuilder } from '../../models/onnx-builder/graph.ts';
 import { writeModel } from '../../models/onnx-builder/onnx.ts';
 import { loadEngine } from '../../models/pipeline.ts';
@@ -398,5 +398,19 @@ describe('execution providers', () => {
     } catch (error) {
       expect(error).toMatchObject({ code: ErrorCode.ProviderUnavailable });
     }
+  });
+});
+
+describe('config JSON as Python writes it', () => {
+  it('quotes bare NaN / Infinity / -Infinity outside strings only', () => {
+    const text = '{"lambda_min_clipped": -Infinity, "x": Infinity, "y": NaN, "s": "-Infinity NaN", "z": 1}';
+    expect(JSON.parse(quotePythonNonFinite(text))).toEqual({
+      lambda_min_clipped: '-Infinity',
+      x: 'Infinity',
+      y: 'NaN',
+      s: '-Infinity NaN',
+      z: 1,
+    });
+    expect(JSON.parse(quotePythonNonFinite('{"a": "say \\"Infinity\\""}'))).toEqual({ a: 'say "Infinity"' });
   });
 });

@@ -10,6 +10,7 @@ import {
   DdimScheduler,
   LcmScheduler,
   PndmScheduler,
+  pipelineSchedulerConfig,
 } from '../../models/schedulers/index.ts';
 import type { Scheduler, SchedulerConfig } from '../../models/types.ts';
 
@@ -136,6 +137,50 @@ describe('from_config semantics', () => {
     expect(karras.timesteps).toEqual(
       TRACES.find((r) => r.scheduler === 'dpmpp_2m_karras' && r.steps === 4)!.timesteps,
     );
+  });
+});
+
+describe("StableDiffusionPipeline's rewrite of outdated scheduler configs", () => {
+  // An old-style PNDM config: no steps_offset (class default 0), as early SD exports shipped.
+  const OLD_PNDM: SchedulerConfig = {
+    _class_name: 'PNDMScheduler',
+    beta_start: 0.00085,
+    beta_end: 0.012,
+    beta_schedule: 'scaled_linear',
+    num_train_timesteps: 1000,
+    skip_prk_steps: true,
+    set_alpha_to_one: false,
+  };
+
+  it("gives the pipeline's own scheduler steps_offset 1 even when the file lacks it", () => {
+    const s = createScheduler('pndm', pipelineSchedulerConfig('pndm', OLD_PNDM));
+    s.setTimesteps(4);
+    // leading, skip_prk_steps: arange(0, 4) * (1000 // 4) + 1 = [1, 251, 501, 751];
+    // plms timesteps = [751, 501, 501, 251, 1] (the second-to-last repeated: _timesteps[:-1] + [-2] + [-1])
+    expect(s.timesteps).toEqual([751, 501, 501, 251, 1]);
+    const unpatched = createScheduler('pndm', OLD_PNDM);
+    unpatched.setTimesteps(4);
+    expect(unpatched.timesteps).toEqual([750, 500, 500, 250, 0]);
+  });
+
+  it('leaves a swapped-in scheduler on its class default when the key was only a default', () => {
+    // from_config drops keys that were defaults: steps_offset is not in the file, so Euler keeps its 0.
+    const config = pipelineSchedulerConfig('euler', { ...OLD_PNDM, timestep_spacing: 'leading' });
+    expect(config.steps_offset).toBeUndefined();
+    const euler = createScheduler('euler', config);
+    euler.setTimesteps(4);
+    // leading with steps_offset 0: (arange(4) * 250)[::-1] = [750, 500, 250, 0]
+    expect(euler.timesteps).toEqual([750, 500, 250, 0]);
+  });
+
+  it('rewrites keys present in the file for every scheduler', () => {
+    const config = pipelineSchedulerConfig('ddim', { ...OLD_PNDM, steps_offset: 0, clip_sample: true });
+    expect(config).toMatchObject({ steps_offset: 1, clip_sample: false });
+    // A DDIM model config without clip_sample: DDIM's default is True, and the pipeline turns it off.
+    const ownDdim = pipelineSchedulerConfig('ddim', { ...OLD_PNDM, _class_name: 'DDIMScheduler' });
+    expect(ownDdim).toMatchObject({ steps_offset: 1, clip_sample: false });
+    // Nothing to rewrite in an up-to-date config.
+    expect(pipelineSchedulerConfig('pndm', SD15)).toEqual(SD15);
   });
 });
 
