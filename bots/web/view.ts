@@ -1,5 +1,6 @@
 import type { GridRecord, JobStatus } from '../../queue/types.ts';
 import { gridNotes } from '../service/format.ts';
+import { displayPrompt } from '../service.ts';
 
 /** The JSON API's job, as `GET /api/jobs/:id` and the page see it. Image numbers in URLs are 1-based, like the buttons. */
 export interface JobJson {
@@ -10,6 +11,8 @@ export interface JobJson {
   readonly position: number | null;
   readonly progress: { readonly step: number; readonly total: number };
   readonly prompts: readonly string[];
+  /** The grid's caption prompt: the shared prompt, or the stem of refined prompts (as chat captions show). */
+  readonly prompt: string;
   readonly seeds: readonly number[];
   readonly settings: {
     readonly negative: string;
@@ -83,6 +86,7 @@ export function jobJson(
     position: status.state === 'queued' ? status.position : null,
     progress,
     prompts: record.prompts,
+    prompt: displayPrompt(record.prompts),
     seeds: record.seeds,
     settings: {
       negative: spec.negative,

@@ -233,23 +233,6 @@ function jobMessage(id, first, save = true) {
   return entry;
 }
 
-/** The prompt a grid is about: the shared prompt, or the common stem of refined prompts. */
-function displayPrompt(prompts) {
-  const first = prompts[0] ?? '';
-  if (prompts.every((p) => p === first)) return first;
-  let end = first.length;
-  for (const p of prompts) {
-    let i = 0;
-    while (i < end && i < p.length && p[i] === first[i]) i++;
-    end = i;
-  }
-  const stem = first
-    .slice(0, end)
-    .replace(/[\s,;]+$/u, '')
-    .trim();
-  return stem === '' ? first : stem;
-}
-
 function kindLabel(job) {
   if (job.kind === 'refine' && job.parent?.n) return `refine of image ${job.parent.n}`;
   if (job.kind === 'reroll') return 'reroll';
@@ -257,7 +240,7 @@ function kindLabel(job) {
 }
 
 function seedChips(job) {
-  const stem = displayPrompt(job.prompts);
+  const stem = job.prompt;
   return h(
     'div',
     { class: 'seeds' },
@@ -338,7 +321,7 @@ function renderJob(id) {
       h('span', { class: `pill ${job.status}`, text: job.status }),
       label ? h('span', { text: label }) : null,
     ),
-    h('div', { class: 'title', text: displayPrompt(job.prompts) }),
+    h('div', { class: 'title', text: job.prompt }),
     seedChips(job),
   );
 
@@ -393,7 +376,7 @@ function renderJob(id) {
       h('img', {
         class: 'grid',
         src: job.grid,
-        alt: `Grid: ${displayPrompt(job.prompts)}`,
+        alt: `Grid: ${job.prompt}`,
         onload: () => {
           if (nearBottom()) card.scrollIntoView({ block: 'end' });
         },
