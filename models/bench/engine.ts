@@ -1,5 +1,5 @@
 /**
- * Engine benchmark: `npm run bench:engine [-- --model DIR --size 512 --steps 20 ...]`.
+ * Engine benchmark: `npm run bench:engine [-- --model DIR | --preset demo|sd15-mini|sd15] [--size 512 --steps 20 ...]`.
  * Prints where a generation's time goes (tokenizer, text encoder, UNet steps, VAE), throughput at
  * batch 1 and 4, peak RSS, and the share of step time spent outside onnxruntime's session.run
  * (goal: at most 5%). Ends with one JSON line holding every number.
@@ -8,7 +8,7 @@ import { availableParallelism, cpus } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { isSamplerName, type SamplerName } from '../../core/samplers.ts';
-import { ensureDemoModel } from '../demo/index.ts';
+import { type BuildDemoOptions, ensureDemoModel } from '../demo/index.ts';
 import type { GenerateRequest } from '../engine.ts';
 import { loadEngine, type OnnxEngine, type RunProfile } from '../pipeline.ts';
 import { isExecutionProviderName } from '../providers.ts';
@@ -24,6 +24,7 @@ const { values } = parseArgs({
     threads: { type: 'string', default: '0' },
     ep: { type: 'string', default: 'cpu' },
     'device-id': { type: 'string', default: '0' },
+    preset: { type: 'string', default: 'demo' },
   },
   strict: true,
 });
@@ -56,8 +57,40 @@ if (!isExecutionProviderName(ep)) {
   process.exit(2);
 }
 
+/**
+ * Without --model, the benchmark builds (once) a model of the chosen size with the demo builder:
+ * `demo` (the tiny default), `sd15` (SD 1.5's UNet shape and parameter count, random weights; ~3.4 GB)
+ * or `sd15-mini` (SD 1.5's architecture at a fifth of its width: enough compute per step to show
+ * what the pipeline costs around onnxruntime on a real-shaped UNet, small enough for a CPU).
+ */
+const PRESETS: Record<string, BuildDemoOptions> = {
+  demo: {},
+  sd15: { scale: 'sd15' },
+  'sd15-mini': {
+    scale: 'sd15',
+    channels: 64,
+    hiddenSize: 256,
+    textLayers: 4,
+    textHeads: 4,
+    heads: 4,
+    vaeChannels: 32,
+    externalData: false,
+    label: 'Benchmark model (SD 1.5 architecture at 1/5 width, random weights, not Stable Diffusion)',
+  },
+};
+const presetName = values.preset ?? 'demo';
+const preset = PRESETS[presetName];
+if (preset === undefined) {
+  console.error(`--preset must be one of ${Object.keys(PRESETS).join(', ')}, got "${presetName}"`);
+  process.exit(2);
+}
 const modelsDir = process.env.MODELS_DIR ?? './data/models';
-const modelDir = values.model ?? (await ensureDemoModel(path.join(modelsDir, 'demo')));
+const modelDir =
+  values.model ??
+  (await ensureDemoModel(
+    path.join(modelsDir, presetName === 'demo' ? 'demo' : `bench-${presetName}`),
+    preset,
+  ));
 
 function mean(xs: readonly number[]): number {
   return xs.length === 0 ? 0 : xs.reduce((a, b) => a + b, 0) / xs.length;
