@@ -13,6 +13,7 @@ import type {
   ProgressEvent,
   Subscription,
 } from '../queue/types.ts';
+import { PermanentDeliveryError } from '../queue/types.ts';
 import { cancelControls, decodeControl, gridControls } from './service/controls.ts';
 import { fitUpload } from './service/encode.ts';
 import {
@@ -109,6 +110,8 @@ export const MESSAGES = {
     'That button is not valid (it may have been altered or come from another app). Use the buttons on a grid.',
   notOwner: 'Only the person who made this grid can use its buttons here.',
   notFinished: 'This grid is not finished yet; its buttons work once it is done.',
+  cannotPost:
+    "I can't post in this channel, so I cancelled this request. Invite me first (e.g. `/invite @imagine`), or use /imagine in a channel I'm in.",
   expired: (days: number) =>
     `This grid has expired (grids are kept for ${formatDays(days)}). Run /imagine again to make a new one.`,
 } as const;
@@ -427,6 +430,23 @@ export class ConversationService {
         patch = await reply.queued(view);
       } catch (error) {
         this.#log.warn({ err: error, jobId: result.jobId }, 'showing the queued message failed');
+        if (error instanceof PermanentDeliveryError) {
+          // The bot can't post here (private channel it isn't in, a DM between two people, lost access):
+          // the result could never be delivered, so don't spend a GPU on it, and say why.
+          await this.#jobs
+            .cancel(result.jobId, { surface: origin.surface, user: origin.user, admin: true })
+            .catch((e: unknown) =>
+              this.#log.warn({ err: e, jobId: result.jobId }, 'cancelling the undeliverable job failed'),
+            );
+          await this.#safe(
+            () =>
+              reply.privately(MESSAGES.cannotPost, {
+                code: ErrorCode.Forbidden,
+                message: MESSAGES.cannotPost,
+              }),
+            'reply.privately',
+          );
+        }
         return;
       }
       if (patch !== undefined && Object.keys(patch).length > 0) {

@@ -237,6 +237,24 @@ describe('failure paths', () => {
     expect(await bot.jobs.status(tooMany)).toBeNull();
   });
 
+  it('a channel the bot cannot post in: the job is cancelled and the user told privately', async () => {
+    fake.fail('chat.postMessage', { error: 'channel_not_found' });
+    const { result, jobId } = await imagine('a cat in a private room --seed 9', { channel: 'C0PRIVATE' });
+    expect(result.status).toBe(200);
+    const ephemeral = await fake.waitFor(() =>
+      fake.ephemerals.find((e) => e.text.includes('cancelled this request')),
+    );
+    expect(ephemeral.user).toBe('U0ALICE');
+    expect(ephemeral.text).toContain('/invite');
+    let state: string | undefined;
+    for (let i = 0; i < 100 && state !== 'cancelled'; i++) {
+      state = (await bot.jobs.status(jobId))?.state;
+      if (state !== 'cancelled') await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(state).toBe('cancelled');
+    expect(fileMessages(fake, `${jobId}-grid`)).toHaveLength(0);
+  });
+
   it('the same interaction delivered twice makes one job and one grid', async () => {
     const triggerId = newTriggerId();
     const signed = signRequest(
