@@ -3,7 +3,8 @@ import type { Config } from '../core/config.ts';
 import type { Engine } from '../models/engine.ts';
 import { createJobs } from '../queue/jobs.ts';
 import { createQueueProbe, type QueueProbe } from '../queue/probe.ts';
-import { type RedisHandle, startRedis } from '../queue/redis-launcher.ts';
+import type { RedisConnection } from '../queue/connection.ts';
+import { startRedis } from '../queue/redis-launcher.ts';
 import type { Jobs } from '../queue/types.ts';
 import type { QueueWorker } from '../queue/worker.ts';
 import type { Logger } from './logger.ts';
@@ -36,7 +37,8 @@ export interface AppOptions {
 
 export interface App {
   readonly role: Role;
-  readonly redis: RedisHandle;
+  /** How this process reaches Redis (the private server's URL, REDIS_URL, or the Sentinel options). */
+  readonly redis: RedisConnection;
   /** Base URL of the playground (`all`, `bot`) or of the ops endpoints (`worker`). */
   readonly url: string;
   readonly metrics: Metrics;
@@ -107,16 +109,30 @@ export async function startApp(options: AppOptions): Promise<App> {
     stack.length = 0;
   };
 
-  const redis = await startRedis({
-    url: config.REDIS_URL,
-    dataDir: config.REDIS_DATA_DIR,
-    log: (message) => log.info({ dataDir: resolve(config.REDIS_DATA_DIR) }, message),
-  });
-  stack.push({ name: 'redis', close: () => redis.stop() });
-  if (!redis.owned) log.info({ redis: 'REDIS_URL' }, 'using the Redis at REDIS_URL');
+  let connection: RedisConnection;
+  if (config.REDIS_SENTINELS.length > 0) {
+    connection = {
+      sentinels: config.REDIS_SENTINELS,
+      name: config.REDIS_SENTINEL_NAME,
+      ...(config.REDIS_PASSWORD === undefined ? {} : { password: config.REDIS_PASSWORD }),
+    };
+    log.info(
+      { sentinels: config.REDIS_SENTINELS.length, master: config.REDIS_SENTINEL_NAME },
+      'using the Redis master named by REDIS_SENTINELS',
+    );
+  } else {
+    const redis = await startRedis({
+      url: config.REDIS_URL,
+      dataDir: config.REDIS_DATA_DIR,
+      log: (message) => log.info({ dataDir: resolve(config.REDIS_DATA_DIR) }, message),
+    });
+    stack.push({ name: 'redis', close: () => redis.stop() });
+    if (!redis.owned) log.info({ redis: 'REDIS_URL' }, 'using the Redis at REDIS_URL');
+    connection = redis.url;
+  }
 
   try {
-    const probe: QueueProbe = createQueueProbe(redis.url, config.QUEUE_PREFIX);
+    const probe: QueueProbe = createQueueProbe(connection, config.QUEUE_PREFIX);
     stack.push({ name: 'probe', close: () => probe.close() });
     metrics.setQueueCounts(() => probe.counts());
     health.check('redis', () => probe.ping());
@@ -137,7 +153,7 @@ export async function startApp(options: AppOptions): Promise<App> {
           ? Math.min(config.SHUTDOWN_TIMEOUT_MS, ALL_IN_ONE_SHUTDOWN_MS)
           : config.SHUTDOWN_TIMEOUT_MS;
       workerStarting = startWorker({
-        connection: redis.url,
+        connection,
         prefix: config.QUEUE_PREFIX,
         engine: options.engine ?? defaultEngine(config, log),
         concurrency: config.WORKER_CONCURRENCY,
@@ -174,7 +190,7 @@ export async function startApp(options: AppOptions): Promise<App> {
     let url: string;
     if (role === 'all' || role === 'bot') {
       const jobs: Jobs = createJobs({
-        connection: redis.url,
+        connection,
         prefix: config.QUEUE_PREFIX,
         limits: { perUser: config.PER_USER_LIMIT, queueDepth: config.QUEUE_DEPTH_LIMIT },
         recordTtlMs: Math.round(config.RECORD_TTL_DAYS * 24 * 3600 * 1000),
@@ -253,7 +269,7 @@ export async function startApp(options: AppOptions): Promise<App> {
     let stopping: Promise<void> | undefined;
     return {
       role,
-      redis,
+      redis: connection,
       url,
       metrics,
       health,

@@ -111,9 +111,36 @@ const idList = z
       .filter((s) => s.length > 0),
   );
 
+const hostPortList = z
+  .string()
+  .default('')
+  .transform((v, ctx) => {
+    const items = v
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s.length > 0);
+    const nodes: { host: string; port: number }[] = [];
+    for (const item of items) {
+      const match = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/u.exec(item);
+      const port = match === null ? 0 : Number(match[2]);
+      if (match === null || port < 1 || port > 65535) {
+        ctx.addIssue({ code: 'custom', message: `must be host:port entries separated by commas, got "${item}"` });
+        return z.NEVER;
+      }
+      nodes.push({ host: match[1]!.replace(/^\[|\]$/gu, ''), port });
+    }
+    return nodes;
+  });
+
 export const configSchema = z.object({
-  /** Redis to use. Unset: a private redis-server is started on a free loopback port. */
+  /** Redis to use. Unset: a private redis-server is started on a free loopback port (unless REDIS_SENTINELS). */
   REDIS_URL: optionalRedisUrl,
+  /** Redis Sentinels, `host:port,host:port`: the queue follows the master they name. Default: none. */
+  REDIS_SENTINELS: hostPortList,
+  /** Name of the master the Sentinels watch. Default `mymaster`. */
+  REDIS_SENTINEL_NAME: z.string().default('mymaster'),
+  /** Password of the Redis master (Sentinel mode; with REDIS_URL, put it in the URL). Default: none. */
+  REDIS_PASSWORD: optionalString,
   /** Data directory of the private redis-server (AOF on). Default `./data/redis`. */
   REDIS_DATA_DIR: z.string().default('./data/redis'),
   /** Key prefix of every BullMQ queue and record. Default `imagine`. */
@@ -245,6 +272,9 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     c.DEFAULT_WIDTH * c.DEFAULT_HEIGHT > c.MAX_PIXELS
   ) {
     errors.push(`DEFAULT_WIDTH×DEFAULT_HEIGHT: must fit MAX_PIXELS (${c.MAX_PIXELS})`);
+  }
+  if (c.REDIS_URL !== undefined && c.REDIS_SENTINELS !== undefined && c.REDIS_SENTINELS.length > 0) {
+    errors.push('REDIS_SENTINELS: give either REDIS_URL or REDIS_SENTINELS, not both');
   }
   if (c.DISCORD_TOKEN !== undefined && c.DISCORD_APP_ID === undefined) {
     errors.push('DISCORD_APP_ID: required when DISCORD_TOKEN is set');
