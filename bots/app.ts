@@ -1,9 +1,9 @@
 import { join, resolve } from 'node:path';
 import type { Config } from '../core/config.ts';
 import type { Engine } from '../models/engine.ts';
+import type { RedisConnection } from '../queue/connection.ts';
 import { createJobs } from '../queue/jobs.ts';
 import { createQueueProbe, type QueueProbe } from '../queue/probe.ts';
-import type { RedisConnection } from '../queue/connection.ts';
 import { startRedis } from '../queue/redis-launcher.ts';
 import type { Jobs } from '../queue/types.ts';
 import type { QueueWorker } from '../queue/worker.ts';

@@ -124,7 +124,10 @@ const hostPortList = z
       const match = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/u.exec(item);
       const port = match === null ? 0 : Number(match[2]);
       if (match === null || port < 1 || port > 65535) {
-        ctx.addIssue({ code: 'custom', message: `must be host:port entries separated by commas, got "${item}"` });
+        ctx.addIssue({
+          code: 'custom',
+          message: `must be host:port entries separated by commas, got "${item}"`,
+        });
         return z.NEVER;
       }
       nodes.push({ host: match[1]!.replace(/^\[|\]$/gu, ''), port });
