@@ -345,8 +345,19 @@ function maxSquare(limits: RequestLimits): number {
 }
 
 const MAX_ASPECT = 4;
+/**
+ * Aspect ratios map onto a 64-pixel grid: an SD 1.x UNet halves the latent three times and its ONNX
+ * exports upsample by a fixed factor of 2, so sizes that are not multiples of 64 fail inside the
+ * UNet. Explicit `--size` still accepts any multiple of 8 (models exported with dynamic upsampling).
+ */
+export const ASPECT_GRID = 64;
+/** How much a ratio error counts against an area error when picking the size (both in log space). */
+const RATIO_WEIGHT = 4;
 
-/** Maps `W:H` to the multiple-of-8 size with that ratio whose area is nearest the default (native) area. */
+/**
+ * Maps `W:H` to the grid size whose ratio is nearest `W:H` and whose area is nearest the default
+ * (native) area, within the pixel budget: 3:2 → 576×384, 16:9 → 704×384, 4:3 → 576×448.
+ */
 export function sizeForAspect(
   text: string,
   limits: RequestLimits,
@@ -362,14 +373,25 @@ export function sizeForAspect(
     return fail(`Aspect ratio must be between 1:${MAX_ASPECT} and ${MAX_ASPECT}:1, got \`${text}\`.`);
   }
   const area = Math.min(limits.defaultWidth * limits.defaultHeight, limits.maxPixels);
-  let width = Math.max(MIN_SIDE, Math.round(Math.sqrt(area * ratio) / 8) * 8);
-  let height = Math.max(MIN_SIDE, Math.round(width / ratio / 8) * 8);
-  // Rounding up can overshoot the pixel budget; step the longer side down until it fits.
-  while (width * height > limits.maxPixels) {
-    if (width >= height) width -= 8;
-    else height -= 8;
+  let best: { width: number; height: number; cost: number } | undefined;
+  for (let height = ASPECT_GRID; height <= MAX_SIDE; height += ASPECT_GRID) {
+    for (
+      let width = ASPECT_GRID;
+      width <= MAX_SIDE && width * height <= limits.maxPixels;
+      width += ASPECT_GRID
+    ) {
+      const cost =
+        RATIO_WEIGHT * Math.abs(Math.log(width / height / ratio)) +
+        Math.abs(Math.log((width * height) / area));
+      if (best === undefined || cost < best.cost) best = { width, height, cost };
+    }
   }
-  return { ok: true, value: { width, height } };
+  if (best === undefined) {
+    return fail(
+      `No ${ASPECT_GRID}-pixel grid size fits the pixel limit (${limits.maxPixels}); use --size instead.`,
+    );
+  }
+  return { ok: true, value: { width: best.width, height: best.height } };
 }
 
 /** Renders a request back into the text form; `parseImagineText(formatImagineText(r))` gives `r` back. */

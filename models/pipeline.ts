@@ -257,7 +257,12 @@ class StableDiffusionEngine implements Engine {
         unetInput.set(scaled, scaled.length);
       }
       const runBefore = this.sessionRunMs;
-      const out = await runUnet(unetInput, t, i);
+      let out: Float32Array;
+      try {
+        out = await runUnet(unetInput, t, i);
+      } catch (error) {
+        throw i === 0 ? unsupportedSizeError(error, request.width, request.height) : error;
+      }
       unetRunMs.push(this.sessionRunMs - runBefore);
       let noisePred = out;
       if (cfg) {
@@ -532,6 +537,37 @@ class StableDiffusionEngine implements Engine {
     if (tensor === undefined) throw new InternalError(ErrorCode.Inference, `${what} returned no ${output}`);
     return tensorToFloat32(tensor, what);
   }
+}
+
+/** Pixel multiple every SD 1.x UNet export takes: the latent (1/8) is halved three times. */
+const SAFE_SIZE_MULTIPLE = 64;
+
+/**
+ * Most ONNX UNet exports upsample by a fixed factor of 2 (torch.onnx traces `interpolate(scale_factor=2)`),
+ * so a latent that doesn't halve evenly fails inside the UNet on its first call. That is the request's
+ * size, not a fault to retry: say what works.
+ */
+function unsupportedSizeError(error: unknown, width: number, height: number): unknown {
+  if (width % SAFE_SIZE_MULTIPLE === 0 && height % SAFE_SIZE_MULTIPLE === 0) return error;
+  // Only a shape mismatch is the size's fault (e.g. "Non concat axis dimensions must match"); an
+  // out-of-memory or a provider failure stays an internal, retryable error.
+  const message =
+    error instanceof Error ? `${error.message} ${String((error.cause as Error | undefined)?.message)}` : '';
+  if (
+    !/dimensions? must match|mismatched dimensions|shape mismatch|cannot broadcast|incompatible dimensions/iu.test(
+      message,
+    )
+  ) {
+    return error;
+  }
+  const round = (v: number) =>
+    Math.max(SAFE_SIZE_MULTIPLE, Math.round(v / SAFE_SIZE_MULTIPLE) * SAFE_SIZE_MULTIPLE);
+  return new UserError(
+    ErrorCode.InvalidRequest,
+    `This model can't make ${width}x${height}: its UNet needs a width and height that are multiples of ` +
+      `${SAFE_SIZE_MULTIPLE} (for example ${round(width)}x${round(height)}).`,
+    { cause: error },
+  );
 }
 
 export type OnnxEngine = Engine & { readonly lastProfile: RunProfile | null };

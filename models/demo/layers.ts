@@ -245,6 +245,17 @@ export function upsampleTo(net: Net, x: string, like: string, ch: number, pixels
   return b.scoped('conv', () => conv2d(net, up, ch, ch, { pixels }));
 }
 
+/** Nearest ×2 with constant scales, as torch.onnx exports `F.interpolate(scale_factor=2)`, then a 3×3 conv. */
+export function upsample2x(net: Net, x: string, ch: number, pixels: number): string {
+  const { b } = net;
+  const up = b.op('Resize', [x, '', b.constFloat([1, 1, 2, 2], [4], 'float32')], {
+    mode: { s: 'nearest' },
+    coordinate_transformation_mode: { s: 'asymmetric' },
+    nearest_mode: { s: 'floor' },
+  });
+  return b.scoped('conv', () => conv2d(net, up, ch, ch, { pixels }));
+}
+
 /** Sinusoidal timestep features [B, dim] (flip_sin_to_cos, shift 0, as SD 1.x), computed in float32. */
 export function timestepFeatures(net: Net, t32: string, dim: number): string {
   const { b } = net;

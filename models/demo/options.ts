@@ -46,6 +46,12 @@ export interface DemoModelOptions {
   readonly externalData: boolean;
   /** Shown to users wherever the model is named. @defaultValue 'Demo model (procedural, not Stable Diffusion)' */
   readonly label: string;
+  /**
+   * How the UNet upsamples: `to-skip` resizes to the skip connection's size (any multiple of 8 works, like
+   * diffusers' `upsample_size` path); `scale2` doubles, as torch.onnx exports of SD UNets do, so the
+   * latent must divide by 2^(levels-1). @defaultValue 'to-skip'
+   */
+  readonly upsample: 'to-skip' | 'scale2';
 }
 
 export type DemoScale = 'demo' | 'sd15';
@@ -69,6 +75,7 @@ export const DEMO_DEFAULTS = {
   inputIds: 'int32',
   externalData: false,
   label: 'Demo model (procedural, not Stable Diffusion)',
+  upsample: 'to-skip',
 } as const satisfies Omit<DemoModelOptions, 'groups'>;
 
 /**

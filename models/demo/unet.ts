@@ -24,6 +24,7 @@ import {
   resBlock,
   spatialTransformer,
   timestepFeatures,
+  upsample2x,
   upsampleTo,
 } from './layers.ts';
 import type { DemoModelOptions } from './options.ts';
@@ -242,7 +243,11 @@ function learnedBranch(
       }
       if (level > 0) {
         const like = skips[skips.length - 1]!.value;
-        h = b.scoped('upsamplers.0', () => upsampleTo(net, h, like, ch, pixelsAt(level - 1)));
+        h = b.scoped('upsamplers.0', () =>
+          o.upsample === 'scale2'
+            ? upsample2x(net, h, ch, pixelsAt(level - 1))
+            : upsampleTo(net, h, like, ch, pixelsAt(level - 1)),
+        );
       }
     });
   }

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { parseConfig, type RequestLimits, requestLimitsFrom } from '../../core/config.ts';
 import { ErrorCode, UserError } from '../../core/errors.ts';
 import {
+  ASPECT_GRID,
   formatImagineText,
   type ImagineRequest,
   parseImagineOptions,
@@ -41,8 +42,8 @@ describe('parseImagineText', () => {
       steps: 30,
       guidance: 6.5,
       sampler: 'euler_a',
-      width: 624,
-      height: 416,
+      width: 576,
+      height: 384,
     });
   });
 
@@ -190,33 +191,43 @@ describe('parseImagineText', () => {
 });
 
 describe('sizeForAspect', () => {
-  it('maps ratios to multiple-of-8 sizes near the native area', () => {
+  it('maps common ratios to the 64-pixel grid sizes SD 1.x models take, near the native area', () => {
     const cases: [string, number, number][] = [
       ['1:1', 512, 512],
-      ['3:2', 624, 416],
-      ['2:3', 416, 624],
-      ['16:9', 680, 384],
+      ['3:2', 576, 384],
+      ['2:3', 384, 576],
+      ['4:3', 576, 448],
+      ['16:9', 704, 384],
+      ['9:16', 384, 704],
+      ['21:9', 768, 320],
       ['4:1', 1024, 256],
     ];
     for (const [ar, w, h] of cases) {
       const r = sizeForAspect(ar, limits);
-      expect(r.ok && r.value).toEqual({ width: w, height: h });
+      expect(r.ok && r.value, ar).toEqual({ width: w, height: h });
     }
   });
 
-  it('keeps every ratio within the pixel budget and near the requested ratio', () => {
+  it('keeps every ratio on the 64 grid, within the pixel budget, and near the requested ratio', () => {
     fc.assert(
       fc.property(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 40 }), (a, b) => {
         fc.pre(a / b <= 4 && b / a <= 4);
         const r = sizeForAspect(`${a}:${b}`, limits);
         if (!r.ok) throw r.error;
         const { width, height } = r.value;
-        expect(width % 8).toBe(0);
-        expect(height % 8).toBe(0);
+        expect(width % ASPECT_GRID).toBe(0);
+        expect(height % ASPECT_GRID).toBe(0);
         expect(width * height).toBeLessThanOrEqual(limits.maxPixels);
-        expect(Math.abs(width / height - a / b) / (a / b)).toBeLessThan(0.05);
+        // On a 64 grid near 512² the nearest sizes are ~12 % apart, so the best one is within 8 %.
+        expect(Math.abs(width / height - a / b) / (a / b)).toBeLessThan(0.08);
       }),
     );
+  });
+
+  it('respects a smaller pixel budget', () => {
+    const small = { ...limits, maxPixels: 256 * 256 };
+    const r = sizeForAspect('16:9', small);
+    expect(r.ok && r.value.width * r.value.height).toBeLessThanOrEqual(256 * 256);
   });
 });
 
@@ -236,8 +247,8 @@ describe('parseImagineOptions (typed, Discord)', () => {
       steps: 10,
       guidance: 2.5,
       sampler: 'ddim',
-      width: 416,
-      height: 624,
+      width: 384,
+      height: 576,
     });
     expect(ok(parseImagineOptions({ prompt: 'a', width: 256, height: 320 }, limits))).toMatchObject({
       width: 256,

@@ -2,7 +2,7 @@ import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CodedError, ErrorCode } from '../../core/errors.ts';
+import { CodedError, ErrorCode, UserError } from '../../core/errors.ts';
 import { buildDemoModel } from '../../models/demo/build.ts';
 import type { BuildDemoOptions } from '../../models/demo/options.ts';
 import type { GenerateRequest } from '../../models/engine.ts';
@@ -412,5 +412,34 @@ describe('config JSON as Python writes it', () => {
       z: 1,
     });
     expect(JSON.parse(quotePythonNonFinite('{"a": "say \\"Infinity\\""}'))).toEqual({ a: 'say "Infinity"' });
+  });
+});
+
+describe('UNets exported with fixed ×2 upsampling (as torch.onnx exports SD UNets)', () => {
+  it('make 64-multiple sizes, and refuse others with a user error that says what works', async () => {
+    const dir = path.join(work, 'demo-scale2');
+    await buildDemoModel(dir, { upsample: 'scale2' });
+    const engine = await loadEngine(dir, { intraOpThreads: 1 });
+    try {
+      const request: GenerateRequest = {
+        prompts: ['a fox'],
+        negative: '',
+        seeds: [1],
+        scheduler: 'euler',
+        steps: 2,
+        guidance: 7.5,
+        width: 128,
+        height: 64,
+      };
+      expect((await engine.generate(request)).images[0]?.width).toBe(128);
+      // 72 px → latent 9 → 5 → 3 after two halvings; ×2 gives 6, not 5: the UNet's Concat fails.
+      const error = await engine.generate({ ...request, width: 72 }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(UserError);
+      expect((error as UserError).message).toBe(
+        "This model can't make 72x64: its UNet needs a width and height that are multiples of 64 (for example 64x64).",
+      );
+    } finally {
+      await engine.close();
+    }
   });
 });
