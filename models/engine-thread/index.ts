@@ -14,11 +14,23 @@ import type { FromThread, SerializedError, ThreadInit, ToThread } from './protoc
 /**
  * The engine, hosted in a worker thread. onnxruntime-node runs each session synchronously on the
  * calling thread; an SD UNet call can take seconds on CPU, which would stall the worker's event loop
- * (lock renewals, progress, health checks). Same `Engine` interface, same results.
+ * (lock renewals, progress, health checks). Same `Engine` interface, same results. A thread that dies
+ * (out of memory, a crash) fails the batches it was running and is started again on the next request.
  */
 export async function loadEngineInThread(modelDir: string, options: EngineOptions = {}): Promise<Engine> {
   const { logger, ...threadOptions } = options;
   const init: ThreadInit = { modelDir, options: threadOptions };
+  const spawn = () => startThread(init, logger);
+  const first = await spawn();
+  return new ThreadEngine(spawn, first, logger);
+}
+
+interface StartedThread {
+  readonly worker: Worker;
+  readonly info: ModelInfo;
+}
+
+async function startThread(init: ThreadInit, logger: EngineLogger | undefined): Promise<StartedThread> {
   const worker = new Worker(new URL('./thread-entry.js', import.meta.url), { workerData: init });
   const info = await new Promise<ModelInfo>((resolve, reject) => {
     const onMessage = (message: FromThread) => {
@@ -52,8 +64,14 @@ export async function loadEngineInThread(modelDir: string, options: EngineOption
     await worker.terminate();
     throw error;
   });
-  return new ThreadEngine(worker, info, logger);
+  return { worker, info };
 }
+
+/**
+ * Test hook: ends the engine's current thread as a crash would (not a close), between session runs.
+ * (Worker.terminate() during an onnxruntime run aborts the whole process, so it is never used mid-run.)
+ */
+export const TERMINATE_THREAD = Symbol('terminate engine thread');
 
 function forwardLog(logger: EngineLogger | undefined, message: Extract<FromThread, { type: 'log' }>): void {
   logger?.[message.level](message.obj, message.msg);
@@ -77,70 +95,103 @@ interface Pending {
 
 class ThreadEngine implements Engine {
   readonly info: ModelInfo;
-  readonly #worker: Worker;
+  readonly #spawn: () => Promise<StartedThread>;
   readonly #logger: EngineLogger | undefined;
   readonly #pending = new Map<number, Pending>();
   #nextId = 1;
+  /** The live thread; undefined after it died, until the next request starts another. */
+  #worker: Worker | undefined;
+  #respawning: Promise<Worker> | undefined;
   #closed: Promise<void> | undefined;
-  #dead: Error | undefined;
 
-  constructor(worker: Worker, info: ModelInfo, logger: EngineLogger | undefined) {
-    this.#worker = worker;
-    this.info = info;
+  constructor(spawn: () => Promise<StartedThread>, first: StartedThread, logger: EngineLogger | undefined) {
+    this.#spawn = spawn;
+    this.info = first.info;
     this.#logger = logger;
-    worker.on('message', (message: FromThread) => this.#onMessage(message));
-    worker.on('error', (error) => this.#fail(error));
-    worker.on('exit', (code) => this.#fail(new Error(`engine thread exited with code ${code}`)));
+    this.#adopt(first.worker);
   }
 
   generate(request: GenerateRequest, options: GenerateOptions = {}): Promise<GenerateResult> {
-    if (this.#closed !== undefined || this.#dead !== undefined) {
+    if (this.#closed !== undefined) {
       return Promise.reject(new InternalError(ErrorCode.Inference, 'the engine is closed'));
     }
-    const id = this.#nextId++;
-    return new Promise<GenerateResult>((resolve, reject) => {
-      const { signal } = options;
-      if (signal?.aborted === true) {
-        reject(new CodedError(ErrorCode.Cancelled, 'generation cancelled'));
-        return;
-      }
-      const onAbort = () => this.#post({ type: 'abort', id });
-      signal?.addEventListener('abort', onAbort, { once: true });
-      this.#pending.set(id, {
-        resolve: (r) => {
-          signal?.removeEventListener('abort', onAbort);
-          resolve(r);
-        },
-        reject: (e) => {
-          signal?.removeEventListener('abort', onAbort);
-          reject(e);
-        },
-        options,
-      });
-      this.#post({ type: 'generate', id, request });
-    });
+    const { signal } = options;
+    if (signal?.aborted === true) {
+      return Promise.reject(new CodedError(ErrorCode.Cancelled, 'generation cancelled'));
+    }
+    return this.#live().then(
+      (worker) =>
+        new Promise<GenerateResult>((resolve, reject) => {
+          const id = this.#nextId++;
+          const onAbort = () => worker.postMessage({ type: 'abort', id } satisfies ToThread);
+          signal?.addEventListener('abort', onAbort, { once: true });
+          const done = () => signal?.removeEventListener('abort', onAbort);
+          this.#pending.set(id, {
+            resolve: (r) => {
+              done();
+              resolve(r);
+            },
+            reject: (e) => {
+              done();
+              reject(e);
+            },
+            options,
+          });
+          worker.postMessage({ type: 'generate', id, request } satisfies ToThread);
+        }),
+    );
   }
 
   close(): Promise<void> {
     this.#closed ??= (async () => {
-      if (this.#dead === undefined) {
+      const worker = this.#worker ?? (await this.#respawning?.catch(() => undefined));
+      if (worker !== undefined) {
         const closed = new Promise<void>((resolve) => {
-          const onMessage = (m: FromThread) => {
+          worker.on('message', (m: FromThread) => {
             if (m.type === 'closed') resolve();
-          };
-          this.#worker.on('message', onMessage);
-          this.#worker.once('exit', () => resolve());
+          });
+          worker.once('exit', () => resolve());
         });
-        this.#post({ type: 'close' });
+        worker.postMessage({ type: 'close' } satisfies ToThread);
         await closed;
+        await worker.terminate();
       }
-      await this.#worker.terminate();
+      this.#worker = undefined;
     })();
     return this.#closed;
   }
 
-  #post(message: ToThread): void {
-    this.#worker.postMessage(message);
+  [TERMINATE_THREAD](): void {
+    this.#worker?.postMessage({ type: 'exit', code: 70 } satisfies ToThread);
+  }
+
+  /** The live thread, starting a new one (loading the model again) after a crash. */
+  #live(): Promise<Worker> {
+    if (this.#worker !== undefined) return Promise.resolve(this.#worker);
+    this.#respawning ??= this.#spawn().then(
+      ({ worker }) => {
+        this.#respawning = undefined;
+        if (this.#closed !== undefined) {
+          void worker.terminate();
+          throw new InternalError(ErrorCode.Inference, 'the engine is closed');
+        }
+        this.#logger?.info({}, 'engine thread restarted');
+        this.#adopt(worker);
+        return worker;
+      },
+      (error: unknown) => {
+        this.#respawning = undefined;
+        throw error;
+      },
+    );
+    return this.#respawning;
+  }
+
+  #adopt(worker: Worker): void {
+    this.#worker = worker;
+    worker.on('message', (message: FromThread) => this.#onMessage(message));
+    worker.on('error', (error) => this.#died(worker, error));
+    worker.on('exit', (code) => this.#died(worker, new Error(`engine thread exited with code ${code}`)));
   }
 
   #onMessage(message: FromThread): void {
@@ -183,13 +234,15 @@ class ThreadEngine implements Engine {
     return pending;
   }
 
-  #fail(error: Error): void {
-    if (this.#dead !== undefined) return;
-    this.#dead = error;
+  /** A thread ended: fail what it was running (retryable), forget it; the next request starts another. */
+  #died(worker: Worker, error: Error): void {
+    if (this.#worker !== worker) return;
+    this.#worker = undefined;
     const wrapped =
       this.#closed === undefined
         ? new InternalError(ErrorCode.Inference, `engine thread died: ${error.message}`, { cause: error })
         : new InternalError(ErrorCode.Inference, 'the engine was closed during generation');
+    if (this.#closed === undefined) this.#logger?.warn({ err: error }, 'engine thread died');
     for (const pending of this.#pending.values()) pending.reject(wrapped);
     this.#pending.clear();
   }

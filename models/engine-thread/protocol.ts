@@ -11,7 +11,9 @@ export interface ThreadInit {
 export type ToThread =
   | { readonly type: 'generate'; readonly id: number; readonly request: GenerateRequest }
   | { readonly type: 'abort'; readonly id: number }
-  | { readonly type: 'close' };
+  | { readonly type: 'close' }
+  /** Ends the thread at once as a crash would (tests of the restart path). Handled between runs. */
+  | { readonly type: 'exit'; readonly code: number };
 
 export interface SerializedError {
   readonly name: string;

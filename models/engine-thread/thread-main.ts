@@ -52,6 +52,11 @@ port.on('message', (message: ToThread) => {
     aborts.get(message.id)?.abort();
     return;
   }
+  if (message.type === 'exit') {
+    // In a worker thread, process.exit ends only this thread. Messages are handled between session
+    // runs, never inside one (terminating a thread inside onnxruntime would abort the whole process).
+    process.exit(message.code);
+  }
   if (message.type === 'close') {
     void (async () => {
       for (const controller of aborts.values()) controller.abort();

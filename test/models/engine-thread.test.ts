@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CodedError, ErrorCode, UserError } from '../../core/errors.ts';
+import { CodedError, ErrorCode, InternalError, UserError } from '../../core/errors.ts';
 import type { Engine } from '../../models/engine.ts';
-import { loadEngineInThread } from '../../models/engine-thread/index.ts';
+import { loadEngineInThread, TERMINATE_THREAD } from '../../models/engine-thread/index.ts';
 import { loadEngine } from '../../models/pipeline.ts';
 import { CASES, closeness, referenceRgb, requestOf, TINY_SD } from './tiny-sd.ts';
 
@@ -82,6 +82,37 @@ describe('engine hosted in a worker thread', () => {
     expect(error).toBeInstanceOf(CodedError);
     expect((error as CodedError).code).toMatch(/E_MODEL/);
     expect((error as CodedError).message).toContain('/nonexistent/model');
+  });
+
+  it('a thread that dies fails its batch (retryable) and is started again for the next one', async () => {
+    const engine = await loadEngineInThread(TINY_SD, { intraOpThreads: 1 });
+    try {
+      const c = CASES[0]!;
+      const before = await engine.generate(requestOf(c));
+      let crashed = false;
+      const inFlight = engine
+        .generate(requestOf(c), {
+          onStep: () => {
+            if (crashed) return;
+            crashed = true;
+            (engine as unknown as { [TERMINATE_THREAD](): void })[TERMINATE_THREAD]();
+          },
+        })
+        .catch((e: unknown) => e);
+      const error = await inFlight;
+      expect(error).toBeInstanceOf(InternalError);
+      expect((error as InternalError).code).toBe(ErrorCode.Inference);
+      expect((error as InternalError).message).toMatch(/engine thread died.*code 70/);
+      // Dying while idle is recovered the same way.
+      (engine as unknown as { [TERMINATE_THREAD](): void })[TERMINATE_THREAD]();
+      await new Promise((r) => setTimeout(r, 200));
+      const after = await engine.generate(requestOf(c));
+      for (let k = 0; k < after.images.length; k++) {
+        expect(Buffer.from(after.images[k]!.data).equals(Buffer.from(before.images[k]!.data))).toBe(true);
+      }
+    } finally {
+      await engine.close();
+    }
   });
 
   it('refuses work after close', async () => {
