@@ -258,7 +258,12 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
   for (const [key, schema] of Object.entries(configSchema.shape)) {
     const parsed = (schema as z.ZodType).safeParse(env[key]);
     if (parsed.success) values[key] = parsed.data;
-    else for (const issue of parsed.error.issues) errors.push(`${key}: ${issue.message}`);
+    else
+      for (const issue of parsed.error.issues) {
+        // zod's enum message lists the options but not what was given; say both.
+        const got = issue.code === 'invalid_value' ? `, got "${env[key]}"` : '';
+        errors.push(`${key}: ${issue.message}${got}`);
+      }
   }
   const c = values as Partial<Config>;
   if (c.DEFAULT_STEPS !== undefined && c.MAX_STEPS !== undefined && c.DEFAULT_STEPS > c.MAX_STEPS) {

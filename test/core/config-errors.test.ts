@@ -66,6 +66,7 @@ describe('config', () => {
     const keys = r.errors.map((e) => e.split(':')[0]);
     expect(keys.sort()).toEqual(['DEFAULT_GUIDANCE', 'MAX_STEPS', 'ORT_EP', 'PORT', 'REDIS_URL', 'SUFFIXES']);
     expect(() => loadConfig({ ORT_EP: 'tpu', PORT: 'x' })).toThrow(/ORT_EP[\s\S]*PORT|PORT[\s\S]*ORT_EP/);
+    expect(r.errors.find((e) => e.startsWith('ORT_EP'))).toMatch(/"cpu"\|"cuda"\|"webgpu", got "tpu"$/);
   });
 
   it('still checks cross-field rules when other variables are bad', () => {
