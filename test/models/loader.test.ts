@@ -365,7 +365,7 @@ describe('execution providers', () => {
     } catch (error) {
       expect(error).toMatchObject({ code: ErrorCode.ProviderUnavailable });
       if (providerProblem('cuda') !== null) {
-        expect((error as Error).message).toContain('ONNXRUNTIME_NODE_INSTALL=cuda12 npm ci');
+        expect((error as Error).message).toContain('npm run install:cuda');
       }
     }
   });
