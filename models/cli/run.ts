@@ -286,7 +286,7 @@ async function models(args: readonly string[], env: CliEnv, io: CliIo): Promise<
       options: { revision: { type: 'string' }, dir: { type: 'string' } },
     });
     if (positionals.length !== 1) {
-      usage('models download takes one REPO (e.g. onnx-community/stable-diffusion-v1-5-ONNX)');
+      usage('models download takes one REPO (owner/name of an SD 1.x ONNX export)');
     }
     const tty = io.stderr.isTTY === true;
     const result = await downloadModel({

@@ -42,7 +42,7 @@ const SAFETY_FOLDERS = ['safety_checker/', 'feature_extractor/'] as const;
 const SKIPPED_EXTENSIONS = ['.safetensors', '.bin', '.ckpt', '.msgpack', '.h5', '.pt', '.pth'] as const;
 
 export interface DownloadOptions {
-  /** Hub repo id, e.g. `onnx-community/stable-diffusion-v1-5-ONNX`. */
+  /** Hub repo id, `owner/name`. */
   readonly repo: string;
   /** Branch, tag or commit. @defaultValue 'main' */
   readonly revision?: string | undefined;
@@ -121,7 +121,7 @@ export function selectModelFiles(
     const where = options.repo === undefined ? 'The repo' : `${options.repo}@${options.revision ?? 'main'}`;
     const pytorch = files.some((f) => /^unet\/diffusion_pytorch_model\./.test(f.path));
     const hint = pytorch
-      ? ' It holds diffusers PyTorch weights; pick an ONNX export instead (e.g. onnx-community/stable-diffusion-v1-5-ONNX), or a branch that has one (some repos keep ONNX files on an "onnx" revision).'
+      ? ' It holds diffusers PyTorch weights; pick an ONNX export instead (owner/name of an SD 1.x ONNX export), or a branch that has one (some repos keep ONNX files on an "onnx" revision).'
       : ' An ONNX SD 1.x repo has text_encoder/, unet/ and vae_decoder/ model.onnx files plus tokenizer/ and scheduler/.';
     throw new DownloadError(
       'not-sd-onnx',

@@ -32,11 +32,9 @@ const REPO_ID = /^[A-Za-z0-9][A-Za-z0-9._-]*\/[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
 export function validateRepoId(repo: string): void {
   if (!REPO_ID.test(repo) || repo.includes('..')) {
-    throw new DownloadError(
-      'invalid-repo',
-      `"${repo}" is not a Hugging Face repo id; expected owner/name, e.g. onnx-community/stable-diffusion-v1-5-ONNX`,
-      { context: { repo } },
-    );
+    throw new DownloadError('invalid-repo', `"${repo}" is not a Hugging Face repo id; expected owner/name`, {
+      context: { repo },
+    });
   }
 }
 
