@@ -39,9 +39,6 @@ const DELIVERY_OUTCOMES = [
   'gave_up',
 ] as const satisfies readonly DeliveryOutcome[];
 
-/** Generation queue counts, read when Prometheus scrapes. */
-export type { QueueCounts } from '../../queue/probe.ts';
-
 export interface Metrics extends QueueMetrics {
   readonly registry: Registry;
   readonly contentType: string;

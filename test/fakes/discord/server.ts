@@ -12,6 +12,7 @@ import type {
   APIMessageComponentInteraction,
 } from 'discord.js';
 import { type WebSocket, WebSocketServer } from 'ws';
+import { Waiters } from '../waiters.ts';
 import { apiMember, apiUser, type FakeUser, guildCreate, snowflake, textChannel } from './payloads.ts';
 
 /**
@@ -144,7 +145,7 @@ export class FakeDiscord {
   readonly #server: Server;
   readonly #wss: WebSocketServer;
   readonly #sessions = new Set<{ ws: WebSocket; seq: number; ready: boolean }>();
-  readonly #waiters = new Set<() => void>();
+  readonly #waiting = new Waiters('fake discord');
   /** Interaction token that posted each webhook message (only that token may edit it). */
   readonly #messageToken = new Map<string, string>();
   #port = 0;
@@ -290,39 +291,9 @@ export class FakeDiscord {
     return stored.data;
   }
 
-  /** Resolves when `predicate` holds (checked after every request and dispatch). */
-  async waitFor<T>(
-    predicate: () => T | undefined | false,
-    timeoutMs = 20_000,
-    what = 'condition',
-  ): Promise<T> {
-    const now = predicate();
-    if (now !== undefined && now !== false) return now;
-    return new Promise<T>((resolve, reject) => {
-      const check = () => {
-        let value: T | undefined | false;
-        try {
-          value = predicate();
-        } catch (error) {
-          cleanup();
-          reject(error);
-          return;
-        }
-        if (value !== undefined && value !== false) {
-          cleanup();
-          resolve(value);
-        }
-      };
-      const timer = setTimeout(() => {
-        cleanup();
-        reject(new Error(`fake discord: timed out after ${timeoutMs} ms waiting for ${what}`));
-      }, timeoutMs);
-      const cleanup = () => {
-        clearTimeout(timer);
-        this.#waiters.delete(check);
-      };
-      this.#waiters.add(check);
-    });
+  /** Resolves when `predicate` holds (checked after every recorded request), or rejects after `timeoutMs`. */
+  waitFor<T>(predicate: () => T | undefined | false, timeoutMs = 20_000, what = 'condition'): Promise<T> {
+    return this.#waiting.waitFor(predicate, timeoutMs, what);
   }
 
   /** Requests matching method and path pattern, with the given status class. */
@@ -381,7 +352,7 @@ export class FakeDiscord {
         default:
           break;
       }
-      this.#notify();
+      this.#waiting.notify();
     });
   }
 
@@ -529,7 +500,7 @@ export class FakeDiscord {
       this.requests.push(record);
       record.status = 400;
       send(res, 400, { message: `fake: unparseable body: ${String(error)}`, code: 50109 });
-      this.#notify();
+      this.#waiting.notify();
       return;
     }
     this.requests.push(record);
@@ -568,7 +539,7 @@ export class FakeDiscord {
           code: fault.code ?? 0,
         });
       }
-      this.#notify();
+      this.#waiting.notify();
       return;
     }
 
@@ -590,7 +561,7 @@ export class FakeDiscord {
         send(res, 500, { message: `500: fake crashed: ${String(error)}`, code: 0 });
       }
     }
-    this.#notify();
+    this.#waiting.notify();
   }
 
   #route(
@@ -923,10 +894,6 @@ export class FakeDiscord {
       out.push(make(file, entry.filename));
     }
     return out;
-  }
-
-  #notify(): void {
-    for (const waiter of [...this.#waiters]) waiter();
   }
 }
 

@@ -3,6 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { parse as parseQuery } from 'node:querystring';
 import { type WebSocket, WebSocketServer } from 'ws';
+import { Waiters } from '../waiters.ts';
 
 /**
  * A local fake of the Slack Web API, speaking the wire format @slack/web-api uses (form-encoded
@@ -135,7 +136,7 @@ export class FakeSlack {
   private readonly channels = new Map<string, ChannelInfo>();
   private readonly faults = new Map<string, Fault[]>();
   private readonly responseTargets = new Map<string, ResponseUrlTarget>();
-  private readonly waiters = new Set<() => void>();
+  readonly #waiting = new Waiters('FakeSlack');
   private server: Server | undefined;
   private readonly wss = new WebSocketServer({ noServer: true });
   private readonly sockets = new Set<WebSocket>();
@@ -243,39 +244,9 @@ export class FakeSlack {
     );
   }
 
-  /** Resolves once `predicate` holds (checked after every call), or rejects after `timeoutMs`. */
-  async waitFor<T>(
-    predicate: () => T | undefined | false,
-    timeoutMs = 20_000,
-    what = 'condition',
-  ): Promise<T> {
-    const first = predicate();
-    if (first !== undefined && first !== false) return first;
-    return new Promise<T>((resolve, reject) => {
-      const check = () => {
-        let value: T | undefined | false;
-        try {
-          value = predicate();
-        } catch (error) {
-          cleanup();
-          reject(error);
-          return;
-        }
-        if (value !== undefined && value !== false) {
-          cleanup();
-          resolve(value);
-        }
-      };
-      const timer = setTimeout(() => {
-        cleanup();
-        reject(new Error(`FakeSlack: timed out after ${timeoutMs} ms waiting for ${what}`));
-      }, timeoutMs);
-      const cleanup = () => {
-        clearTimeout(timer);
-        this.waiters.delete(check);
-      };
-      this.waiters.add(check);
-    });
+  /** Resolves when `predicate` holds (checked after every recorded request), or rejects after `timeoutMs`. */
+  waitFor<T>(predicate: () => T | undefined | false, timeoutMs = 20_000, what = 'condition'): Promise<T> {
+    return this.#waiting.waitFor(predicate, timeoutMs, what);
   }
 
   /** Socket Mode connections currently open (after `hello`). */
@@ -317,7 +288,7 @@ export class FakeSlack {
     this.sockets.add(ws);
     ws.on('close', () => {
       this.sockets.delete(ws);
-      this.notify();
+      this.#waiting.notify();
     });
     ws.on('message', (data: Buffer) => {
       let message: { envelope_id?: unknown; payload?: unknown };
@@ -343,11 +314,7 @@ export class FakeSlack {
     ws.send(
       JSON.stringify({ type: 'hello', num_connections: this.sockets.size, debug_info: { host: 'fake' } }),
     );
-    this.notify();
-  }
-
-  private notify(): void {
-    for (const waiter of [...this.waiters]) waiter();
+    this.#waiting.notify();
   }
 
   private nextTs(): string {
@@ -357,7 +324,7 @@ export class FakeSlack {
 
   private record(method: string, params: Record<string, unknown>, status: number, ok: boolean): void {
     this.calls.push({ method, params, status, ok, at: Date.now() });
-    this.notify();
+    this.#waiting.notify();
   }
 
   /** Answers an injected fault, if one is queued for `method`. */
