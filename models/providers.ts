@@ -37,7 +37,7 @@ export const PROVIDER_INSTALL_HINTS: Readonly<Record<ExecutionProviderName, stri
   cpu: 'The CPU provider ships with onnxruntime-node; reinstall dependencies with `npm ci`.',
   cuda:
     'The CUDA provider binaries are not bundled with onnxruntime-node. On a host with an NVIDIA GPU, CUDA 12 and ' +
-    "cuDNN 9, run `npm run install:cuda` (onnxruntime-node's installer with ONNXRUNTIME_NODE_INSTALL=cuda12), or use --ep cpu.",
+    "cuDNN 9, run `npm run install:cuda` (onnxruntime-node's CUDA 12 provider installer), or use --ep cpu.",
   webgpu:
     'The WebGPU provider found no usable GPU adapter. It needs Vulkan drivers on Linux (libvulkan1 plus the GPU ' +
     "vendor's Vulkan driver), D3D12 on Windows or Metal on macOS; or use --ep cpu.",
