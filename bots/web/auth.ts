@@ -124,8 +124,10 @@ export function isSecure(req: IncomingMessage): boolean {
 export function checkOrigin(req: IncomingMessage, openLoopback: boolean): string | undefined {
   const host = req.headers.host ?? '';
   if (openLoopback) {
-    const name = host.startsWith('[') ? host.slice(0, host.indexOf(']') + 1) : host.split(':')[0]!;
-    if (!isLoopbackHost(name)) return `This playground only answers on loopback names, not "${host}".`;
+    const name = hostName(host);
+    if (name === undefined || !isLoopbackHost(name)) {
+      return `This playground only answers on loopback names (127.0.0.1, localhost, [::1]), not "${host}".`;
+    }
   }
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     const origin = req.headers.origin;
@@ -140,4 +142,10 @@ export function checkOrigin(req: IncomingMessage, openLoopback: boolean): string
     }
   }
   return undefined;
+}
+
+/** The name part of a Host header (`name`, `name:port`, `[v6]`, `[v6]:port`); undefined when malformed. */
+export function hostName(host: string): string | undefined {
+  const match = /^(\[[0-9A-Fa-f:.]+\]|[^:[\]]+)(?::\d{1,5})?$/u.exec(host.trim());
+  return match?.[1];
 }
