@@ -251,7 +251,7 @@ export function isLoopbackHost(host: string): boolean {
   if (name === 'localhost' || name === '::1' || name === '[::1]') return true;
   // No leading zeros: some resolvers read `010` as octal, or fall back to DNS for `099`.
   const octets = /^127\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})$/u.exec(name);
-  return octets !== null && octets.slice(1).every((o) => Number(o) <= 255);
+  return octets?.slice(1).every((o) => Number(o) <= 255) === true;
 }
 
 /** Validation result: one message lists every bad variable and why. */
