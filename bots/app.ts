@@ -13,6 +13,7 @@ import { createMetrics, type Metrics } from './ops/metrics.ts';
 import { type RunningServer, startOpsServer } from './ops/server.ts';
 import { ConversationService, serviceSettingsFrom } from './service.ts';
 import type { ChatSurface } from './surface.ts';
+import { redisIdentitySecret } from './web/secret.ts';
 import { startPlayground } from './web/server.ts';
 import { WebSurface } from './web/surface.ts';
 
@@ -225,6 +226,7 @@ export async function startApp(options: AppOptions): Promise<App> {
         metrics,
         log: log.child({ component: 'web' }),
         recordTtlDays: config.RECORD_TTL_DAYS,
+        identitySecret: redisIdentitySecret(connection, config.QUEUE_PREFIX),
         info: () => ({
           role,
           model: modelInfo ?? null,

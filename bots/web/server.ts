@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { isLoopbackHost } from '../../core/config.ts';
 import { ErrorCode } from '../../core/errors.ts';
-import { JOB_ID_RE, jobIdFor } from '../../core/jobspec.ts';
+import { jobIdFor } from '../../core/jobspec.ts';
 import { FLAG_HELP, type ImagineOptions } from '../../core/request.ts';
 import { SAMPLERS } from '../../core/samplers.ts';
 import { GRID_SIZE } from '../../core/seeds.ts';
@@ -26,7 +26,7 @@ import type { Metrics } from '../ops/metrics.ts';
 import { listen, type RunningServer } from '../ops/server.ts';
 import { encodeControl } from '../service/controls.ts';
 import type { ControlAction, ControlPress, ImagineCommand } from '../surface.ts';
-import { Access, checkOrigin, identify, isSecure } from './auth.ts';
+import { Access, checkOrigin, Identities, type IdentityIssueLimit, isSecure } from './auth.ts';
 import { HttpReply, type WebSurface } from './surface.ts';
 import { jobJson, jobUrl } from './view.ts';
 
@@ -56,7 +56,19 @@ export interface PlaygroundOptions {
   readonly recordTtlDays?: number;
   /** @defaultValue 16384 */
   readonly bodyLimitBytes?: number;
+  /**
+   * Signs the identity cookies; must be the same across restarts and bot processes (the app passes
+   * `redisIdentitySecret`). @defaultValue a random secret per process
+   */
+  readonly identitySecret?: () => Promise<Buffer>;
+  /** New identities per client address. @defaultValue IDENTITY_ISSUE_DEFAULTS */
+  readonly identityLimit?: Partial<IdentityIssueLimit>;
 }
+
+/** Playground job ids: only jobs made on the web are visible here (Discord and Slack jobs are not). */
+export const WEB_JOB_ID_RE = /^web-[A-Za-z0-9_-]{1,64}$/u;
+/** Any surface's job id shape, to tell "not a job id" from "not a job you can see". */
+const ANY_JOB_ID_RE = /^[a-z]+-[A-Za-z0-9_-]{1,64}$/u;
 
 /** The channel every playground job is posted in (the page is one shared room). */
 export const PLAYGROUND_CHANNEL = 'playground';
@@ -108,6 +120,10 @@ export async function startPlayground(options: PlaygroundOptions): Promise<Runni
     throw new Error(`PLAYGROUND_TOKEN is required when HOST (${options.host}) is not a loopback address`);
   }
   const access = new Access(options.token);
+  const identities = new Identities({
+    ...(options.identitySecret === undefined ? {} : { secret: options.identitySecret }),
+    ...(options.identityLimit === undefined ? {} : { limit: options.identityLimit }),
+  });
   const staticDir = new URL('./static/', import.meta.url);
   const files = new Map<string, Buffer>();
   for (const { file } of Object.values(STATIC_FILES)) {
@@ -126,7 +142,8 @@ export async function startPlayground(options: PlaygroundOptions): Promise<Runni
 
   const requireRecord = async (id: string) => {
     const record = await options.jobs.record(id);
-    if (record === null) throw gone(id);
+    // Another surface's record is as invisible as one that never existed.
+    if (record === null || record.owner.surface !== 'web') throw gone(id);
     return record;
   };
 
@@ -203,7 +220,7 @@ export async function startPlayground(options: PlaygroundOptions): Promise<Runni
       const record = await options.jobs.record(fallbackId);
       if (record !== null) {
         const live = await options.jobs.status(fallbackId);
-        const job = jobJson(record, live, options.surface.latestProgress(fallbackId));
+        const job = jobJson(record, live, options.surface.latestProgress(fallbackId), ctx.user);
         sendJson(ctx.res, 200, {
           id: job.id,
           kind: job.kind,
@@ -286,8 +303,17 @@ export async function startPlayground(options: PlaygroundOptions): Promise<Runni
           const wanted = ctx.url.searchParams
             .getAll('job')
             .flatMap((v) => v.split(','))
-            .filter((v) => JOB_ID_RE.test(v))
+            .filter((v) => WEB_JOB_ID_RE.test(v))
             .slice(0, 200);
+          const max = options.surface.maxStreamsPerUser;
+          if (options.surface.openStreams(ctx.user) >= max) {
+            throw new HttpError(
+              429,
+              ErrorCode.RateLimited,
+              `Too many open event streams: at most ${max} per browser. Close another playground tab and try again.`,
+              { 'retry-after': '10' },
+            );
+          }
           options.surface.stream(ctx.res, ctx.user, new Set(wanted));
         },
       },
@@ -299,7 +325,7 @@ export async function startPlayground(options: PlaygroundOptions): Promise<Runni
           const [id] = ctx.params as [string];
           const record = await requireRecord(id);
           const live = await options.jobs.status(id);
-          sendJson(ctx.res, 200, jobJson(record, live, options.surface.latestProgress(id)));
+          sendJson(ctx.res, 200, jobJson(record, live, options.surface.latestProgress(id), ctx.user));
         },
       },
     },
@@ -410,8 +436,10 @@ export async function startPlayground(options: PlaygroundOptions): Promise<Runni
       return;
     }
 
-    const identity = identify(req);
-    if (identity.setCookie !== undefined) res.setHeader('set-cookie', identity.setCookie);
+    // Assets need no identity; the page and the API do (the page's first load issues the cookie).
+    const asset = path in STATIC_FILES && path !== '/' && path !== '/index.html';
+    const identity = asset ? undefined : await identities.identify(req);
+    if (identity?.setCookie !== undefined) res.setHeader('set-cookie', identity.setCookie);
 
     if (path in STATIC_FILES) {
       if (req.method !== 'GET' && req.method !== 'HEAD') throw methodNotAllowed(['GET', 'HEAD']);
@@ -432,12 +460,10 @@ export async function startPlayground(options: PlaygroundOptions): Promise<Runni
       const match = route.pattern.exec(path);
       if (match === null) continue;
       const params = match.slice(1).map((p) => safeDecode(p));
-      if (path.startsWith('/api/jobs/') && !JOB_ID_RE.test(params[0] ?? '')) {
-        throw new HttpError(
-          404,
-          ErrorCode.NotFound,
-          `No job "${params[0] ?? ''}": job ids look like web-abc123.`,
-        );
+      if (path.startsWith('/api/jobs/') && !WEB_JOB_ID_RE.test(params[0] ?? '')) {
+        const id = params[0] ?? '';
+        if (ANY_JOB_ID_RE.test(id)) throw gone(id);
+        throw new HttpError(404, ErrorCode.NotFound, `No job "${id}": job ids look like web-abc123.`);
       }
       const method = req.method === 'HEAD' && route.methods.GET !== undefined ? 'GET' : (req.method ?? 'GET');
       const run = route.methods[method];
@@ -446,7 +472,7 @@ export async function startPlayground(options: PlaygroundOptions): Promise<Runni
         if (allowed.includes('GET')) allowed.push('HEAD');
         throw methodNotAllowed(allowed);
       }
-      await run({ req, res, url, user: identity.user, params });
+      await run({ req, res, url, user: identity?.user ?? '', params });
       return;
     }
     throw notFound(`Nothing at ${path}.`);

@@ -1,9 +1,6 @@
-import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, raw, startTestApp, type TestApp, waitForJob } from './app-helper.ts';
-
-const user = () => ({ cookie: `imagine_uid=u-${randomBytes(8).toString('hex')}` });
+import { call, newUser, raw, startTestApp, type TestApp, waitForJob } from './app-helper.ts';
 
 function errorOf(body: string): { code: string; message: string } {
   const parsed = JSON.parse(body) as { error: { code: string; message: string } };
@@ -16,10 +13,15 @@ describe('bad input on every route gets a clear 4xx, never a 500', () => {
   let t: TestApp;
   let doneId: string;
   let queuedId: string;
-  const owner = user();
+  let owner: { cookie: string };
+  /** Someone with no jobs of their own, for requests that are refused anyway. */
+  let someone: { cookie: string };
+  const user = () => someone;
 
   beforeAll(async () => {
     t = await startTestApp();
+    owner = await newUser(t.url);
+    someone = await newUser(t.url);
     const made = await call<{ id: string }>(`${t.url}/api/imagine`, {
       method: 'POST',
       headers: owner,
@@ -30,12 +32,12 @@ describe('bad input on every route gets a clear 4xx, never a 500', () => {
     // A long job keeps the worker busy so the next one stays queued.
     await call(`${t.url}/api/imagine`, {
       method: 'POST',
-      headers: user(),
+      headers: await newUser(t.url),
       json: { text: 'busy --steps 50' },
     });
     const queued = await call<{ id: string }>(`${t.url}/api/imagine`, {
       method: 'POST',
-      headers: user(),
+      headers: await newUser(t.url),
       json: { text: 'still queued --steps 2' },
     });
     queuedId = queued.body.id;
@@ -179,7 +181,7 @@ describe('bad input on every route gets a clear 4xx, never a 500', () => {
   });
 
   it('random bodies and paths never produce a 5xx', async () => {
-    const client = user();
+    const client = await newUser(t.url);
     await fc.assert(
       fc.asyncProperty(
         fc.oneof(
