@@ -204,6 +204,7 @@ export async function startApp(options: AppOptions): Promise<App> {
         jobs,
         settings: serviceSettingsFrom(config),
         log: log.child({ component: 'service' }),
+        metrics,
       });
       stack.push({ name: 'service', close: () => service.close() });
       // Every surface is attached through this, so deliveries are timed on all of them.

@@ -4,7 +4,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { isLoopbackHost } from '../../core/config.ts';
 import { ErrorCode } from '../../core/errors.ts';
 import { jobIdFor } from '../../core/jobspec.ts';
-import { FLAG_HELP, type ImagineOptions } from '../../core/request.ts';
+import { FLAG_HELP } from '../../core/request.ts';
 import { SAMPLERS } from '../../core/samplers.ts';
 import { GRID_SIZE } from '../../core/seeds.ts';
 import type { Jobs } from '../../queue/types.ts';
@@ -27,6 +27,7 @@ import { listen, type RunningServer } from '../ops/server.ts';
 import { encodeControl } from '../service/controls.ts';
 import type { ControlAction, ControlPress, ImagineCommand } from '../surface.ts';
 import { Access, checkOrigin, Identities, type IdentityIssueLimit, isSecure } from './auth.ts';
+import { imagineBody } from './body.ts';
 import { HttpReply, type WebSurface } from './surface.ts';
 import { jobJson, jobUrl } from './view.ts';
 
@@ -86,20 +87,6 @@ type StaticPath = keyof typeof STATIC_FILES;
 const CSP =
   "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; connect-src 'self'; " +
   "frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
-
-/** Typed fields `POST /api/imagine` accepts (the text form is `{"text": …}`). */
-const TYPED_FIELDS = [
-  'prompt',
-  'negative',
-  'seed',
-  'steps',
-  'guidance',
-  'sampler',
-  'width',
-  'height',
-  'aspect',
-  'size',
-];
 
 interface Ctx {
   readonly req: IncomingMessage;
@@ -264,17 +251,24 @@ export async function startPlayground(options: PlaygroundOptions): Promise<Runni
       pattern: /^\/api\/imagine$/u,
       methods: {
         POST: async (ctx) => {
-          const body = await readJsonObject(ctx.req, { limitBytes: bodyLimit });
+          let command: ImagineCommand;
+          let interaction: string;
+          try {
+            const body = imagineBody(await readJsonObject(ctx.req, { limitBytes: bodyLimit }));
+            interaction = interactionId(ctx.req, ctx.user);
+            const base = {
+              surface: 'web' as const,
+              user: ctx.user,
+              channel: PLAYGROUND_CHANNEL,
+              interactionId: interaction,
+            };
+            command = 'text' in body ? { ...base, text: body.text } : { ...base, options: body.options };
+          } catch (error) {
+            // Refused before the service saw it: still a rejected submission (the service counts the rest).
+            if (error instanceof HttpError && error.status < 500) options.metrics.submit('invalid');
+            throw error;
+          }
           const reply = new HttpReply();
-          const interaction = interactionId(ctx.req, ctx.user);
-          const base = {
-            surface: 'web' as const,
-            user: ctx.user,
-            channel: PLAYGROUND_CHANNEL,
-            interactionId: interaction,
-          };
-          const command: ImagineCommand =
-            'text' in body ? { ...base, text: textField(body) } : { ...base, options: typedFields(body) };
           await options.service.imagine(command, reply);
           await answer(ctx, reply, jobIdFor('web', interaction));
         },
@@ -557,52 +551,6 @@ export function httpStatusFor(code: string): number {
     default:
       return 500;
   }
-}
-
-function textField(body: Record<string, unknown>): string {
-  const extra = Object.keys(body).filter((k) => k !== 'text');
-  if (extra.length > 0) {
-    throw new HttpError(
-      400,
-      ErrorCode.InvalidRequest,
-      `Send either {"text": …} or typed fields, not both (got ${extra.join(', ')} with text).`,
-    );
-  }
-  if (typeof body.text !== 'string') {
-    throw new HttpError(
-      400,
-      ErrorCode.InvalidRequest,
-      '"text" must be a string, e.g. "a lighthouse --ar 3:2".',
-    );
-  }
-  // The page sends what the user typed; the command name itself is not part of the prompt.
-  return body.text.replace(/^\s*\/imagine\b\s*/iu, '');
-}
-
-function typedFields(body: Record<string, unknown>): ImagineOptions {
-  const unknown = Object.keys(body).filter((k) => !TYPED_FIELDS.includes(k));
-  if (unknown.length > 0) {
-    throw new HttpError(
-      400,
-      ErrorCode.UnknownFlag,
-      `Unknown field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `"${k}"`).join(', ')}. ` +
-        `Send {"text": "<prompt> --flags"} or any of: text, ${TYPED_FIELDS.join(', ')}.`,
-    );
-  }
-  if (typeof body.prompt !== 'string') {
-    throw new HttpError(400, ErrorCode.InvalidRequest, 'Send "prompt" (a string) or "text".');
-  }
-  const options: Record<string, string | number> = { prompt: body.prompt };
-  for (const key of TYPED_FIELDS) {
-    if (key === 'prompt') continue;
-    const value = body[key];
-    if (value === undefined || value === null) continue;
-    if (typeof value !== 'string' && typeof value !== 'number') {
-      throw new HttpError(400, ErrorCode.InvalidRequest, `"${key}" must be a string or a number.`);
-    }
-    options[key] = value;
-  }
-  return options as unknown as ImagineOptions;
 }
 
 /** Buttons take no body; anything but nothing or `{}` is a mistake worth reporting. */
