@@ -276,6 +276,37 @@ describe('playground identities are issued by the server and cannot be forged', 
     }
   });
 
+  it('?job= streams the listed web jobs to another browser as `job` events; other ids are ignored', async () => {
+    const owner = await newUser(t.url);
+    const watcher = await newUser(t.url);
+    const made = await call<{ id: string }>(`${t.url}/api/imagine`, {
+      method: 'POST',
+      headers: owner,
+      json: { text: 'watched by someone else --steps 50' },
+    });
+    expect(made.status).toBe(202);
+    const controller = new AbortController();
+    const stream = await fetch(`${t.url}/api/events?job=discord-123,${made.body.id}`, {
+      headers: watcher,
+      signal: controller.signal,
+    });
+    expect(stream.status).toBe(200);
+    const reader = stream.body!.getReader();
+    const decoder = new TextDecoder();
+    let text = '';
+    // The first bytes mean the stream is registered; then the owner cancels.
+    text += decoder.decode((await reader.read()).value, { stream: true });
+    await call(`${t.url}/api/jobs/${made.body.id}/cancel`, { method: 'POST', headers: owner });
+    while (!text.includes('"status":"cancelled"')) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value, { stream: true });
+    }
+    controller.abort();
+    expect(text).toContain(`event: job\ndata: {"type":"job","id":"${made.body.id}","status":"cancelled"}`);
+    expect(text).not.toContain(uidOf(owner));
+  });
+
   it(`allows ${MAX_STREAMS_PER_USER} open event streams per identity, then answers 429 (real sockets)`, async () => {
     const user = await newUser(t.url);
     const open: OpenStream[] = [];
