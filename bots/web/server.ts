@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { isLoopbackHost } from '../../core/config.ts';
@@ -153,7 +153,8 @@ export async function startPlayground(options: PlaygroundOptions): Promise<Runni
         'Idempotency-Key must be 8 to 64 letters, digits, _ or -.',
       );
     }
-    return `${user}.${key}`;
+    // Hashed, so the job id (which others may see) never carries the user's id.
+    return `k-${createHash('sha256').update(`${user}.${key}`).digest('hex').slice(0, 40)}`;
   };
 
   /** Turns what the service told the request into the HTTP answer. */

@@ -196,7 +196,14 @@ describe('playground identities are issued by the server and cannot be forged', 
       json: { text: 'whose is this --steps 50' },
     });
     expect(made.status).toBe(202);
-    const seen: string[] = [JSON.stringify(made.body)];
+    // A job made with an Idempotency-Key: its id is derived from the key and the user, but hides the user.
+    const keyed = await call<{ id: string }>(`${t.url}/api/imagine`, {
+      method: 'POST',
+      headers: { ...owner, 'idempotency-key': 'retry-safe-key-1' },
+      json: { text: 'keyed --steps 1' },
+    });
+    expect(keyed.status).toBe(202);
+    const seen: string[] = [JSON.stringify(made.body), JSON.stringify(keyed.body)];
     const asOther = async (method: string, path: string) => {
       const res = await raw(t.url, method, path, undefined, other);
       seen.push(res.body);
