@@ -13,6 +13,7 @@ import { createMetrics, type Metrics } from './ops/metrics.ts';
 import { type RunningServer, startOpsServer } from './ops/server.ts';
 import { ConversationService, serviceSettingsFrom } from './service.ts';
 import type { ChatSurface } from './surface.ts';
+import { redisIdentitySecret } from './web/secret.ts';
 import { startPlayground } from './web/server.ts';
 import { WebSurface } from './web/surface.ts';
 
@@ -203,6 +204,7 @@ export async function startApp(options: AppOptions): Promise<App> {
         jobs,
         settings: serviceSettingsFrom(config),
         log: log.child({ component: 'service' }),
+        metrics,
       });
       stack.push({ name: 'service', close: () => service.close() });
       // Every surface is attached through this, so deliveries are timed on all of them.
@@ -225,6 +227,7 @@ export async function startApp(options: AppOptions): Promise<App> {
         metrics,
         log: log.child({ component: 'web' }),
         recordTtlDays: config.RECORD_TTL_DAYS,
+        identitySecret: redisIdentitySecret(connection, config.QUEUE_PREFIX),
         info: () => ({
           role,
           model: modelInfo ?? null,

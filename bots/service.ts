@@ -5,6 +5,7 @@ import { JOB_SPEC_VERSION, type JobSpecInput, jobIdFor, type Surface } from '../
 import { type GridBatch, type NextBatch, refine, reroll } from '../core/refine.ts';
 import { type ImagineRequest, parseImagineOptions, parseImagineText } from '../core/request.ts';
 import { drawBaseSeed, gridSeeds } from '../core/seeds.ts';
+import type { QueueMetrics } from '../queue/metrics.ts';
 import type {
   DeliveryContext,
   DeliveryEvent,
@@ -93,6 +94,8 @@ export interface ConversationServiceOptions {
   readonly settings: ServiceSettings;
   /** @defaultValue a silent logger */
   readonly log?: ServiceLog;
+  /** Counts requests refused as invalid (`submissions_total{outcome="invalid"}`) on every surface. @defaultValue none */
+  readonly metrics?: Pick<QueueMetrics, 'submit'>;
   /** Uniform [0, 1) source for base seeds. @defaultValue crypto */
   readonly random?: () => number;
   /** @defaultValue Date.now */
@@ -148,6 +151,7 @@ export class ConversationService {
   readonly #jobs: Jobs;
   readonly #settings: ServiceSettings;
   readonly #log: ServiceLog;
+  readonly #metrics: Pick<QueueMetrics, 'submit'> | undefined;
   readonly #random: () => number;
   readonly #now: () => number;
   readonly #progressInterval: number;
@@ -166,6 +170,7 @@ export class ConversationService {
     this.#jobs = options.jobs;
     this.#settings = options.settings;
     this.#log = options.log ?? SILENT_LOG;
+    this.#metrics = options.metrics;
     this.#random = options.random ?? (() => randomInt(0, 2 ** 32) / 2 ** 32);
     this.#now = options.now ?? Date.now;
     this.#progressInterval = options.settings.progressIntervalMs ?? DEFAULT_PROGRESS_INTERVAL_MS;
@@ -201,6 +206,8 @@ export class ConversationService {
         ? parseImagineText(command.text, this.#settings.limits)
         : parseImagineOptions(command.options, this.#settings.limits);
     if (surface === undefined || !parsed.ok) {
+      // Bad input never reaches the queue (which counts only what it refuses itself), so count it here.
+      if (!parsed.ok) this.#metrics?.submit('invalid');
       const error = parsed.ok
         ? new InternalError(ErrorCode.Internal, `surface ${command.surface} not attached`)
         : parsed.error;

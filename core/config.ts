@@ -241,10 +241,17 @@ export const configSchema = z.object({
 
 export type Config = z.output<typeof configSchema>;
 
-const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
-
+/**
+ * True only for the literal loopback addresses (127.0.0.0/8 in dotted-quad form with four decimal
+ * octets 0-255, `::1`, `[::1]`) and the name `localhost`. A name that merely starts with `127.`
+ * (`127.attacker.example`) can resolve anywhere, so it is not loopback. Takes a bare host, no port.
+ */
 export function isLoopbackHost(host: string): boolean {
-  return LOOPBACK.has(host) || host.startsWith('127.');
+  const name = host.toLowerCase();
+  if (name === 'localhost' || name === '::1' || name === '[::1]') return true;
+  // No leading zeros: some resolvers read `010` as octal, or fall back to DNS for `099`.
+  const octets = /^127\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})$/u.exec(name);
+  return octets?.slice(1).every((o) => Number(o) <= 255) === true;
 }
 
 /** Validation result: one message lists every bad variable and why. */

@@ -1,10 +1,10 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { isLoopbackHost } from '../../core/config.ts';
 import { ErrorCode } from '../../core/errors.ts';
-import { JOB_ID_RE, jobIdFor } from '../../core/jobspec.ts';
-import { FLAG_HELP, type ImagineOptions } from '../../core/request.ts';
+import { jobIdFor } from '../../core/jobspec.ts';
+import { FLAG_HELP } from '../../core/request.ts';
 import { SAMPLERS } from '../../core/samplers.ts';
 import { GRID_SIZE } from '../../core/seeds.ts';
 import type { Jobs } from '../../queue/types.ts';
@@ -26,7 +26,8 @@ import type { Metrics } from '../ops/metrics.ts';
 import { listen, type RunningServer } from '../ops/server.ts';
 import { encodeControl } from '../service/controls.ts';
 import type { ControlAction, ControlPress, ImagineCommand } from '../surface.ts';
-import { Access, checkOrigin, identify, isSecure } from './auth.ts';
+import { Access, checkOrigin, Identities, type IdentityIssueLimit, isSecure } from './auth.ts';
+import { imagineBody } from './body.ts';
 import { HttpReply, type WebSurface } from './surface.ts';
 import { jobJson, jobUrl } from './view.ts';
 
@@ -56,7 +57,19 @@ export interface PlaygroundOptions {
   readonly recordTtlDays?: number;
   /** @defaultValue 16384 */
   readonly bodyLimitBytes?: number;
+  /**
+   * Signs the identity cookies; must be the same across restarts and bot processes (the app passes
+   * `redisIdentitySecret`). @defaultValue a random secret per process
+   */
+  readonly identitySecret?: () => Promise<Buffer>;
+  /** New identities per client address. @defaultValue IDENTITY_ISSUE_DEFAULTS */
+  readonly identityLimit?: Partial<IdentityIssueLimit>;
 }
+
+/** Playground job ids: only jobs made on the web are visible here (Discord and Slack jobs are not). */
+export const WEB_JOB_ID_RE = /^web-[A-Za-z0-9_-]{1,64}$/u;
+/** Any surface's job id shape, to tell "not a job id" from "not a job you can see". */
+const ANY_JOB_ID_RE = /^[a-z]+-[A-Za-z0-9_-]{1,64}$/u;
 
 /** The channel every playground job is posted in (the page is one shared room). */
 export const PLAYGROUND_CHANNEL = 'playground';
@@ -74,20 +87,6 @@ type StaticPath = keyof typeof STATIC_FILES;
 const CSP =
   "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; connect-src 'self'; " +
   "frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
-
-/** Typed fields `POST /api/imagine` accepts (the text form is `{"text": …}`). */
-const TYPED_FIELDS = [
-  'prompt',
-  'negative',
-  'seed',
-  'steps',
-  'guidance',
-  'sampler',
-  'width',
-  'height',
-  'aspect',
-  'size',
-];
 
 interface Ctx {
   readonly req: IncomingMessage;
@@ -108,6 +107,10 @@ export async function startPlayground(options: PlaygroundOptions): Promise<Runni
     throw new Error(`PLAYGROUND_TOKEN is required when HOST (${options.host}) is not a loopback address`);
   }
   const access = new Access(options.token);
+  const identities = new Identities({
+    ...(options.identitySecret === undefined ? {} : { secret: options.identitySecret }),
+    ...(options.identityLimit === undefined ? {} : { limit: options.identityLimit }),
+  });
   const staticDir = new URL('./static/', import.meta.url);
   const files = new Map<string, Buffer>();
   for (const { file } of Object.values(STATIC_FILES)) {
@@ -126,7 +129,8 @@ export async function startPlayground(options: PlaygroundOptions): Promise<Runni
 
   const requireRecord = async (id: string) => {
     const record = await options.jobs.record(id);
-    if (record === null) throw gone(id);
+    // Another surface's record is as invisible as one that never existed.
+    if (record === null || record.owner.surface !== 'web') throw gone(id);
     return record;
   };
 
@@ -149,7 +153,8 @@ export async function startPlayground(options: PlaygroundOptions): Promise<Runni
         'Idempotency-Key must be 8 to 64 letters, digits, _ or -.',
       );
     }
-    return `${user}.${key}`;
+    // Hashed, so the job id (which others may see) never carries the user's id.
+    return `k-${createHash('sha256').update(`${user}.${key}`).digest('hex').slice(0, 40)}`;
   };
 
   /** Turns what the service told the request into the HTTP answer. */
@@ -203,7 +208,7 @@ export async function startPlayground(options: PlaygroundOptions): Promise<Runni
       const record = await options.jobs.record(fallbackId);
       if (record !== null) {
         const live = await options.jobs.status(fallbackId);
-        const job = jobJson(record, live, options.surface.latestProgress(fallbackId));
+        const job = jobJson(record, live, options.surface.latestProgress(fallbackId), ctx.user);
         sendJson(ctx.res, 200, {
           id: job.id,
           kind: job.kind,
@@ -247,17 +252,24 @@ export async function startPlayground(options: PlaygroundOptions): Promise<Runni
       pattern: /^\/api\/imagine$/u,
       methods: {
         POST: async (ctx) => {
-          const body = await readJsonObject(ctx.req, { limitBytes: bodyLimit });
+          let command: ImagineCommand;
+          let interaction: string;
+          try {
+            const body = imagineBody(await readJsonObject(ctx.req, { limitBytes: bodyLimit }));
+            interaction = interactionId(ctx.req, ctx.user);
+            const base = {
+              surface: 'web' as const,
+              user: ctx.user,
+              channel: PLAYGROUND_CHANNEL,
+              interactionId: interaction,
+            };
+            command = 'text' in body ? { ...base, text: body.text } : { ...base, options: body.options };
+          } catch (error) {
+            // Refused before the service saw it: still a rejected submission (the service counts the rest).
+            if (error instanceof HttpError && error.status < 500) options.metrics.submit('invalid');
+            throw error;
+          }
           const reply = new HttpReply();
-          const interaction = interactionId(ctx.req, ctx.user);
-          const base = {
-            surface: 'web' as const,
-            user: ctx.user,
-            channel: PLAYGROUND_CHANNEL,
-            interactionId: interaction,
-          };
-          const command: ImagineCommand =
-            'text' in body ? { ...base, text: textField(body) } : { ...base, options: typedFields(body) };
           await options.service.imagine(command, reply);
           await answer(ctx, reply, jobIdFor('web', interaction));
         },
@@ -286,8 +298,17 @@ export async function startPlayground(options: PlaygroundOptions): Promise<Runni
           const wanted = ctx.url.searchParams
             .getAll('job')
             .flatMap((v) => v.split(','))
-            .filter((v) => JOB_ID_RE.test(v))
+            .filter((v) => WEB_JOB_ID_RE.test(v))
             .slice(0, 200);
+          const max = options.surface.maxStreamsPerUser;
+          if (options.surface.openStreams(ctx.user) >= max) {
+            throw new HttpError(
+              429,
+              ErrorCode.RateLimited,
+              `Too many open event streams: at most ${max} per browser. Close another playground tab and try again.`,
+              { 'retry-after': '10' },
+            );
+          }
           options.surface.stream(ctx.res, ctx.user, new Set(wanted));
         },
       },
@@ -299,7 +320,7 @@ export async function startPlayground(options: PlaygroundOptions): Promise<Runni
           const [id] = ctx.params as [string];
           const record = await requireRecord(id);
           const live = await options.jobs.status(id);
-          sendJson(ctx.res, 200, jobJson(record, live, options.surface.latestProgress(id)));
+          sendJson(ctx.res, 200, jobJson(record, live, options.surface.latestProgress(id), ctx.user));
         },
       },
     },
@@ -410,8 +431,10 @@ export async function startPlayground(options: PlaygroundOptions): Promise<Runni
       return;
     }
 
-    const identity = identify(req);
-    if (identity.setCookie !== undefined) res.setHeader('set-cookie', identity.setCookie);
+    // Assets need no identity; the page and the API do (the page's first load issues the cookie).
+    const asset = path in STATIC_FILES && path !== '/' && path !== '/index.html';
+    const identity = asset ? undefined : await identities.identify(req);
+    if (identity?.setCookie !== undefined) res.setHeader('set-cookie', identity.setCookie);
 
     if (path in STATIC_FILES) {
       if (req.method !== 'GET' && req.method !== 'HEAD') throw methodNotAllowed(['GET', 'HEAD']);
@@ -432,12 +455,10 @@ export async function startPlayground(options: PlaygroundOptions): Promise<Runni
       const match = route.pattern.exec(path);
       if (match === null) continue;
       const params = match.slice(1).map((p) => safeDecode(p));
-      if (path.startsWith('/api/jobs/') && !JOB_ID_RE.test(params[0] ?? '')) {
-        throw new HttpError(
-          404,
-          ErrorCode.NotFound,
-          `No job "${params[0] ?? ''}": job ids look like web-abc123.`,
-        );
+      if (path.startsWith('/api/jobs/') && !WEB_JOB_ID_RE.test(params[0] ?? '')) {
+        const id = params[0] ?? '';
+        if (ANY_JOB_ID_RE.test(id)) throw gone(id);
+        throw new HttpError(404, ErrorCode.NotFound, `No job "${id}": job ids look like web-abc123.`);
       }
       const method = req.method === 'HEAD' && route.methods.GET !== undefined ? 'GET' : (req.method ?? 'GET');
       const run = route.methods[method];
@@ -446,7 +467,7 @@ export async function startPlayground(options: PlaygroundOptions): Promise<Runni
         if (allowed.includes('GET')) allowed.push('HEAD');
         throw methodNotAllowed(allowed);
       }
-      await run({ req, res, url, user: identity.user, params });
+      await run({ req, res, url, user: identity?.user ?? '', params });
       return;
     }
     throw notFound(`Nothing at ${path}.`);
@@ -531,52 +552,6 @@ export function httpStatusFor(code: string): number {
     default:
       return 500;
   }
-}
-
-function textField(body: Record<string, unknown>): string {
-  const extra = Object.keys(body).filter((k) => k !== 'text');
-  if (extra.length > 0) {
-    throw new HttpError(
-      400,
-      ErrorCode.InvalidRequest,
-      `Send either {"text": …} or typed fields, not both (got ${extra.join(', ')} with text).`,
-    );
-  }
-  if (typeof body.text !== 'string') {
-    throw new HttpError(
-      400,
-      ErrorCode.InvalidRequest,
-      '"text" must be a string, e.g. "a lighthouse --ar 3:2".',
-    );
-  }
-  // The page sends what the user typed; the command name itself is not part of the prompt.
-  return body.text.replace(/^\s*\/imagine\b\s*/iu, '');
-}
-
-function typedFields(body: Record<string, unknown>): ImagineOptions {
-  const unknown = Object.keys(body).filter((k) => !TYPED_FIELDS.includes(k));
-  if (unknown.length > 0) {
-    throw new HttpError(
-      400,
-      ErrorCode.UnknownFlag,
-      `Unknown field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `"${k}"`).join(', ')}. ` +
-        `Send {"text": "<prompt> --flags"} or any of: text, ${TYPED_FIELDS.join(', ')}.`,
-    );
-  }
-  if (typeof body.prompt !== 'string') {
-    throw new HttpError(400, ErrorCode.InvalidRequest, 'Send "prompt" (a string) or "text".');
-  }
-  const options: Record<string, string | number> = { prompt: body.prompt };
-  for (const key of TYPED_FIELDS) {
-    if (key === 'prompt') continue;
-    const value = body[key];
-    if (value === undefined || value === null) continue;
-    if (typeof value !== 'string' && typeof value !== 'number') {
-      throw new HttpError(400, ErrorCode.InvalidRequest, `"${key}" must be a string or a number.`);
-    }
-    options[key] = value;
-  }
-  return options as unknown as ImagineOptions;
 }
 
 /** Buttons take no body; anything but nothing or `{}` is a mistake worth reporting. */

@@ -59,7 +59,15 @@ export interface WebSurfaceOptions {
   readonly maxPreviews?: number;
   /** Comment line sent to keep proxies from closing idle streams. @defaultValue 15000 */
   readonly heartbeatMs?: number;
+  /**
+   * Open event streams one identity may hold (a browser tab holds one); the server answers 429 past it.
+   * @defaultValue MAX_STREAMS_PER_USER (4)
+   */
+  readonly maxStreamsPerUser?: number;
 }
+
+/** Open `/api/events` streams per identity: a few tabs, not hundreds of sockets from one client. */
+export const MAX_STREAMS_PER_USER = 4;
 
 export class WebSurface implements ChatSurface {
   readonly surface = 'web' as const;
@@ -71,11 +79,13 @@ export class WebSurface implements ChatSurface {
   /** Latest progress per running job, so a page that connects mid-job sees it at once. */
   readonly #progress = new Map<string, WebEvent & { type: 'progress' }>();
   readonly #maxPreviews: number;
+  readonly maxStreamsPerUser: number;
   readonly #heartbeat: NodeJS.Timeout;
   #closed = false;
 
   constructor(options: WebSurfaceOptions = {}) {
     this.#maxPreviews = options.maxPreviews ?? 64;
+    this.maxStreamsPerUser = options.maxStreamsPerUser ?? MAX_STREAMS_PER_USER;
     this.#heartbeat = setInterval(() => {
       for (const client of this.#clients) client.res.write(': keep-alive\n\n');
     }, options.heartbeatMs ?? 15_000);
@@ -151,6 +161,13 @@ export class WebSurface implements ChatSurface {
 
   get clientCount(): number {
     return this.#clients.size;
+  }
+
+  /** Streams `user` holds open now. */
+  openStreams(user: string): number {
+    let count = 0;
+    for (const client of this.#clients) if (client.user === user) count++;
+    return count;
   }
 
   /**

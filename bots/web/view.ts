@@ -26,7 +26,11 @@ export interface JobJson {
   /** `host:pid` of the worker that ran it. */
   readonly worker: string | null;
   readonly error: { readonly message: string; readonly errorId?: string } | null;
-  readonly cancelledBy: string | null;
+  /**
+   * Who cancelled it, as seen by the caller: `you`, `owner` (the person who made it) or `admin`.
+   * Never a user id: ids are what the signed cookie proves, and must not leak to other people.
+   */
+  readonly cancelledBy: 'you' | 'owner' | 'admin' | null;
   readonly grid: string | null;
   readonly images: readonly string[];
   /** The grid this one refines or rerolls; `n` is the refined image's number (1-based). */
@@ -50,7 +54,8 @@ export function jobUrl(id: string): string {
 export function jobJson(
   record: GridRecord,
   live: JobStatus | null,
-  latest?: { step: number; total: number },
+  latest: { step: number; total: number } | undefined,
+  viewer: string,
 ): JobJson {
   const status = live ?? record.status;
   const spec = record.spec;
@@ -99,7 +104,7 @@ export function jobJson(
     attempts: record.attempts,
     worker: record.worker ?? null,
     error,
-    cancelledBy: status.state === 'cancelled' ? status.by : null,
+    cancelledBy: status.state === 'cancelled' ? cancelledBy(status.by, record.owner.user, viewer) : null,
     grid: done ? `${base}/grid.png` : null,
     images: done ? Array.from({ length: count }, (_, i) => `${base}/images/${i + 1}.png`) : [],
     parent:
@@ -112,4 +117,9 @@ export function jobJson(
     expiresAt: record.expiresAt,
     timings: record.timings,
   };
+}
+
+function cancelledBy(by: string, owner: string, viewer: string): 'you' | 'owner' | 'admin' {
+  if (by === viewer) return 'you';
+  return by === owner ? 'owner' : 'admin';
 }

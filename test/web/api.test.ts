@@ -1,12 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_SUFFIXES } from '../../core/config.ts';
-import { call, type Job, pngTextChunks, startTestApp, type TestApp, waitForJob } from './app-helper.ts';
-
-/** Each test acts as its own browser (own per-user cap), via the playground's user cookie. */
-function asUser(): Record<string, string> {
-  return { cookie: `imagine_uid=u-${randomBytes(8).toString('hex')}` };
-}
+import {
+  call,
+  type Job,
+  newUser,
+  pngTextChunks,
+  startTestApp,
+  type TestApp,
+  waitForJob,
+} from './app-helper.ts';
 
 async function png(url: string, headers: Record<string, string> = {}): Promise<Buffer> {
   const response = await fetch(url, { headers });
@@ -26,7 +29,7 @@ describe('playground JSON API (real queue, worker and demo model)', () => {
   });
 
   it('imagine (text form) → 202 with seeds and position, then a done job with grid and images', async () => {
-    const user = asUser();
+    const user = await newUser(t.url);
     const res = await call<{ id: string; seeds: number[]; position: number }>(`${t.url}/api/imagine`, {
       method: 'POST',
       headers: user,
@@ -68,7 +71,7 @@ describe('playground JSON API (real queue, worker and demo model)', () => {
   });
 
   it('imagine (typed fields) uses the same rules', async () => {
-    const user = asUser();
+    const user = await newUser(t.url);
     const res = await call<{ id: string; seeds: number[] }>(`${t.url}/api/imagine`, {
       method: 'POST',
       headers: user,
@@ -97,7 +100,7 @@ describe('playground JSON API (real queue, worker and demo model)', () => {
   });
 
   it('refine n, reroll and full-size images work on a finished grid', async () => {
-    const user = asUser();
+    const user = await newUser(t.url);
     const made = await call<{ id: string }>(`${t.url}/api/imagine`, {
       method: 'POST',
       headers: user,
@@ -142,8 +145,8 @@ describe('playground JSON API (real queue, worker and demo model)', () => {
   });
 
   it('cancels a queued job and a running one', async () => {
-    const first = asUser();
-    const second = asUser();
+    const first = await newUser(t.url);
+    const second = await newUser(t.url);
     const long = await call<{ id: string }>(`${t.url}/api/imagine`, {
       method: 'POST',
       headers: first,
@@ -187,7 +190,7 @@ describe('playground JSON API (real queue, worker and demo model)', () => {
   });
 
   it('answers 429 with Retry-After past the per-user cap', async () => {
-    const user = asUser();
+    const user = await newUser(t.url);
     const submit = () =>
       call<{ error?: { code: string; message: string } }>(`${t.url}/api/imagine`, {
         method: 'POST',
@@ -208,7 +211,7 @@ describe('playground JSON API (real queue, worker and demo model)', () => {
   });
 
   it('a repeated Idempotency-Key makes one job', async () => {
-    const user = { ...asUser(), 'idempotency-key': `key-${randomBytes(6).toString('hex')}` };
+    const user = { ...(await newUser(t.url)), 'idempotency-key': `key-${randomBytes(6).toString('hex')}` };
     const a = await call<{ id: string }>(`${t.url}/api/imagine`, {
       method: 'POST',
       headers: user,
@@ -225,7 +228,7 @@ describe('playground JSON API (real queue, worker and demo model)', () => {
     // Keys are per user: someone else's request with the same key is their own job.
     const other = await call<{ id: string }>(`${t.url}/api/imagine`, {
       method: 'POST',
-      headers: { ...asUser(), 'idempotency-key': user['idempotency-key'] },
+      headers: { ...(await newUser(t.url)), 'idempotency-key': user['idempotency-key'] },
       json: { text: 'once --steps 2' },
     });
     expect(other.status).toBe(202);
@@ -235,7 +238,7 @@ describe('playground JSON API (real queue, worker and demo model)', () => {
   });
 
   it('streams progress and the result over server-sent events', async () => {
-    const user = asUser();
+    const user = await newUser(t.url);
     const controller = new AbortController();
     const stream = await fetch(`${t.url}/api/events`, { headers: user, signal: controller.signal });
     expect(stream.status).toBe(200);

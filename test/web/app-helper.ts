@@ -1,3 +1,4 @@
+import { randomInt } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -170,11 +171,20 @@ export function raw(
   path: string,
   body?: string | Buffer,
   headers: Record<string, string> = {},
+  /** Loopback source address to send from (per-address limits). @defaultValue the system's choice */
+  localAddress?: string,
 ): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
   const url = new URL(path, base);
   return new Promise((resolve, reject) => {
     const req = request(
-      { host: url.hostname, port: url.port, path: path, method, headers: { ...headers } },
+      {
+        host: url.hostname,
+        port: url.port,
+        path: path,
+        method,
+        headers: { ...headers },
+        ...(localAddress === undefined ? {} : { localAddress }),
+      },
       (res) => {
         let text = '';
         res.setEncoding('utf8');
@@ -188,4 +198,47 @@ export function raw(
     if (body !== undefined) req.write(body);
     req.end();
   });
+}
+
+/** A random loopback source address other than 127.0.0.1 (Linux routes all of 127.0.0.0/8 to lo). */
+export function loopbackAddress(): string {
+  return `127.${randomInt(1, 255)}.${randomInt(0, 256)}.${randomInt(1, 255)}`;
+}
+
+/** GET `path` from a given local address; resolves with the status and the `Set-Cookie` headers. */
+export function getFrom(
+  base: string,
+  path: string,
+  localAddress: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; setCookie: string[]; body: string }> {
+  const url = new URL(path, base);
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { host: url.hostname, port: url.port, path, method: 'GET', localAddress, headers },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => {
+          text += c;
+        });
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, setCookie: res.headers['set-cookie'] ?? [], body: text }),
+        );
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/**
+ * A new browser: the identity cookie the playground issues to a first visit. Each comes from its own
+ * loopback source address, so tests that need many people stay within the per-address issue limit.
+ */
+export async function newUser(base: string): Promise<{ cookie: string }> {
+  const res = await getFrom(base, '/api/info', loopbackAddress());
+  const issued = res.setCookie.find((c) => c.startsWith('imagine_uid='));
+  if (res.status !== 200 || issued === undefined) throw new Error(`no identity issued (${res.status})`);
+  return { cookie: issued.split(';')[0]! };
 }

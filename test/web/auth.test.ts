@@ -105,6 +105,22 @@ describe('playground without a token (loopback only)', () => {
     const rebound = await raw(t.url, 'GET', '/api/info', undefined, { host: `attacker.example:${port}` });
     expect(rebound.status).toBe(403);
     expect(JSON.parse(rebound.body)).toMatchObject({ error: { code: 'E_FORBIDDEN' } });
+    // Names that merely start with 127. resolve wherever their owner wants (DNS rebinding).
+    for (const host of [
+      `127.attacker.example:${port}`,
+      '127.attacker.example',
+      `127.0.0.1.nip.io:${port}`,
+      `127.0.0.1:${port}:1`,
+      `[::1:${port}`,
+      `localhost.attacker.example:${port}`,
+    ]) {
+      const res = await raw(t.url, 'GET', '/api/info', undefined, { host });
+      expect(res.status, host).toBe(403);
+      expect(JSON.parse(res.body), host).toMatchObject({ error: { code: 'E_FORBIDDEN' } });
+    }
+    for (const host of [`127.0.0.1:${port}`, `127.9.8.7:${port}`, `[::1]:${port}`, '[::1]', 'localhost']) {
+      expect((await raw(t.url, 'GET', '/api/info', undefined, { host })).status, host).toBe(200);
+    }
     // Probes answer whatever the Host (container healthchecks use the service name).
     expect((await raw(t.url, 'GET', '/healthz', undefined, { host: 'bot:8787' })).status).toBe(200);
   });

@@ -1,9 +1,6 @@
-import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, raw, startTestApp, type TestApp, waitForJob } from './app-helper.ts';
-
-const user = () => ({ cookie: `imagine_uid=u-${randomBytes(8).toString('hex')}` });
+import { call, newUser, raw, startTestApp, type TestApp, waitForJob } from './app-helper.ts';
 
 function errorOf(body: string): { code: string; message: string } {
   const parsed = JSON.parse(body) as { error: { code: string; message: string } };
@@ -16,10 +13,15 @@ describe('bad input on every route gets a clear 4xx, never a 500', () => {
   let t: TestApp;
   let doneId: string;
   let queuedId: string;
-  const owner = user();
+  let owner: { cookie: string };
+  /** Someone with no jobs of their own, for requests that are refused anyway. */
+  let someone: { cookie: string };
+  const user = () => someone;
 
   beforeAll(async () => {
     t = await startTestApp();
+    owner = await newUser(t.url);
+    someone = await newUser(t.url);
     const made = await call<{ id: string }>(`${t.url}/api/imagine`, {
       method: 'POST',
       headers: owner,
@@ -30,12 +32,12 @@ describe('bad input on every route gets a clear 4xx, never a 500', () => {
     // A long job keeps the worker busy so the next one stays queued.
     await call(`${t.url}/api/imagine`, {
       method: 'POST',
-      headers: user(),
+      headers: await newUser(t.url),
       json: { text: 'busy --steps 50' },
     });
     const queued = await call<{ id: string }>(`${t.url}/api/imagine`, {
       method: 'POST',
-      headers: user(),
+      headers: await newUser(t.url),
       json: { text: 'still queued --steps 2' },
     });
     queuedId = queued.body.id;
@@ -62,7 +64,24 @@ describe('bad input on every route gets a clear 4xx, never a 500', () => {
       ['{"text": "/imagine"}', 400, /prompt is empty/],
       ['{"text": "a cat", "seed": 3}', 400, /either/],
       ['{"prompt": "a cat", "colour": "red"}', 400, /Unknown field "colour"/],
-      ['{"prompt": "a cat", "seed": {"n": 1}}', 400, /"seed" must be a string or a number/],
+      [
+        '{"prompt": "a cat", "seed": {"n": 1}}',
+        400,
+        /"seed" must be a whole number from 0 to 4294967295.*got an object/,
+      ],
+      ['{"prompt": "x", "negative": 5}', 400, /"negative" must be a string.*got a number/],
+      ['{"prompt": 5}', 400, /"prompt" must be a string/],
+      ['{"prompt": ["a", "cat"]}', 400, /"prompt" must be a string.*got a list/],
+      ['{"prompt": "x", "sampler": 3}', 400, /"sampler" must be one of "pndm"/],
+      ['{"prompt": "x", "aspect": 1.5}', 400, /"aspect" must be an aspect ratio "W:H"/],
+      ['{"prompt": "x", "size": 512}', 400, /"size" must be a size "WxH"/],
+      ['{"prompt": "x", "steps": true}', 400, /"steps" must be a whole number.*got true/],
+      ['{"prompt": "x", "guidance": [7]}', 400, /"guidance" must be a number from 0 to 30/],
+      ['{"prompt": "x", "width": {}, "height": "512"}', 400, /"width" must be a whole number of pixels/],
+      ['{"prompt": "x", "negative": false, "seed": []}', 400, /"negative" must be.*"seed" must be/],
+      ['{"prompt": "x", "aspect": "9:1"}', 400, /Aspect ratio/],
+      ['{"prompt": "x", "size": "500x512"}', 400, /multiple of 8/],
+      ['{"prompt": "x", "aspect": "3:2", "size": "512x512"}', 400, /either an aspect ratio or a size/],
       ['{"prompt": "a cat", "width": 500, "height": 512}', 400, /multiple of 8/],
       ['{"prompt": "a cat", "width": 512}', 400, /both width and height/],
       ['{"prompt": "a cat", "sampler": "nope"}', 400, /Unknown sampler/],
@@ -178,8 +197,80 @@ describe('bad input on every route gets a clear 4xx, never a 500', () => {
     expect(errorOf(res.body).message).toMatch(/already finished/);
   });
 
+  it('typed bodies with random JSON values in every field never produce a 5xx; wrong types name the field', async () => {
+    const client = await newUser(t.url);
+    const anything = fc.jsonValue({ maxDepth: 2 });
+    // Mostly values of the right type (so the parser's checks and real submissions run too), sometimes anything.
+    const field = (...plausible: fc.Arbitrary<unknown>[]) =>
+      fc.oneof({ arbitrary: anything, weight: 1 }, { arbitrary: fc.oneof(...plausible), weight: 6 });
+    const STRING_FIELDS = new Set(['prompt', 'negative', 'sampler', 'aspect', 'size']);
+    /** The first field whose JSON type is wrong (null means "not given", except for prompt). */
+    const wrongType = (body: Record<string, unknown>): string | undefined =>
+      Object.entries(body).find(([key, value]) => {
+        if (key === 'prompt') return typeof value !== 'string';
+        if (value === null) return false;
+        return STRING_FIELDS.has(key)
+          ? typeof value !== 'string'
+          : !['string', 'number'].includes(typeof value);
+      })?.[0];
+    await fc.assert(
+      fc.asyncProperty(
+        fc
+          .tuple(
+            fc.record(
+              {
+                prompt: field(fc.string({ maxLength: 40 }), fc.constant('a red fox')),
+                negative: field(fc.string({ maxLength: 20 })),
+                seed: field(fc.nat(), fc.nat().map(String), fc.double()),
+                steps: field(
+                  fc.integer({ min: 1, max: 4 }),
+                  fc.integer({ min: -5, max: 80 }),
+                  fc.constantFrom('3', '2.5', 'x'),
+                ),
+                guidance: field(fc.double({ min: -1, max: 40 }), fc.constantFrom('7.5', '.5', '1e1')),
+                sampler: field(fc.constantFrom('euler', 'ddim', 'Euler A', 'nope')),
+              },
+              { requiredKeys: ['prompt'] },
+            ),
+            // The size comes one way at a time (mostly), so bodies get past the "either … or" rules too.
+            fc.oneof(
+              fc.constant({}),
+              fc.record({ aspect: field(fc.constantFrom('3:2', '16:9', '1:5', '0:0', 'x')) }),
+              fc.record({ size: field(fc.constantFrom('64x64', '128x64', '7x7', '99999x99999', '')) }),
+              fc.record({
+                width: field(fc.constantFrom(64, 128, 500, 1e9, '128')),
+                height: field(fc.constantFrom(64, 128, -8, '64')),
+              }),
+              fc.record(
+                { width: anything, height: anything, aspect: anything, size: anything },
+                { requiredKeys: [] },
+              ),
+            ),
+          )
+          .map(([fields, size]) => ({ ...fields, ...size })),
+        async (body) => {
+          const text = JSON.stringify(body);
+          const res = await raw(t.url, 'POST', '/api/imagine', text, { ...json, ...client });
+          expect(res.status, text).toBeLessThan(500);
+          if (res.status === 202) {
+            const id = (JSON.parse(res.body) as { id: string }).id;
+            await raw(t.url, 'POST', `/api/jobs/${id}/cancel`, undefined, client);
+            return;
+          }
+          const error = errorOf(res.body);
+          const wrong = wrongType(JSON.parse(text) as Record<string, unknown>);
+          if (wrong !== undefined) {
+            expect(res.status, text).toBe(400);
+            expect(error.message, text).toContain(`"${wrong}"`);
+          }
+        },
+      ),
+      { numRuns: 150 },
+    );
+  });
+
   it('random bodies and paths never produce a 5xx', async () => {
-    const client = user();
+    const client = await newUser(t.url);
     await fc.assert(
       fc.asyncProperty(
         fc.oneof(
