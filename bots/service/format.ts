@@ -96,7 +96,8 @@ export function gridNotes(
   const flagged = (nsfw ?? []).flatMap((f, i) => (f ? [i + 1] : []));
   if (flagged.length > 0) notes.push(`The safety checker flagged image ${flagged.join(', ')}.`);
   if (model?.demo === true) {
-    notes.push(`Made with the built-in demo model (${model.name}): synthetic images, not Stable Diffusion.`);
+    // Not the model's name: demo labels already say "not Stable Diffusion", and the note said it twice.
+    notes.push('Made with the built-in demo model: synthetic images, not Stable Diffusion.');
   }
   return notes;
 }

@@ -13,6 +13,7 @@ const sendButton = document.getElementById('send');
 const connEl = document.getElementById('conn');
 const modelEl = document.getElementById('model');
 const welcome = document.getElementById('welcome');
+const jumpButton = document.getElementById('jump');
 
 /** id → { el, job, progress, used:Set<string>, pending:Set<string> } */
 const jobs = new Map();
@@ -39,6 +40,22 @@ function h(tag, props, ...children) {
   return el;
 }
 
+/**
+ * Text as nodes, with each `--flag` in a span that does not wrap: browsers may break a line after a
+ * hyphen, which would leave `--` at the end of one line and `seed` at the start of the next.
+ */
+function plain(text) {
+  const out = document.createDocumentFragment();
+  let at = 0;
+  for (const match of text.matchAll(/--[A-Za-z][\w-]*/gu)) {
+    if (match.index > at) out.append(document.createTextNode(text.slice(at, match.index)));
+    out.append(h('span', { class: 'flag', text: match[0] }));
+    at = match.index + match[0].length;
+  }
+  if (at < text.length) out.append(document.createTextNode(text.slice(at)));
+  return out;
+}
+
 /** Renders the service's tiny markdown (`code`, **bold**, backslash escapes) as nodes, never as HTML. */
 function rich(text) {
   const out = document.createDocumentFragment();
@@ -46,7 +63,7 @@ function rich(text) {
   let bold = null;
   const flush = () => {
     if (buffer === '') return;
-    (bold ?? out).append(document.createTextNode(buffer));
+    (bold ?? out).append(plain(buffer));
     buffer = '';
   };
   for (let i = 0; i < text.length; i++) {
@@ -60,7 +77,7 @@ function rich(text) {
         continue;
       }
       flush();
-      (bold ?? out).append(h('code', { text: text.slice(i + 1, end) }));
+      (bold ?? out).append(h('code', {}, plain(text.slice(i + 1, end))));
       i = end;
     } else if (c === '*' && text[i + 1] === '*') {
       flush();
@@ -80,16 +97,67 @@ function rich(text) {
   return out;
 }
 
-function nearBottom() {
-  return logEl.scrollHeight - logEl.scrollTop - logEl.clientHeight < 160;
+// ——— scrolling ———
+// The log follows the newest message while the reader is at the bottom, as chats do: new cards,
+// and cards that grow (progress, a grid that loads), keep the bottom in view. A reader who scrolled
+// up stays where they are and gets a "New result ↓" button instead.
+
+/** Whether the log keeps its bottom in view; false once the reader scrolls up. */
+let follow = true;
+/** scrollTop after our own last scroll: a scroll event above it is the reader's doing. */
+let pinnedTop = 0;
+
+function fromBottom() {
+  return logEl.scrollHeight - logEl.scrollTop - logEl.clientHeight;
 }
 
-function append(el) {
-  const stick = nearBottom();
+function pin() {
+  logEl.scrollTop = logEl.scrollHeight;
+  pinnedTop = logEl.scrollTop;
+}
+
+function showJump(show) {
+  jumpButton.hidden = !show;
+}
+
+logEl.addEventListener('scroll', () => {
+  if (fromBottom() <= 24) {
+    follow = true;
+    showJump(false);
+  } else if (logEl.scrollTop < pinnedTop - 2) {
+    // Our own scrolls only go down; content growing below does not move scrollTop either.
+    follow = false;
+  }
+});
+
+// Content changes size without scroll events (images decode, progress turns into a grid, the window
+// or the on-screen keyboard resizes the log): keep the bottom in view while following.
+const resized = new ResizeObserver(() => {
+  if (follow) pin();
+});
+resized.observe(logEl);
+
+jumpButton.addEventListener('click', () => {
+  follow = true;
+  showJump(false);
+  pin();
+});
+
+/** Adds a message at the end. `result`: something the reader waits for, worth a "New result" button. */
+function append(el, result = false) {
   welcome.hidden = true;
   logEl.append(el);
-  if (stick) requestAnimationFrame(() => el.scrollIntoView({ block: 'end' }));
+  resized.observe(el);
+  if (follow) pin();
+  else if (result) showJump(true);
   return el;
+}
+
+/** The reader's own command: bring them to the bottom, where its answer will appear. */
+function followNow() {
+  follow = true;
+  showJump(false);
+  pin();
 }
 
 function botMessage(card) {
@@ -158,7 +226,7 @@ function remember(entry) {
 // ——— messages ———
 
 function userMessage(text, save = true) {
-  append(h('div', { class: 'msg user' }, h('div', { class: 'bubble', text })));
+  append(h('div', { class: 'msg user' }, h('div', { class: 'bubble' }, plain(text))));
   if (save) remember({ t: 'user', text });
 }
 
@@ -177,6 +245,7 @@ function errorMessage(text, save = true) {
         h('div', { class: 'error-text' }, rich(text)),
       ),
     ),
+    save,
   );
   if (save) remember({ t: 'error', text });
 }
@@ -210,7 +279,7 @@ function imageMessage(image, save = true) {
       h('a', { href: image.image, target: '_blank', rel: 'noopener', text: 'Open' }),
     ),
   );
-  append(botMessage(card));
+  append(botMessage(card), save);
   if (save)
     remember({
       t: 'image',
@@ -227,7 +296,7 @@ function jobMessage(id, first, save = true) {
   const card = h('div', { class: 'card job', dataset: { job: id } });
   const entry = { el: card, job: null, progress: null, used: new Set(), pending: new Set(), first };
   jobs.set(id, entry);
-  append(botMessage(card));
+  append(botMessage(card), save);
   if (save) remember({ t: 'job', id });
   renderJob(id);
   return entry;
@@ -257,25 +326,41 @@ function seedChips(job) {
   );
 }
 
-function button(id, label, action, n, style) {
+function button(id, label, action, n, style, ...children) {
   const entry = jobs.get(id);
   const key = `${action}:${n}`;
-  return h('button', {
-    type: 'button',
-    class: `btn ${style ?? ''} ${entry?.used.has(key) ? 'used' : ''}`.trim(),
-    dataset: { action, n: String(n) },
-    disabled: entry?.pending.has(key) ?? false,
-    title:
-      action === 'refine'
-        ? `Refine image ${n}`
-        : action === 'upscale'
-          ? `Image ${n} at full size`
-          : action === 'reroll'
-            ? 'New seeds, same prompt'
-            : 'Cancel this job',
-    text: label,
-    onclick: () => press(id, action, n),
-  });
+  return h(
+    'button',
+    {
+      type: 'button',
+      class: `btn ${style ?? ''} ${entry?.used.has(key) ? 'used' : ''}`.trim(),
+      dataset: { action, n: String(n) },
+      disabled: entry?.pending.has(key) ?? false,
+      title:
+        action === 'refine'
+          ? `Refine image ${n}`
+          : action === 'upscale'
+            ? `Image ${n} at full size`
+            : action === 'reroll'
+              ? 'New seeds, same prompt'
+              : 'Cancel this job',
+      text: label,
+      onclick: () => press(id, action, n),
+    },
+    children,
+  );
+}
+
+/** Two arrows in a circle, decoration only (aria-hidden): the button's text names it. */
+function rerollIcon() {
+  const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+  svg.setAttribute('viewBox', '0 0 24 24');
+  svg.setAttribute('aria-hidden', 'true');
+  svg.setAttribute('class', 'icon');
+  const path = document.createElementNS('http://www.w3.org/2000/svg', 'path');
+  path.setAttribute('d', 'M20 11a8 8 0 0 0-14.3-4.9M4 13a8 8 0 0 0 14.3 4.9M5 2v4.5h4.5M19 22v-4.5h-4.5');
+  svg.append(path);
+  return svg;
 }
 
 function renderJob(id) {
@@ -373,14 +458,7 @@ function renderJob(id) {
     const wrap = h(
       'a',
       { class: 'grid-wrap', href: job.grid, target: '_blank', rel: 'noopener' },
-      h('img', {
-        class: 'grid',
-        src: job.grid,
-        alt: `Grid: ${job.prompt}`,
-        onload: () => {
-          if (nearBottom()) card.scrollIntoView({ block: 'end' });
-        },
-      }),
+      h('img', { class: 'grid', src: job.grid, alt: `Grid: ${job.prompt}` }),
     );
     if (job.images.length === 4) {
       const spots = [
@@ -409,7 +487,9 @@ function renderJob(id) {
       refineRow.push(button(id, String(n), 'refine', n));
       upscaleRow.push(button(id, `U${n}`, 'upscale', n));
     }
-    refineRow.push(button(id, '🔄', 'reroll', 0, 'primary'));
+    // The word is the button's name. The icon is drawn, not an emoji: the 🔄 that chat apps show is an
+    // empty box where no emoji font is installed.
+    refineRow.push(button(id, undefined, 'reroll', 0, 'primary', rerollIcon(), 'Reroll'));
     card.append(
       wrap,
       h(
@@ -481,6 +561,10 @@ async function refresh(id) {
     if (result.data.status !== 'running') entry.progress = null;
     if (before === 'running' && result.data.status === 'running' && entry.progress) return;
     renderJob(id);
+    // A grid finished out of sight below a reader who scrolled up: offer the way down.
+    if (before !== undefined && before !== 'done' && result.data.status === 'done' && !follow) {
+      if (entry.el.getBoundingClientRect().top > logEl.getBoundingClientRect().bottom) showJump(true);
+    }
   } else if (result.status === 404) {
     entry.job = { status: 'expired' };
     renderJob(id);
@@ -563,6 +647,7 @@ async function submit(raw) {
   const text = raw.trim();
   if (text === '') return;
   const command = /^\/imagine\b/iu.test(text) ? text : text.startsWith('/') ? null : `/imagine ${text}`;
+  followNow();
   userMessage(command ?? text);
   if (command === null) {
     errorMessage(`Unknown command \`${text.split(/\s/u)[0]}\`. Type \`/imagine\` and a prompt.`);
@@ -601,8 +686,13 @@ document.getElementById('clear').addEventListener('click', () => {
   history = [];
   localStorage.removeItem(HISTORY_KEY);
   jobs.clear();
-  for (const el of [...logEl.children]) if (el !== welcome) el.remove();
+  for (const el of [...logEl.children]) {
+    if (el === welcome) continue;
+    resized.unobserve(el);
+    el.remove();
+  }
   welcome.hidden = false;
+  followNow();
   reconnect();
 });
 
@@ -613,9 +703,10 @@ async function start() {
   if (info.ok && info.data?.model?.name) {
     const name = info.data.model.name;
     modelEl.textContent = info.data.model.demo && !/demo/iu.test(name) ? `${name} (demo)` : name;
+    // The chip may be cut short with an ellipsis on narrow screens: the title has the whole name.
     modelEl.title = info.data.model.demo
-      ? 'The built-in demo model makes synthetic images. Set MODEL_DIR for Stable Diffusion.'
-      : 'Model';
+      ? `Model: ${name}. The built-in demo model makes synthetic images. Set MODEL_DIR for Stable Diffusion.`
+      : `Model: ${name}`;
     modelEl.hidden = false;
   }
   for (const entry of history) {
@@ -624,6 +715,8 @@ async function start() {
     else if (entry.t === 'image') imageMessage(entry, false);
     else if (entry.t === 'job' && typeof entry.id === 'string') jobMessage(entry.id, null, false);
   }
+  // Open at the latest message; the resize observer keeps it there while the cards fill in.
+  followNow();
   await Promise.all([...jobs.keys()].map((id) => refresh(id)));
   reconnect();
   input.focus();
