@@ -158,7 +158,7 @@ export async function startApp(options: AppOptions): Promise<App> {
         prefix: config.QUEUE_PREFIX,
         engine: options.engine ?? defaultEngine(config, log),
         concurrency: config.WORKER_CONCURRENCY,
-        stalledIntervalMs: config.STALLED_INTERVAL_MS,
+        takeoverMs: config.STALLED_INTERVAL_MS,
         shutdownTimeoutMs,
         logger: log.child({ component: 'worker' }),
         metrics,

@@ -194,7 +194,10 @@ export const configSchema = z.object({
   WORKER_CONCURRENCY: int(1, 1, 64),
   /** Tries for a job that hits a transient error. Default 3. */
   JOB_ATTEMPTS: int(3, 1, 20),
-  /** How long before a job whose worker died is picked up again, in ms. Default 30000. */
+  /**
+   * Longest time, in ms, before a job whose worker died is picked up again by another running worker
+   * (the worker derives its BullMQ lock and stall check from it). Default 30000.
+   */
   STALLED_INTERVAL_MS: int(30_000, 1000, 3_600_000),
   /** On SIGTERM, how long a worker may finish its job before releasing it, in ms. Default 60000. */
   SHUTDOWN_TIMEOUT_MS: int(60_000, 0, 3_600_000),

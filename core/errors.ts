@@ -15,6 +15,8 @@ export enum ErrorCode {
   Forbidden = 'E_FORBIDDEN',
   AlreadyFinished = 'E_ALREADY_FINISHED',
   Cancelled = 'E_CANCELLED',
+  /** A service the request needs (the queue's Redis) can't be reached right now; retry later (HTTP 503). */
+  Unavailable = 'E_UNAVAILABLE',
   // Internal (logged with an id)
   Config = 'E_CONFIG',
   ModelLoad = 'E_MODEL_LOAD',
@@ -46,7 +48,7 @@ export class CodedError extends Error {
 
 /** A problem with what the user asked for. Its message is written for the user and shown verbatim. */
 export class UserError extends CodedError {
-  /** Seconds after which retrying may succeed (queue full, rate limited). */
+  /** Seconds after which retrying may succeed (queue full, rate limited, unavailable). */
   readonly retryAfterSeconds: number | undefined;
 
   constructor(

@@ -1,7 +1,16 @@
+import { randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
 import { ErrorCode, InternalError, reportError, UserError } from '../core/errors.ts';
 import { type JobSpec, type JobSpecInput, jobIdFor, parseJobSpec, type Surface } from '../core/jobspec.ts';
-import { closeRedisClient, createRedisClient, type RedisClient, type RedisConnection } from './connection.ts';
+import {
+  closeRedisClient,
+  createRedisClient,
+  isUnavailableError,
+  REQUEST_TIMEOUT_MS,
+  type RedisClient,
+  type RedisConnection,
+  whenConnected,
+} from './connection.ts';
 import {
   DELIVERY_DEFAULTS,
   type DeliveryOptions,
@@ -91,6 +100,18 @@ export const JOBS_DEFAULTS = {
   orphanGraceMs: number;
 };
 
+/** Retry-After of an "unavailable" answer: Redis reconnects within about 2 s of coming back. */
+export const UNAVAILABLE_RETRY_AFTER_S = 5;
+
+/** What a caller is told while Redis can't be reached: a 503 with Retry-After, never a 500 or a hang. */
+export function unavailableError(cause: unknown): UserError {
+  return new UserError(
+    ErrorCode.Unavailable,
+    `The image service is temporarily unavailable (it can't reach its job queue). Please try again in about ${UNAVAILABLE_RETRY_AFTER_S} seconds.`,
+    { cause, retryAfterSeconds: UNAVAILABLE_RETRY_AFTER_S },
+  );
+}
+
 /** Default time a queue slot takes to free up, before any job has been timed. */
 const DEFAULT_JOB_MS = 30_000;
 
@@ -101,12 +122,23 @@ export async function retryAfterSeconds(client: RedisClient, keys: QueueKeys): P
   return Math.min(3600, Math.max(5, Math.ceil(ms / 1000)));
 }
 
+/**
+ * A pipeline's replies, throwing its first error: ioredis resolves a pipeline whose commands failed
+ * (timed out, connection lost) with per-command errors, which must not read as "no such key".
+ */
+export function pipelineReplies(replies: [Error | null, unknown][] | null): unknown[] {
+  if (replies === null) throw new Error('Connection is closed.');
+  const failed = replies.find(([error]) => error !== null);
+  if (failed !== undefined) throw failed[0];
+  return replies.map(([, value]) => value);
+}
+
 /** Jobs ahead of `id` in the wait list (BullMQ pushes on the left and takes from the right). */
 export async function queuePosition(client: RedisClient, keys: QueueKeys, id: string): Promise<number> {
   const waitKey = `${keys.generateJobPrefix}wait`;
-  const replies = await client.pipeline().lpos(waitKey, id).llen(waitKey).exec();
-  const pos = replies?.[0]?.[1];
-  const len = Number(replies?.[1]?.[1] ?? 0);
+  const replies = pipelineReplies(await client.pipeline().lpos(waitKey, id).llen(waitKey).exec());
+  const pos = replies[0];
+  const len = Number(replies[1] ?? 0);
   // Not in the wait list (delayed for a retry, or just taken): behind everything waiting.
   if (typeof pos !== 'number') return len;
   return Math.max(0, len - 1 - pos);
@@ -150,6 +182,11 @@ export function createJobs(options: JobsOptions): Jobs {
   // Request path: fails a command instead of hanging while Redis is down.
   const client = createRedisClient(options.connection, { blocking: false });
   client.on('error', (error) => logger.warn({ err: error }, 'redis connection error (jobs)'));
+  // Submit calls whose caller was told they failed, by id → attempt token: their reservation is
+  // undone (it may still have run: a hung Redis runs it when it wakes up). Retried until it is done.
+  const undo = new Map<string, string>();
+  let undoTimer: NodeJS.Timeout | undefined;
+  client.on('ready', () => flushUndo());
   let consumerClient: RedisClient | undefined;
   let subscriber: RedisClient | undefined;
   const progressHandlers = new Map<string, Set<(event: ProgressEvent) => void>>();
@@ -173,8 +210,54 @@ export function createJobs(options: JobsOptions): Jobs {
     if (closed) throw new InternalError(ErrorCode.Internal, 'jobs client is closed');
   }
 
-  async function submit(input: JobSpecInput): Promise<SubmitResult> {
+  /**
+   * Runs one request against Redis: waits up to REQUEST_TIMEOUT_MS for a connection, and turns
+   * "Redis unreachable / no answer" into the user-facing E_UNAVAILABLE (503 + Retry-After).
+   */
+  async function guarded<T>(run: () => Promise<T>): Promise<T> {
     assertOpen();
+    try {
+      await whenConnected(client);
+      return await run();
+    } catch (error) {
+      throw isUnavailableError(error) ? unavailableError(error) : error;
+    }
+  }
+
+  /** Undoes a failed submit's reservation now, and again on reconnect until Redis confirms it. */
+  function abandon(id: string, attempt: string): void {
+    undo.set(id, attempt);
+    flushUndo();
+  }
+
+  function flushUndo(): void {
+    if (undoTimer !== undefined) clearTimeout(undoTimer);
+    undoTimer = undefined;
+    if (closed || undo.size === 0) return;
+    // Sent at once, on the same connection as the failed call, so Redis runs it right after that
+    // call; EVAL, not EVALSHA, so a NOSCRIPT round trip can't let other commands go first.
+    const pending = [...undo].map(([id, attempt]) =>
+      client.eval(UNRESERVE.source, 2, keys.record(id), keys.unfinished, id, attempt).then(
+        (removed) => {
+          if (undo.get(id) === attempt) undo.delete(id);
+          if (Number(removed) === 1) logger.info({ jobId: id }, 'undid the reservation of a failed submit');
+        },
+        () => {},
+      ),
+    );
+    void Promise.all(pending).then(() => {
+      if (!closed && undo.size > 0 && undoTimer === undefined) {
+        undoTimer = setTimeout(flushUndo, REQUEST_TIMEOUT_MS);
+        undoTimer.unref();
+      }
+    });
+  }
+
+  async function submit(input: JobSpecInput): Promise<SubmitResult> {
+    return guarded(() => submitNow(input));
+  }
+
+  async function submitNow(input: JobSpecInput): Promise<SubmitResult> {
     const parsed = parseJobSpec(input);
     if (!parsed.ok) {
       metrics.submit('invalid');
@@ -195,8 +278,10 @@ export function createJobs(options: JobsOptions): Jobs {
       createdAt: now,
       expiresAt: now + recordTtlMs,
     };
-    const reply = stringReply(
-      await runScript(
+    const attempt = randomUUID();
+    let reserveReply: unknown;
+    try {
+      reserveReply = await runScript(
         client,
         RESERVE,
         [keys.record(id), keys.userJobs(origin.surface, origin.user), keys.unfinished],
@@ -212,9 +297,15 @@ export function createJobs(options: JobsOptions): Jobs {
           orphanGraceMs,
           keys.recordPrefix,
           keys.generateJobPrefix,
+          attempt,
         ],
-      ),
-    );
+      );
+    } catch (error) {
+      // No answer is not "not run": a hung Redis runs the reservation when it wakes up.
+      if (isUnavailableError(error)) abandon(id, attempt);
+      throw error;
+    }
+    const reply = stringReply(reserveReply);
     const [outcome, detail = ''] = reply;
     switch (outcome) {
       case 'duplicate':
@@ -246,20 +337,19 @@ export function createJobs(options: JobsOptions): Jobs {
     try {
       await generate.add('generate', spec, { jobId: id });
     } catch (error) {
-      // Give the slot back so the user can retry at once; the job was never queued.
-      await runScript(client, UNRESERVE, [keys.record(id), keys.unfinished], [id]).catch(() => {});
+      // The caller is told it failed, so the reservation goes (the user can retry at once). Should
+      // the add still run later, its job finds no record and the worker drops it unrun.
+      abandon(id, attempt);
+      if (isUnavailableError(error)) throw error;
       throw new InternalError(ErrorCode.Redis, 'could not enqueue the job', {
         cause: error,
         context: { id },
       });
     }
     metrics.submit('accepted');
-    return {
-      jobId: id,
-      seeds: spec.seeds,
-      position: await queuePosition(client, keys, id),
-      duplicate: false,
-    };
+    // Queued now: from here on the answer is a success, even if the position can't be read.
+    const position = await queuePosition(client, keys, id).catch(() => Number(detail) || 0);
+    return { jobId: id, seeds: spec.seeds, position, duplicate: false };
   }
 
   /** A redelivered interaction: answer from the record; re-enqueue a queued job whose enqueue was lost. */
@@ -279,14 +369,15 @@ export function createJobs(options: JobsOptions): Jobs {
   }
 
   async function status(id: string): Promise<JobStatus | null> {
-    assertOpen();
-    const replies = await client
-      .pipeline()
-      .hmget(keys.record(id), 'state', 'status')
-      .get(keys.progress(id))
-      .exec();
-    const fields = replies?.[0]?.[1] as (string | null)[] | undefined;
-    const progress = replies?.[1]?.[1] as string | null | undefined;
+    return guarded(() => statusNow(id));
+  }
+
+  async function statusNow(id: string): Promise<JobStatus | null> {
+    const replies = pipelineReplies(
+      await client.pipeline().hmget(keys.record(id), 'state', 'status').get(keys.progress(id)).exec(),
+    );
+    const fields = replies[0] as (string | null)[] | undefined;
+    const progress = replies[1] as string | null | undefined;
     const state = fields?.[0];
     const statusText = fields?.[1];
     if (state === null || state === undefined || statusText === null || statusText === undefined) return null;
@@ -301,7 +392,10 @@ export function createJobs(options: JobsOptions): Jobs {
   }
 
   async function cancel(id: string, by: CancelBy): Promise<JobStatus> {
-    assertOpen();
+    return guarded(() => cancelNow(id, by));
+  }
+
+  async function cancelNow(id: string, by: CancelBy): Promise<JobStatus> {
     const record = await loadRecord(client, keys, id);
     if (record === null) {
       throw new UserError(ErrorCode.NotFound, 'That job no longer exists (it may have expired).', {
@@ -355,23 +449,35 @@ export function createJobs(options: JobsOptions): Jobs {
   }
 
   async function record(id: string): Promise<GridRecord | null> {
-    assertOpen();
+    return guarded(() => recordNow(id));
+  }
+
+  async function recordNow(id: string): Promise<GridRecord | null> {
     return loadRecord(client, keys, id);
   }
 
   async function gridPng(id: string): Promise<Buffer | null> {
-    assertOpen();
+    return guarded(() => gridPngNow(id));
+  }
+
+  async function gridPngNow(id: string): Promise<Buffer | null> {
     return client.getBuffer(keys.grid(id));
   }
 
   async function imagePng(id: string, index: number): Promise<Buffer | null> {
-    assertOpen();
+    return guarded(() => imagePngNow(id, index));
+  }
+
+  async function imagePngNow(id: string, index: number): Promise<Buffer | null> {
     if (!Number.isInteger(index) || index < 0) return null;
     return client.getBuffer(keys.image(id, index));
   }
 
   async function updateMessageRef(id: string, patch: Readonly<Record<string, string>>): Promise<void> {
-    assertOpen();
+    return guarded(() => updateMessageRefNow(id, patch));
+  }
+
+  async function updateMessageRefNow(id: string, patch: Readonly<Record<string, string>>): Promise<void> {
     for (const [key, value] of Object.entries(patch)) {
       if (!SAFE_REF_KEY.test(key) || typeof value !== 'string' || value.length > 4000) {
         throw new InternalError(ErrorCode.Internal, `invalid messageRef entry ${JSON.stringify(key)}`);

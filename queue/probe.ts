@@ -31,7 +31,10 @@ export function createQueueProbe(connection: RedisConnection, prefix: string): Q
   queue.on('error', () => {});
   return {
     async ping() {
-      const reply = await client.ping();
+      // Fails at once while disconnected and within REQUEST_TIMEOUT_MS when Redis hangs.
+      const reply = await client.ping().catch((error: unknown) => {
+        throw new Error(`redis unreachable: ${error instanceof Error ? error.message : String(error)}`);
+      });
       if (reply !== 'PONG') throw new Error(`redis answered ${reply}`);
     },
     async counts() {

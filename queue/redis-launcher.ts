@@ -13,6 +13,8 @@ export interface RedisLauncherOptions {
   readonly binary?: string;
   /** @defaultValue 15000 */
   readonly startTimeoutMs?: number;
+  /** Port of the private server (e.g. to restart one on the port its clients use). @defaultValue a free one */
+  readonly port?: number;
   readonly log?: (message: string) => void;
 }
 
@@ -20,6 +22,8 @@ export interface RedisHandle {
   readonly url: string;
   /** True when this process started the server (and so stops it). */
   readonly owned: boolean;
+  /** The private server's process id (undefined for REDIS_URL). */
+  readonly pid?: number | undefined;
   stop(): Promise<void>;
 }
 
@@ -93,7 +97,7 @@ export async function startRedis(options: RedisLauncherOptions): Promise<RedisHa
   // A free port can be taken between probing and binding; try a few.
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
-      return await launch(options, dataDir, await freeLoopbackPort());
+      return await launch(options, dataDir, options.port ?? (await freeLoopbackPort()));
     } catch (error) {
       if (error instanceof CodedError && error.code === ErrorCode.RedisMissing) throw error;
       lastError = error;
@@ -167,6 +171,7 @@ async function launch(options: RedisLauncherOptions, dataDir: string, port: numb
   return {
     url: `redis://127.0.0.1:${port}`,
     owned: true,
+    pid: child.pid,
     stop: () => {
       stopping ??= (async () => {
         if (early === undefined) {

@@ -25,7 +25,7 @@ const TERMINAL = `local function isTerminal(s) return s == 'done' or s == 'faile
 /**
  * KEYS: record, user's job set, unfinished zset.
  * ARGV: id, base, status, messageRef, ttlMs, perUser, maxDepth, now, orphanGraceMs, recordPrefix,
- *       generateJobPrefix.
+ *       generateJobPrefix, attempt (a token of this submit call, so UNRESERVE undoes only its own).
  * Returns {'duplicate', state} | {'user', count} | {'full', depth} | {'ok', depthBefore}.
  */
 export const RESERVE = script(
@@ -82,7 +82,7 @@ if depth >= maxDepth then
 end
 
 redis.call('HSET', recKey, 'base', ARGV[2], 'state', 'queued', 'status', ARGV[3], 'messageRef', ARGV[4],
-  'attempts', '0', 'queuedAt', ARGV[8], 'userKey', userKey)
+  'attempts', '0', 'queuedAt', ARGV[8], 'userKey', userKey, 'attempt', ARGV[12])
 redis.call('PEXPIRE', recKey, ttl)
 redis.call('SADD', userKey, id)
 redis.call('PEXPIRE', userKey, ttl)
@@ -92,11 +92,14 @@ return {'ok', tostring(depth)}
 );
 
 /**
- * Undoes a reservation whose enqueue failed. KEYS: record, unfinished zset. ARGV: id.
+ * Undoes the reservation of a submit call that failed (its caller was told so), if that call's
+ * RESERVE ran at all; a record made by another call (a retry with the same id) is left alone.
+ * KEYS: record, unfinished zset. ARGV: id, attempt. Returns 1 when it removed the record.
  */
 export const UNRESERVE = script(
   'unreserve',
   `
+if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[2] then return 0 end
 local uk = redis.call('HGET', KEYS[1], 'userKey')
 if uk then redis.call('SREM', uk, ARGV[1]) end
 redis.call('ZREM', KEYS[2], ARGV[1])

@@ -34,14 +34,20 @@ export interface WorkerOptions {
    */
   readonly concurrency?: number;
   /**
-   * How often this worker looks for jobs whose worker died (lock expired) and requeues them.
+   * Longest time before a job whose worker died (killed, lost its host) is taken over by another
+   * running worker. Sets the lock and the stall check below (see `stallSettings`).
    * @defaultValue 30000
+   */
+  readonly takeoverMs?: number;
+  /**
+   * How often this worker looks for jobs whose worker died (lock expired) and requeues them.
+   * @defaultValue `takeoverMs / 6`
    */
   readonly stalledIntervalMs?: number;
   /**
    * Lock on a running job, renewed every half of it; a killed worker's job is taken over after
    * the lock lapses and the next stall check runs.
-   * @defaultValue 30000
+   * @defaultValue `takeoverMs / 3`
    */
   readonly lockDurationMs?: number;
   /**
@@ -77,13 +83,27 @@ export interface WorkerOptions {
 export const WORKER_DEFAULTS = {
   prefix: JOBS_DEFAULTS.prefix,
   concurrency: 1,
-  stalledIntervalMs: 30_000,
-  lockDurationMs: 30_000,
+  takeoverMs: 30_000,
   maxStalledCount: 2,
   shutdownTimeoutMs: 60_000,
   previewEveryMs: 2000,
   cancelPollMs: 1000,
 } as const;
+
+/**
+ * BullMQ's lock and stall check for a promised takeover time T. BullMQ takes a dead worker's job
+ * at the first stall check that finds it both marked (by an earlier check) and unlocked: with
+ * lock L (renewed every L/2) and checks every S (any worker; after the checking worker dies the
+ * next check may take up to 2S), that is at most about max(L, 2S) + 2S after the death. L = T/3
+ * and S = T/6 bound it by 2T/3, leaving room for timer and CPU delays within T. (BullMQ's default,
+ * L = S = T, takes up to about 3T: 53 s measured at 30 s.)
+ */
+export function stallSettings(takeoverMs: number): { lockDurationMs: number; stalledIntervalMs: number } {
+  return {
+    lockDurationMs: Math.max(1, Math.round(takeoverMs / 3)),
+    stalledIntervalMs: Math.max(1, Math.round(takeoverMs / 6)),
+  };
+}
 
 export interface QueueWorker {
   readonly id: string;
@@ -442,13 +462,14 @@ export async function startWorker(options: WorkerOptions): Promise<QueueWorker> 
     }
   }
 
+  const stall = stallSettings(options.takeoverMs ?? WORKER_DEFAULTS.takeoverMs);
   const worker = new Worker<unknown, string>(GENERATE_QUEUE, processJob, {
     connection: client,
     prefix,
     name: workerId,
     concurrency,
-    stalledInterval: options.stalledIntervalMs ?? WORKER_DEFAULTS.stalledIntervalMs,
-    lockDuration: options.lockDurationMs ?? WORKER_DEFAULTS.lockDurationMs,
+    stalledInterval: options.stalledIntervalMs ?? stall.stalledIntervalMs,
+    lockDuration: options.lockDurationMs ?? stall.lockDurationMs,
     maxStalledCount: options.maxStalledCount ?? WORKER_DEFAULTS.maxStalledCount,
     autorun: false,
   });

@@ -34,6 +34,7 @@ const USER_STATUS: Readonly<Partial<Record<ErrorCode, number>>> = {
   [ErrorCode.Forbidden]: 403,
   [ErrorCode.AlreadyFinished]: 409,
   [ErrorCode.Cancelled]: 409,
+  [ErrorCode.Unavailable]: 503,
 };
 
 export function statusForUserError(error: CodedError): number {
@@ -84,7 +85,7 @@ export function sendText(
 
 /**
  * Answers any error as `{error: {code, message}}`: HttpError and UserError with their 4xx status
- * (429s with Retry-After), everything else as 500 through the error sink, with only an error id shown.
+ * (429s and E_UNAVAILABLE's 503 with Retry-After), everything else as 500 through the error sink, with only an error id shown.
  */
 export function sendError(
   res: ServerResponse,
@@ -100,7 +101,8 @@ export function sendError(
   if (error instanceof UserError) {
     const status = statusForUserError(error);
     const headers: Record<string, string> = {};
-    if (status === 429) headers['retry-after'] = String(Math.max(1, Math.ceil(error.retryAfterSeconds ?? 5)));
+    if (status === 429 || status === 503)
+      headers['retry-after'] = String(Math.max(1, Math.ceil(error.retryAfterSeconds ?? 5)));
     const body: Record<string, unknown> = { code: shown.code, message: shown.message };
     if (shown.retryAfterSeconds !== undefined) body.retryAfterSeconds = shown.retryAfterSeconds;
     sendJson(res, status, { error: body }, headers);

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { ErrorCode } from '../../core/errors.ts';
 import { closeRedisClient, createRedisClient, type RedisConnection } from '../../queue/connection.ts';
 import { HttpError } from '../ops/http.ts';
 
@@ -34,7 +35,7 @@ export function redisIdentitySecret(connection: RedisConnection, prefix: string)
             reject(
               new HttpError(
                 503,
-                'E_UNAVAILABLE',
+                ErrorCode.Unavailable,
                 'The playground cannot reach its database right now; try again.',
                 {
                   'retry-after': '5',
@@ -51,7 +52,7 @@ export function redisIdentitySecret(connection: RedisConnection, prefix: string)
       // What went wrong stays out of the answer (it may name the Redis URL); the caller may retry.
       throw new HttpError(
         503,
-        'E_UNAVAILABLE',
+        ErrorCode.Unavailable,
         'The playground cannot read its signing secret right now; try again.',
         {
           'retry-after': '5',

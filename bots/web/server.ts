@@ -183,7 +183,7 @@ export async function startPlayground(options: PlaygroundOptions): Promise<Runni
       const code = outcome.error?.code ?? ErrorCode.InvalidRequest;
       const status = httpStatusFor(code);
       const headers: Record<string, string> = {};
-      if (status === 429)
+      if (status === 429 || status === 503)
         headers['retry-after'] = String(Math.max(1, Math.ceil(outcome.error?.retryAfterSeconds ?? 10)));
       const error: Record<string, unknown> = { code, message: outcome.text };
       if (outcome.error?.errorId !== undefined) error.errorId = outcome.error.errorId;
@@ -222,7 +222,7 @@ export async function startPlayground(options: PlaygroundOptions): Promise<Runni
     }
     throw new HttpError(
       503,
-      'E_UNAVAILABLE',
+      ErrorCode.Unavailable,
       'The playground could not handle this request right now; try again.',
     );
   };
@@ -548,6 +548,7 @@ export function httpStatusFor(code: string): number {
     case ErrorCode.PromptTooLong:
       return 400;
     case ErrorCode.Redis:
+    case ErrorCode.Unavailable:
       return 503;
     default:
       return 500;

@@ -99,6 +99,42 @@ describe('crashes', () => {
     expect(await jobs.status(waiting.jobId)).toMatchObject({ state: 'queued', position: 0 });
   });
 
+  it("STALLED_INTERVAL_MS is the takeover bound: a killed worker's job runs on another worker within it", async () => {
+    // Workers configured as `npm run worker` configures them (takeoverMs = STALLED_INTERVAL_MS), small.
+    const takeoverMs = 3000;
+    const prefix = uniquePrefix('c');
+    const jobs = open(prefix);
+    const a = spawnChild('./worker-child.ts', {
+      url: redis.url,
+      prefix,
+      workerId: 'child-a',
+      stepDelayMs: 50,
+      takeoverMs,
+    });
+    cleanups.push(() => a.kill('SIGKILL'));
+    await a.waitFor(isReady);
+    const { jobId } = await jobs.submit(makeSpec({ steps: 400 }));
+    await a.waitFor((line) => line.event === 'step' && Number(line.step) >= 2);
+    // B is idle and running before A dies, as a second GPU worker would be.
+    const b = spawnChild('./worker-child.ts', {
+      url: redis.url,
+      prefix,
+      workerId: 'child-b',
+      stepDelayMs: 1,
+      takeoverMs,
+    });
+    cleanups.push(() => b.kill('SIGKILL'));
+    await b.waitFor(isReady);
+    const killedAt = Date.now();
+    await a.kill('SIGKILL');
+    await b.waitFor((line) => line.event === 'step', 4 * takeoverMs);
+    const tookOverAfter = Date.now() - killedAt;
+    console.log(`takeover after kill -9 with STALLED_INTERVAL_MS=${takeoverMs}: ${tookOverAfter} ms`);
+    expect(tookOverAfter).toBeLessThanOrEqual(takeoverMs);
+    await waitFor('recovered job done', async () => (await jobs.status(jobId))?.state === 'done', 20_000);
+    expect(await jobs.record(jobId)).toMatchObject({ worker: 'child-b', attempts: 2 });
+  });
+
   it('a delivery whose consumer is killed -9 after posting is retried without posting again', async () => {
     const prefix = uniquePrefix('c');
     const counterKey = `${prefix}:test:posts`;

@@ -15,6 +15,8 @@ interface ChildConfig {
   stepDelayMs?: number;
   stalledIntervalMs?: number;
   lockDurationMs?: number;
+  /** When set, the worker derives its lock and stall check from it (as `npm run worker` does). */
+  takeoverMs?: number;
   shutdownTimeoutMs?: number;
 }
 
@@ -51,8 +53,9 @@ const proc = await runWorkerProcess({
   prefix: config.prefix,
   workerId: config.workerId,
   engine: async () => wrapped,
-  stalledIntervalMs: config.stalledIntervalMs ?? 500,
-  lockDurationMs: config.lockDurationMs ?? 1000,
+  ...(config.takeoverMs === undefined
+    ? { stalledIntervalMs: config.stalledIntervalMs ?? 500, lockDurationMs: config.lockDurationMs ?? 1000 }
+    : { takeoverMs: config.takeoverMs }),
   shutdownTimeoutMs: config.shutdownTimeoutMs ?? 10_000,
   previewEveryMs: 0,
   logger,
