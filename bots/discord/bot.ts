@@ -29,7 +29,7 @@ import type {
   SurfaceLimits,
 } from '../surface.ts';
 import { registerCommands } from './commands.ts';
-import { DISCORD_LIMITS, DISCORD_MARKUP, type RestMessage, restMessage } from './render.ts';
+import { DISCORD_LIMITS, DISCORD_MARKUP, literal, type RestMessage, restMessage } from './render.ts';
 
 /**
  * The Discord adapter: discord.js in, the conversation service deciding, Discord messages out.
@@ -288,13 +288,13 @@ class CommandReply implements InteractionReply {
   async privately(text: string): Promise<void> {
     const i = this.#interaction;
     if (!i.deferred && !i.replied) {
-      await i.reply({ content: text, flags: EPHEMERAL, allowedMentions: { parse: [] } });
+      await i.reply({ content: literal(text), flags: EPHEMERAL, allowedMentions: { parse: [] } });
       return;
     }
     // The public "thinking…" placeholder would linger: remove it, then answer privately.
     if (!this.#shown)
       await this.#webhooks.delete(i.applicationId, i.token, '@original').catch(() => undefined);
-    await this.#webhooks.post(i.applicationId, i.token, textOnly(text), EPHEMERAL);
+    await this.#webhooks.post(i.applicationId, i.token, textOnly(literal(text)), EPHEMERAL);
   }
 
   async queued(view: QueuedView): Promise<MessageRef | undefined> {
@@ -332,10 +332,10 @@ class ButtonReply implements InteractionReply {
   async privately(text: string): Promise<void> {
     const i = this.#interaction;
     if (!i.deferred && !i.replied) {
-      await i.reply({ content: text, flags: EPHEMERAL, allowedMentions: { parse: [] } });
+      await i.reply({ content: literal(text), flags: EPHEMERAL, allowedMentions: { parse: [] } });
       return;
     }
-    await this.#webhooks.post(i.applicationId, i.token, textOnly(text), EPHEMERAL);
+    await this.#webhooks.post(i.applicationId, i.token, textOnly(literal(text)), EPHEMERAL);
   }
 
   async queued(view: QueuedView): Promise<MessageRef | undefined> {

@@ -4,7 +4,6 @@ import {
   type APIComponentInMessageActionRow,
   ButtonBuilder,
   ButtonStyle,
-  escapeMarkdown,
 } from 'discord.js';
 import type { Attachment, ControlRows, Markup, SurfaceLimits } from '../surface.ts';
 
@@ -15,11 +14,22 @@ export const DISCORD_LIMITS: SurfaceLimits = {
   progressPreviews: true,
 };
 
+/**
+ * User text shown exactly as typed. Discord's markdown shows a backslash-escaped ASCII punctuation mark
+ * as the mark itself, so escaping every one of them leaves nothing that can format (bold, headings,
+ * quotes, spoilers, code), link (masked `[text](url)` or bare `https://`, which no longer parses), mention
+ * (`<@id>`, `@everyone`), or turn into emoji and timestamps. discord.js's `escapeMarkdown` leaves
+ * masked links, headings and mentions alone, hence this.
+ */
+export function literal(text: string): string {
+  return text.replace(/[!-/:-@[-`{-~]/gu, '\\$&');
+}
+
 export const DISCORD_MARKUP: Markup = {
   bold: (text) => `**${text}**`,
   code: (text) => (text.includes('`') ? `\`\` ${text} \`\`` : `\`${text}\``),
-  mention: (user) => (/^\d+$/u.test(user) ? `<@${user}>` : `@${escapeMarkdown(user)}`),
-  escape: (text) => escapeMarkdown(text),
+  mention: (user) => (/^\d+$/u.test(user) ? `<@${user}>` : `@${literal(user)}`),
+  escape: literal,
 };
 
 const STYLES = {

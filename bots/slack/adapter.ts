@@ -32,7 +32,15 @@ import type {
   QueuedView,
 } from '../surface.ts';
 import { boltLogger, slackCall, slackErrorCode, toChatApiError } from './errors.ts';
-import { ACTION_ID_PREFIX, messageBlocks, SLACK_LIMITS, SLACK_MARKUP } from './render.ts';
+import {
+  ACTION_ID_PREFIX,
+  fallbackText,
+  messageBlocks,
+  plainText,
+  richTextBlock,
+  SLACK_LIMITS,
+  SLACK_MARKUP,
+} from './render.ts';
 
 /**
  * The Slack adapter: a thin layer between @slack/bolt and the conversation service. It acknowledges
@@ -446,7 +454,7 @@ export class SlackAdapter implements ChatSurface {
     const result = await this.#inChannel(channel, 'chat.postMessage', () =>
       this.#client.chat.postMessage({
         channel,
-        text,
+        text: fallbackText(text),
         blocks: shown.length > 0 ? shown : blocks,
         unfurl_links: false,
         unfurl_media: false,
@@ -459,7 +467,12 @@ export class SlackAdapter implements ChatSurface {
 
   async #update(channel: string, ts: string, text: string, controls: ControlRows): Promise<void> {
     await slackCall('chat.update', () =>
-      this.#client.chat.update({ channel, ts, text, blocks: messageBlocks(text, controls) }),
+      this.#client.chat.update({
+        channel,
+        ts,
+        text: fallbackText(text),
+        blocks: messageBlocks(text, controls),
+      }),
     );
   }
 
@@ -488,8 +501,9 @@ export class SlackAdapter implements ChatSurface {
       file: file.data,
       filename: file.name,
       title: file.name,
-      alt_text: altText.slice(0, 1000),
-      initial_comment: comment,
+      alt_text: plainText(altText).slice(0, 1000),
+      // Blocks, not initial_comment (always mrkdwn): the caption's user text stays literal.
+      blocks: [richTextBlock(comment)],
     };
     const result = await this.#inChannel(channel, 'files.uploadV2', () =>
       this.#client.filesUploadV2(
@@ -512,13 +526,16 @@ export class SlackAdapter implements ChatSurface {
   }
 
   /** Ephemeral to the acting user: through response_url (works without the bot in the channel), else chat.postEphemeral. */
+  /** `text` is plain (an error or notice that may quote user input), shown literally. */
   async #ephemeral(context: ReplyContext, text: string): Promise<void> {
+    const literal = SLACK_MARKUP.escape(text);
+    const message = { text: fallbackText(literal), blocks: [richTextBlock(literal)] };
     if (context.responseUrl !== undefined) {
       try {
         const response = await fetch(context.responseUrl, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ response_type: 'ephemeral', replace_original: false, text }),
+          body: JSON.stringify({ response_type: 'ephemeral', replace_original: false, ...message }),
           signal: AbortSignal.timeout(this.#options.apiTimeoutMs ?? DEFAULTS.apiTimeoutMs),
         });
         if (response.ok) return;
@@ -531,7 +548,7 @@ export class SlackAdapter implements ChatSurface {
       }
     }
     await slackCall('chat.postEphemeral', () =>
-      this.#client.chat.postEphemeral({ channel: context.channel, user: context.user, text }),
+      this.#client.chat.postEphemeral({ channel: context.channel, user: context.user, ...message }),
     );
   }
 

@@ -2,6 +2,7 @@ import type { APIMessage } from 'discord.js';
 import sharp from 'sharp';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { MESSAGES } from '../../bots/service.ts';
+import { shownContent } from '../fakes/discord/payloads.ts';
 import { buttonsOf, FakeDiscord, type RecordedRequest } from '../fakes/discord/server.ts';
 import { startTestRedis, type TestRedis } from '../helpers/redis.ts';
 import {
@@ -59,10 +60,10 @@ describe('Discord failure paths (real discord.js, real queue)', () => {
     expect(callback.body).toMatchObject({ type: 4, data: { flags: 64 } });
     expect(callback.receivedAt - bad.sentAt).toBeLessThan(3000);
     expect(reply.flags! & 64).toBe(64);
-    expect(reply.content).toMatch(/Width must be a multiple of 8, got 100 \(try 96 or 104\)/);
+    expect(shownContent(reply.content)).toMatch(/Width must be a multiple of 8, got 100 \(try 96 or 104\)/);
     const tooBig = fake.slashCommand({ options: { prompt: 'a cat', size: '1024x1024' }, user: ALICE });
     const reply2 = await fake.waitFor(() => fake.originalMessage(tooBig), 5000, 'the reply');
-    expect(reply2.content).toMatch(/the limit is 16384/);
+    expect(shownContent(reply2.content)).toMatch(/the limit is 16384/);
     await new Promise((r) => setTimeout(r, 200));
     expect(await h.jobs.record(`discord-${bad.id}`)).toBeNull();
     expect(await h.jobs.record(`discord-${tooBig.id}`)).toBeNull();
@@ -153,10 +154,12 @@ describe('Discord failure paths (real discord.js, real queue)', () => {
     });
     const answer = await fake.waitFor(() => fake.originalMessage(forged) ?? undefined, 5000, 'the answer');
     // An invalid id is refused in the acknowledgement itself (no Redis involved).
-    expect(fake.find('POST', new RegExp(`^/interactions/${forged.id}/`))[0]?.body).toMatchObject({
-      type: 4,
-      data: { flags: 64, content: MESSAGES.invalidControl },
-    });
+    const refusal = fake.find('POST', new RegExp(`^/interactions/${forged.id}/`))[0]?.body as {
+      type: number;
+      data: { flags: number; content: string };
+    };
+    expect(refusal).toMatchObject({ type: 4, data: { flags: 64 } });
+    expect(shownContent(refusal.data.content)).toBe(MESSAGES.invalidControl);
     expect(answer.id).not.toBe(grid.id);
     // A well-formed id of a grid that does not exist (or expired): the expired message, privately.
     const unknown = fake.pressButton({
@@ -170,7 +173,7 @@ describe('Discord failure paths (real discord.js, real queue)', () => {
       5000,
       'the expired answer',
     );
-    expect(expired.content).toMatch(/^This grid has expired/);
+    expect(shownContent(expired.content)).toMatch(/^This grid has expired/);
     expect(fake.messages.get(grid.id)?.content).toBe(grid.content);
     await new Promise((r) => setTimeout(r, 200));
     expect(engine.calls).toBe(calls);
@@ -294,7 +297,7 @@ describe('Discord failure paths (real discord.js, real queue)', () => {
       5000,
       'the refusal',
     );
-    expect(refusal.content).toBe(MESSAGES.notOwner);
+    expect(shownContent(refusal.content)).toBe(MESSAGES.notOwner);
     expect(await h.jobs.record(`discord-${press.id}`)).toBeNull();
   });
 });

@@ -2,6 +2,7 @@ import type { APIMessage } from 'discord.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeControl } from '../../bots/service.ts';
 import { DEFAULT_SUFFIXES } from '../../core/config.ts';
+import { shownContent } from '../fakes/discord/payloads.ts';
 import { buttonsOf, type FakeDiscord, type InjectedInteraction } from '../fakes/discord/server.ts';
 import { startTestRedis, type TestRedis } from '../helpers/redis.ts';
 import {
@@ -199,6 +200,38 @@ describe('Discord end to end (real discord.js, real queue, tiny-sd on onnxruntim
     expect(grid.content).toContain('…');
   });
 
+  it('shows a hostile prompt literally: no link, formatting, mention or ping reaches Discord', async () => {
+    const { fake } = h;
+    const prompt =
+      '[Download full size](https://evil.example/x) **bold** __u__ ~~s~~ ||spoiler|| `code` # heading ' +
+      '> quote -# small @everyone @here <@222222222222222222> <@&333> <#444> :skull: <t:1:R> https://evil.example';
+    const command = fake.slashCommand({ options: { prompt, seed: 5 }, user: ALICE });
+    const grid = await fake.waitFor(() => isGrid(fake.originalMessage(command)), 30_000, 'the grid');
+    // Every message body the bot sent about it (queued, progress, grid), on any route.
+    const sent = ['POST', 'PATCH']
+      .flatMap((method) => fake.find(method, /./u, 200))
+      .map((r) => r.body as { content?: string; allowed_mentions?: unknown })
+      .filter((b) => b.content?.includes('evil') === true);
+    expect(sent.length).toBeGreaterThanOrEqual(2); // queued, then the grid
+    for (const body of [...sent, { content: grid.content, allowed_mentions: undefined }]) {
+      const content = body.content!;
+      // Discord shows the prompt exactly as typed…
+      expect(shownContent(content)).toContain(prompt);
+      // …and nothing in it is live markdown: no masked link, bare URL, mention, emoji or timestamp.
+      expect(content).not.toMatch(
+        /(?<!\\)\]\(|(?<!\\)https?:|(?<!\\)@(everyone|here)|<(@&|#|t:)|(?<!\\):skull/u,
+      );
+      expect(content.match(/(?<!\\)<@\d+>/gu)).toEqual([`<@${ALICE.id}>`]);
+      expect(content).not.toMatch(/(?<!\\)(~~|\|\||__)/u);
+    }
+    // Only the requester may be pinged, whatever the text says.
+    for (const body of sent) {
+      const allowed = body.allowed_mentions as { parse: string[]; users: string[] };
+      expect(allowed.parse).toEqual([]);
+      expect(allowed.users.every((u) => u === ALICE.id)).toBe(true);
+    }
+  });
+
   it('cancels a queued job from its Cancel button; progress edits show percent and a preview', async () => {
     const { fake } = h;
     engine.hold();
@@ -231,7 +264,7 @@ describe('Discord end to end (real discord.js, real queue, tiny-sd on onnxruntim
       10_000,
       'the ephemeral refusal',
     );
-    expect(refusal.content).toMatch(/Only the person who asked for this job/);
+    expect(shownContent(refusal.content)).toMatch(/Only the person who asked for this job/);
     const cancel = fake.pressButton({
       messageId: queuedMessage.id,
       customId: button(queuedMessage, 'Cancel'),

@@ -13,6 +13,7 @@ import {
   FakeSlack,
   newTriggerId,
   SignedSender,
+  shownText,
 } from '../fakes/slack/index.ts';
 import { startTestRedis, type TestRedis, uniquePrefix } from '../helpers/redis.ts';
 import { statusMessage, TEST_SETTINGS } from './slack-harness.ts';
@@ -87,12 +88,12 @@ describe('Socket Mode', () => {
       expect(ack.ackMs).toBeLessThan(3000);
       const jobId = jobIdFor('slack', triggerId);
       const status = await fake.waitFor(() => statusMessage(fake, jobId), 10_000, 'the queued message');
-      expect(status.text).toContain('`3` `4` `5` `6`');
+      expect(shownText(status)).toContain('`3` `4` `5` `6`');
 
       // A button over the socket: Cancel on the queued job (no worker runs here).
       const press = await sender.socketPressButton({ message: status, actionId: 'imagine_cancel' });
       expect(press.ackMs).toBeLessThan(3000);
-      await fake.waitFor(() => /Cancelled/u.test(status.text), 10_000, 'the cancelled edit');
+      await fake.waitFor(() => /Cancelled/u.test(shownText(status)), 10_000, 'the cancelled edit');
     } finally {
       sender.close();
       await adapter.stop();

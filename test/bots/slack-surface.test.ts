@@ -2,7 +2,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cancelControls, gridControls } from '../../bots/service/controls.ts';
 import { SlackAdapter, type SlackConversation } from '../../bots/slack/adapter.ts';
-import { SLACK_MARKUP } from '../../bots/slack/render.ts';
+import { fallbackText, richTextElements, SLACK_MARKUP } from '../../bots/slack/render.ts';
 import type { GridView, JobTarget } from '../../bots/surface.ts';
 import { ErrorCode } from '../../core/errors.ts';
 import { PermanentDeliveryError, RetryLaterError } from '../../queue/types.ts';
@@ -57,9 +57,21 @@ function gridView(recordId: string): GridView {
 }
 
 describe('rendering on Slack', () => {
-  it('escapes user text for mrkdwn', () => {
-    expect(SLACK_MARKUP.escape('a <b> & c')).toBe('a &lt;b&gt; &amp; c');
-    expect(SLACK_MARKUP.mention('U1')).toBe('<@U1>');
+  it('writes user text as literal rich-text elements; styles and mentions are separate elements', () => {
+    const m = SLACK_MARKUP;
+    const hostile = '*bold* _it_ ~s~ `c` <!channel> <@U9> &amp; \uE000@U9\uE001';
+    const marked = `${m.bold(m.escape(hostile))} — ${m.mention('U1')} seeds ${m.code('7')}`;
+    expect(richTextElements(marked)).toEqual([
+      { type: 'text', text: '*bold* _it_ ~s~ `c` <!channel> <@U9> &amp; @U9', style: { bold: true } },
+      { type: 'text', text: ' — ' },
+      { type: 'user', user_id: 'U1' },
+      { type: 'text', text: ' seeds ' },
+      { type: 'text', text: '7', style: { code: true } },
+    ]);
+    // The notification fallback: nothing links or pings but the owner's mention.
+    expect(fallbackText(marked)).toBe(
+      '*bold* _it_ ~s~ `c` &lt;!channel&gt; &lt;@U9&gt; &amp;amp; @U9 — <@U1> seeds 7',
+    );
   });
 
   it('maps a 429 to RetryLaterError with Retry-After, and a 5xx to E_CHAT_API', async () => {

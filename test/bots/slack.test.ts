@@ -2,7 +2,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_SUFFIXES } from '../../core/config.ts';
 import { jobIdFor } from '../../core/jobspec.ts';
 import type { QueueWorker } from '../../queue/index.ts';
-import { buttonsOf, FakeSlack, newTriggerId, signRequest, textOf } from '../fakes/slack/index.ts';
+import {
+  buttonsOf,
+  FakeSlack,
+  newTriggerId,
+  type SlackBlock,
+  shownText,
+  signRequest,
+  textOf,
+} from '../fakes/slack/index.ts';
 import { startTestRedis, type TestRedis, uniquePrefix } from '../helpers/redis.ts';
 import {
   buildDemo,
@@ -80,10 +88,10 @@ describe('the story', () => {
     expect(more).toHaveLength(0);
     expect(gridMessage!.channel).toBe('C0GENERAL');
     expect(gridMessage!.threadTs).toBeUndefined();
-    expect(gridMessage!.text).toContain('*a lighthouse at dusk*');
-    expect(gridMessage!.text).toContain('1: `1000` · 2: `1001` · 3: `1002` · 4: `1003`');
-    expect(gridMessage!.text).toContain('pndm · 12 steps · cfg 7.5 · 256×256');
-    expect(gridMessage!.text).toContain('demo model');
+    expect(shownText(gridMessage!)).toContain('*a lighthouse at dusk*');
+    expect(shownText(gridMessage!)).toContain('1: `1000` · 2: `1001` · 3: `1002` · 4: `1003`');
+    expect(shownText(gridMessage!)).toContain('pndm · 12 steps · cfg 7.5 · 256×256');
+    expect(shownText(gridMessage!)).toContain('demo model');
     const png = gridMessage!.files[0]!.bytes!;
     expect(png.subarray(1, 4).toString('latin1')).toBe('PNG');
     expect((await gridTiles(png)).width).toBe(256);
@@ -169,7 +177,7 @@ describe('the story', () => {
     );
     const message = await fake.waitFor(() => fileMessages(fake, `${firstGrid}-3`)[0], 10_000, 'U3');
     expect(message.threadTs).toBe(firstGridMessageTs);
-    expect(message.text).toContain('Image 3 (seed `1002`)');
+    expect(shownText(message)).toContain('Image 3 (seed `1002`)');
     const bytes = message.files[0]!.bytes!;
     expect(bytes.equals((await bot.jobs.imagePng(firstGrid, 2))!)).toBe(true);
     const { width, height } = await import('sharp').then((m) => m.default(bytes).metadata());
@@ -206,7 +214,11 @@ describe('the story', () => {
     const status = await fake.waitFor(() => statusMessage(fake, jobId), 10_000, 'the queued message');
     const press = await bot.sender.pressButton({ message: status, actionId: 'imagine_cancel' });
     expect(press.status).toBe(200);
-    await fake.waitFor(() => /Cancelled by <@U0ALICE>/u.test(status.text), 10_000, 'the cancelled edit');
+    await fake.waitFor(
+      () => /Cancelled by <@U0ALICE>/u.test(shownText(status)),
+      10_000,
+      'the cancelled edit',
+    );
     expect(buttonsOf(status)).toHaveLength(0);
     expect((await bot.jobs.status(jobId))?.state).toBe('cancelled');
 
@@ -215,6 +227,55 @@ describe('the story', () => {
     const { jobId: next } = await imagine('after the cancel --seed 8');
     await waitForGrid(fake, next);
     expect(fileMessages(fake, `${jobId}-grid`)).toHaveLength(0);
+  });
+});
+
+describe('user text is shown literally', () => {
+  const HOSTILE =
+    '*bold* _it_ ~gone~ `code` > quote <!channel> <!here> <@U0BOB> <https://evil.example|click> &lt;';
+
+  /** Every text object in a payload that Slack would read as mrkdwn. */
+  function mrkdwnTexts(blocks: readonly SlackBlock[]): string[] {
+    const found: string[] = [];
+    const visit = (value: unknown): void => {
+      if (Array.isArray(value)) value.forEach(visit);
+      else if (typeof value === 'object' && value !== null) {
+        const o = value as Record<string, unknown>;
+        if (o.type === 'mrkdwn' && typeof o.text === 'string') found.push(o.text);
+        Object.values(o).forEach(visit);
+      }
+    };
+    visit(blocks);
+    return found;
+  }
+
+  it('a prompt full of mrkdwn, mentions and links reaches Slack as literal rich text, pinging no one', async () => {
+    const { jobId } = await imagine(`${HOSTILE} --seed 7 --steps 2 --size 64x64`);
+    const controls = await waitForGrid(fake, jobId);
+    const [gridMessage] = fileMessages(fake, `${jobId}-grid`);
+    const status = statusMessage(fake, jobId);
+    for (const message of [gridMessage!, controls, ...(status ? [status] : [])]) {
+      // Nothing of it is in mrkdwn (which has no escapes), and no file comment (always mrkdwn).
+      expect(mrkdwnTexts(message.blocks)).toEqual([]);
+      expect(message.files.every((f) => f.shared?.initialComment === undefined)).toBe(true);
+    }
+    // The caption: the prompt is one plain text element, exactly as typed; the only user element is the owner.
+    const caption = [gridMessage!, controls].flatMap((m) => m.blocks).find((b) => b.type === 'rich_text')!;
+    const elements = (caption.elements as unknown as { elements: Record<string, unknown>[] }[])[0]!.elements;
+    expect(elements.some((e) => e.type === 'text' && e.text === HOSTILE)).toBe(true);
+    expect(elements.filter((e) => e.type !== 'text')).toEqual([{ type: 'user', user_id: 'U0ALICE' }]);
+    // The plain fallbacks (notifications) can't link or ping either: &, <, > are escaped there.
+    for (const message of fake.messages.filter((m) => m.text.includes('bold'))) {
+      expect(message.text).not.toMatch(/<!channel>|<!here>|<@U0BOB>|<https:/u);
+    }
+  });
+
+  it('a private error quoting the input shows it literally', async () => {
+    await imagine('a cat --seed *bold*<!channel>');
+    const ephemeral = await fake.waitFor(() => fake.ephemerals.find((e) => e.text.includes('*bold*')));
+    expect(mrkdwnTexts(ephemeral.blocks)).toEqual([]);
+    expect(ephemeral.text).not.toContain('<!channel>');
+    expect(shownText(ephemeral)).toContain('*bold*<!channel>');
   });
 });
 

@@ -153,3 +153,11 @@ export interface StoredMessage {
   /** Interaction token that owns it (webhook messages), if any. */
   token?: string;
 }
+
+/**
+ * Message content as Discord shows it, as far as escapes go: its markdown shows a backslash followed
+ * by any character that is not a letter, digit or space as that character alone.
+ */
+export function shownContent(content: string): string {
+  return content.replace(/\\([^0-9A-Za-z\s])/gu, '$1');
+}

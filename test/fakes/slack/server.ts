@@ -496,7 +496,7 @@ export class FakeSlack {
     if (text !== undefined) message.text = text;
     if (p.blocks !== undefined) message.blocks = blocksParam(p);
     message.edits += 1;
-    message.history.push(message.text);
+    message.history.push(shownText(message));
     return { ok: true, channel, ts: message.ts, text: message.text };
   }
 
@@ -553,7 +553,7 @@ export class FakeSlack {
       ts: this.nextTs(),
       edits: 0,
       deleted: false,
-      history: [init.text],
+      history: [shownText(init)],
       postedAt: Date.now(),
     };
     this.messages.push(message);
@@ -622,7 +622,7 @@ export class FakeSlack {
       original.text = text;
       original.blocks = blocks;
       original.edits += 1;
-      original.history.push(text);
+      original.history.push(shownText(original));
     } else if (payload.response_type === 'in_channel') {
       const threadTs = typeof payload.thread_ts === 'string' ? payload.thread_ts : undefined;
       this.addMessage({
@@ -654,11 +654,24 @@ export function buttonsOf(message: { readonly blocks: readonly SlackBlock[] }): 
   );
 }
 
-/** All text a message shows: its `text` and every section/context text in its blocks. */
+/** The message's main text as a client shows it: its rich text when it has some, else `text`. */
+export function shownText(message: {
+  readonly text: string;
+  readonly blocks: readonly SlackBlock[];
+}): string {
+  const rich = message.blocks.filter((b) => b.type === 'rich_text');
+  return rich.length > 0 ? rich.map(richTextOf).join('\n') : message.text;
+}
+
+/** All text a message shows: its `text`, every section/context text and rich text in its blocks. */
 export function textOf(message: { readonly text: string; readonly blocks: readonly SlackBlock[] }): string {
   const parts = [message.text];
   for (const block of message.blocks) {
     if (block.text !== undefined) parts.push(block.text.text);
+    if (block.type === 'rich_text') {
+      parts.push(richTextOf(block));
+      continue;
+    }
     for (const element of block.elements ?? []) {
       if (element.type === 'mrkdwn' || element.type === 'plain_text') {
         parts.push(String((element as { text?: unknown }).text ?? ''));
@@ -666,6 +679,25 @@ export function textOf(message: { readonly text: string; readonly blocks: readon
     }
   }
   return parts.join('\n');
+}
+
+/**
+ * What a rich_text block shows, written as mrkdwn would write it: text elements as they are, styled
+ * ones between `*` (bold) or backticks (code), users as `<@U…>` mentions.
+ */
+export function richTextOf(block: SlackBlock): string {
+  let out = '';
+  for (const section of block.elements ?? []) {
+    for (const element of (section as { elements?: readonly Record<string, unknown>[] }).elements ?? []) {
+      if (element.type === 'text') {
+        const style = (element.style ?? {}) as { bold?: boolean; code?: boolean };
+        const mark = style.code === true ? '`' : style.bold === true ? '*' : '';
+        out += `${mark}${String(element.text ?? '')}${mark}`;
+      } else if (element.type === 'user') out += `<@${String(element.user_id)}>`;
+      else out += `[${String(element.type)}]`;
+    }
+  }
+  return out;
 }
 
 async function readBody(req: IncomingMessage): Promise<Buffer> {
