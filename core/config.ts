@@ -149,6 +149,9 @@ const hostPortList = z
     return nodes;
   });
 
+/** The worker's health port when WORKER_PORT is unset (then the next free one above it if taken). */
+export const DEFAULT_WORKER_PORT = 8788;
+
 export const configSchema = z.object({
   /** Redis to use. Unset: a private redis-server is started on a free loopback port (unless REDIS_SENTINELS). */
   REDIS_URL: optionalRedisUrl,
@@ -246,8 +249,12 @@ export const configSchema = z.object({
   PORT: int(8787, 0, 65535),
   /** Bearer token the playground requires; mandatory when HOST is not loopback. */
   PLAYGROUND_TOKEN: optionalString,
-  /** Worker health/metrics port in `npm run worker` mode. Default 8788. */
-  WORKER_PORT: int(8788, 0, 65535),
+  /**
+   * Worker health/metrics port in `npm run worker` mode. Unset: 8788, or the next free port above it
+   * when 8788 is taken (several workers on one host). A port set here must be free, or the worker
+   * stops at start. 0 picks any free port.
+   */
+  WORKER_PORT: intIn(0, 65535).optional(),
 
   /** pino log level. Default `info`. */
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
