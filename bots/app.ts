@@ -135,6 +135,9 @@ export async function startApp(options: AppOptions): Promise<App> {
       url: config.REDIS_URL,
       dataDir: config.REDIS_DATA_DIR,
       log: (message) => log.info({ dataDir: resolve(config.REDIS_DATA_DIR) }, message),
+    }).catch(async (error: unknown) => {
+      await closeAll(); // the worker's health server, when it is already up
+      throw error;
     });
     stack.push({ name: 'redis', close: () => redis.stop() });
     if (!redis.owned) log.info({ redis: 'REDIS_URL' }, 'using the Redis at REDIS_URL');

@@ -198,7 +198,11 @@ describe('docker/compose.yaml', () => {
     '%s: with only PLAYGROUND_TOKEN, or with a copy of .env.example, the config is valid',
     (service) => {
       const env = environmentOf(service);
-      for (const given of [{ PLAYGROUND_TOKEN: 'x' }, { ...example, PLAYGROUND_TOKEN: 'x' }]) {
+      const choices: Record<string, string>[] = [
+        { PLAYGROUND_TOKEN: 'x' },
+        { ...example, PLAYGROUND_TOKEN: 'x' },
+      ];
+      for (const given of choices) {
         const seen = Object.fromEntries(SETTINGS.map((key) => [key, interpolate(env[key]!, given)]));
         const parsed = parseConfig(seen);
         expect(parsed.ok ? [] : parsed.errors).toEqual([]);
