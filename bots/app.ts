@@ -1,5 +1,6 @@
 import { join, resolve } from 'node:path';
-import type { Config } from '../core/config.ts';
+import { type Config, DEFAULT_WORKER_PORT } from '../core/config.ts';
+import { CodedError, ErrorCode } from '../core/errors.ts';
 import type { Engine } from '../models/engine.ts';
 import type { RedisConnection } from '../queue/connection.ts';
 import { createJobs } from '../queue/jobs.ts';
@@ -110,6 +111,15 @@ export async function startApp(options: AppOptions): Promise<App> {
     stack.length = 0;
   };
 
+  // The worker's health port is bound first, before Redis, the model or any job: a port that is taken
+  // must stop a worker before it holds work, and a default port moves aside for a second worker.
+  let ops: RunningServer | undefined;
+  if (role === 'worker') {
+    ops = await startWorkerOps(config, health, metrics, log);
+    const bound = ops;
+    stack.push({ name: 'ops', close: () => bound.close() });
+  }
+
   let connection: RedisConnection;
   if (config.REDIS_SENTINELS.length > 0) {
     connection = {
@@ -126,6 +136,9 @@ export async function startApp(options: AppOptions): Promise<App> {
       url: config.REDIS_URL,
       dataDir: config.REDIS_DATA_DIR,
       log: (message) => log.info({ dataDir: resolve(config.REDIS_DATA_DIR) }, message),
+    }).catch(async (error: unknown) => {
+      await closeAll(); // the worker's health server, when it is already up
+      throw error;
     });
     stack.push({ name: 'redis', close: () => redis.stop() });
     if (!redis.owned) log.info({ redis: 'REDIS_URL' }, 'using the Redis at REDIS_URL');
@@ -258,15 +271,7 @@ export async function startApp(options: AppOptions): Promise<App> {
         stack.push(await startDiscord(config, service, log));
       }
     } else {
-      const ops: RunningServer = await startOpsServer({
-        host: config.HOST,
-        port: config.WORKER_PORT,
-        health,
-        metrics,
-        log: log.child({ component: 'ops' }),
-      });
-      stack.push({ name: 'ops', close: () => ops.close() });
-      url = ops.url;
+      url = ops!.url;
     }
 
     let stopping: Promise<void> | undefined;
@@ -293,6 +298,49 @@ export async function startApp(options: AppOptions): Promise<App> {
   } catch (error) {
     await closeAll();
     throw error;
+  }
+}
+
+/** How many ports above 8788 a worker with the default WORKER_PORT tries before giving up. */
+const WORKER_PORT_TRIES = 100;
+
+/**
+ * The worker's /healthz, /readyz and /metrics. Unset WORKER_PORT: 8788 or the next free port above it
+ * (logged); a port that was set and is taken stops the start with a message naming WORKER_PORT.
+ */
+async function startWorkerOps(
+  config: Config,
+  health: Health,
+  metrics: Metrics,
+  log: Logger,
+): Promise<RunningServer> {
+  const explicit = config.WORKER_PORT !== undefined;
+  const port = config.WORKER_PORT ?? DEFAULT_WORKER_PORT;
+  try {
+    const ops = await startOpsServer({
+      host: config.HOST,
+      port,
+      nextFree: explicit ? 0 : WORKER_PORT_TRIES,
+      health,
+      metrics,
+      log: log.child({ component: 'ops' }),
+    });
+    if (!explicit && ops.port !== port) {
+      log.info(
+        { port: ops.port, defaultPort: port },
+        `WORKER_PORT is unset and ${port} is taken (another worker?): serving health on port ${ops.port}`,
+      );
+    }
+    return ops;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'EADDRINUSE' && code !== 'EACCES') throw error;
+    const what = explicit
+      ? `WORKER_PORT=${port}: port ${port} on ${config.HOST} is ${code === 'EACCES' ? 'not allowed' : 'already in use'}. ` +
+        'Set WORKER_PORT to a free port, or leave it unset to take 8788 or the next free port above it.'
+      : `WORKER_PORT is unset, and ports ${port} to ${port + WORKER_PORT_TRIES} on ${config.HOST} are all taken. ` +
+        'Set WORKER_PORT to a free port.';
+    throw new CodedError(ErrorCode.Config, what, { cause: error });
   }
 }
 

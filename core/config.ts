@@ -14,24 +14,22 @@ const bool = (fallback: boolean) =>
     .default(fallback ? 'true' : 'false')
     .transform((v) => (v === '' ? fallback : v === 'true' || v === '1' || v === 'yes'));
 
-const int = (fallback: number, min: number, max: number) =>
-  z
-    .string()
-    .default(String(fallback))
-    .transform((v, ctx) => {
-      const trimmed = v.trim();
-      if (trimmed === '') return fallback;
-      if (!/^-?\d+$/.test(trimmed)) {
-        ctx.addIssue({ code: 'custom', message: `must be an integer, got "${v}"` });
-        return z.NEVER;
-      }
-      const n = Number(trimmed);
-      if (n < min || n > max) {
-        ctx.addIssue({ code: 'custom', message: `must be between ${min} and ${max}, got ${n}` });
-        return z.NEVER;
-      }
-      return n;
-    });
+const intIn = (min: number, max: number) =>
+  z.string().transform((v, ctx) => {
+    const trimmed = v.trim();
+    if (!/^-?\d+$/.test(trimmed)) {
+      ctx.addIssue({ code: 'custom', message: `must be an integer, got "${v}"` });
+      return z.NEVER;
+    }
+    const n = Number(trimmed);
+    if (n < min || n > max) {
+      ctx.addIssue({ code: 'custom', message: `must be between ${min} and ${max}, got ${n}` });
+      return z.NEVER;
+    }
+    return n;
+  });
+
+const int = (fallback: number, min: number, max: number) => intIn(min, max).default(fallback);
 
 const num = (fallback: number, min: number, max: number) =>
   z
@@ -64,7 +62,7 @@ const url = (fallback: string) =>
         if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new Error('protocol');
         return value;
       } catch {
-        ctx.addIssue({ code: 'custom', message: `must be an http(s) URL, got "${v}"` });
+        ctx.addIssue({ code: 'custom', message: `must be an http(s) URL, got ${describeUrl(v)}` });
         return z.NEVER;
       }
     });
@@ -75,9 +73,25 @@ const optionalRedisUrl = optionalString.superRefine((v, ctx) => {
     const parsed = new URL(v);
     if (!['redis:', 'rediss:'].includes(parsed.protocol)) throw new Error('protocol');
   } catch {
-    ctx.addIssue({ code: 'custom', message: `must be a redis:// or rediss:// URL, got "${v}"` });
+    ctx.addIssue({ code: 'custom', message: `must be a redis:// or rediss:// URL, got ${describeUrl(v)}` });
   }
 });
+
+/**
+ * A bad URL setting, described without echoing it: URLs carry passwords (`redis://:pw@host`), so
+ * only the scheme and host are shown, and an unparseable value is not shown at all.
+ */
+function describeUrl(value: string): string {
+  try {
+    const parsed = new URL(value);
+    const credentials = parsed.username !== '' || parsed.password !== '' ? ' (credentials not shown)' : '';
+    return parsed.host === ''
+      ? `a ${parsed.protocol} URL${credentials}`
+      : `${parsed.protocol}//${parsed.host}${credentials}`;
+  } catch {
+    return 'a value that is not a URL (not shown: it may hold a password)';
+  }
+}
 
 /** Default refinement suffixes, from the seed document's second round. */
 export const DEFAULT_SUFFIXES = [', highly realistic', ', artsy', ', trending', ', colorful'] as const;
@@ -134,6 +148,9 @@ const hostPortList = z
     }
     return nodes;
   });
+
+/** The worker's health port when WORKER_PORT is unset (then the next free one above it if taken). */
+export const DEFAULT_WORKER_PORT = 8788;
 
 export const configSchema = z.object({
   /** Redis to use. Unset: a private redis-server is started on a free loopback port (unless REDIS_SENTINELS). */
@@ -235,8 +252,12 @@ export const configSchema = z.object({
   PORT: int(8787, 0, 65535),
   /** Bearer token the playground requires; mandatory when HOST is not loopback. */
   PLAYGROUND_TOKEN: optionalString,
-  /** Worker health/metrics port in `npm run worker` mode. Default 8788. */
-  WORKER_PORT: int(8788, 0, 65535),
+  /**
+   * Worker health/metrics port in `npm run worker` mode. Unset: 8788, or the next free port above it
+   * when 8788 is taken (several workers on one host). A port set here must be free, or the worker
+   * stops at start. 0 picks any free port.
+   */
+  WORKER_PORT: intIn(0, 65535).optional(),
 
   /** pino log level. Default `info`. */
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -266,7 +287,9 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
   const errors: string[] = [];
   const values: Record<string, unknown> = {};
   for (const [key, schema] of Object.entries(configSchema.shape)) {
-    const parsed = (schema as z.ZodType).safeParse(env[key]);
+    // An empty value means unset (the default), for every variable: `KEY=` in .env, compose's `${KEY:-}`.
+    const raw = env[key];
+    const parsed = (schema as z.ZodType).safeParse(raw === undefined || raw.trim() === '' ? undefined : raw);
     if (parsed.success) values[key] = parsed.data;
     else
       for (const issue of parsed.error.issues) {

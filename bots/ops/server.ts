@@ -7,6 +7,11 @@ export interface OpsServerOptions extends OpsRoutes {
   readonly host: string;
   /** 0 picks a free port. */
   readonly port: number;
+  /**
+   * When `port` is taken, try the next ones up to this many ports above it (several workers on one
+   * host with the default port). 0: the port must be free. @defaultValue 0
+   */
+  readonly nextFree?: number;
   readonly log: Logger;
 }
 
@@ -27,7 +32,14 @@ export async function startOpsServer(options: OpsServerOptions): Promise<Running
       })
       .catch((error: unknown) => sendError(res, error, options.log, { path }));
   });
-  return listen(server, options.host, options.port);
+  const last = options.port === 0 ? 0 : Math.min(65535, options.port + (options.nextFree ?? 0));
+  for (let port = options.port; ; port++) {
+    try {
+      return await listen(server, options.host, port);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE' || port >= last) throw error;
+    }
+  }
 }
 
 export function urlHost(host: string): string {

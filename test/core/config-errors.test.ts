@@ -69,6 +69,26 @@ describe('config', () => {
     expect(r.errors.find((e) => e.startsWith('ORT_EP'))).toMatch(/"cpu"\|"cuda"\|"webgpu", got "tpu"$/);
   });
 
+  it('never echoes a bad URL setting whole: it may hold a password', () => {
+    const r = parseConfig({
+      REDIS_URL: 'http://admin:Pw-in-url-77@redis.example:6379/0',
+      DISCORD_API_URL: 'ftp://u:Other-pw-88@proxy.example/api',
+    });
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.errors).toEqual([
+      'REDIS_URL: must be a redis:// or rediss:// URL, got http://redis.example:6379 (credentials not shown)',
+      'DISCORD_API_URL: must be an http(s) URL, got ftp://proxy.example (credentials not shown)',
+    ]);
+    const malformed = parseConfig({ REDIS_URL: 'redis://admin:Pw-in-url-77@host:port/0' });
+    expect(malformed.ok).toBe(false);
+    if (!malformed.ok) {
+      expect(malformed.errors).toEqual([
+        'REDIS_URL: must be a redis:// or rediss:// URL, got a value that is not a URL (not shown: it may hold a password)',
+      ]);
+    }
+  });
+
   it('still checks cross-field rules when other variables are bad', () => {
     const r = parseConfig({ ORT_EP: 'tpu', HOST: '0.0.0.0', DEFAULT_WIDTH: '500' });
     expect(r.ok).toBe(false);

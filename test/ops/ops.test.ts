@@ -1,9 +1,10 @@
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger, safeUrl } from '../../bots/logger.ts';
+import { configSecrets, createLogger, safeUrl } from '../../bots/logger.ts';
 import { Health } from '../../bots/ops/health.ts';
 import { createMetrics } from '../../bots/ops/metrics.ts';
 import { type RunningServer, startOpsServer } from '../../bots/ops/server.ts';
+import { loadConfig } from '../../core/config.ts';
 import { createQueueProbe } from '../../queue/probe.ts';
 import { startTestRedis, type TestRedis, uniquePrefix } from '../helpers/redis.ts';
 
@@ -53,6 +54,57 @@ describe('logger', () => {
     for (const secret of secrets) expect(out.text()).not.toContain(secret);
     expect(out.text()).not.toContain('imagine_session=abc');
     expect(out.text()).toContain('[redacted]');
+  });
+
+  it('blanks known secret values anywhere in a line, and drops Redis command arguments from errors', () => {
+    const out = capture();
+    const password = 'p@ss:"w\\rd/91';
+    const log = createLogger({
+      destination: out.stream,
+      secrets: ['hf_tokenvalue123', password, undefined, 'ab'],
+    });
+    // What ioredis attaches to a failed handshake, and secrets inside texts no field name can catch.
+    const error = Object.assign(new Error(`WRONGPASS for ${password}`), {
+      command: { name: 'hello', args: ['3', 'AUTH', 'default', password] },
+    });
+    log.warn({ err: error, error: { command: { name: 'auth', args: ['x-y-z-arg'] } } }, 'redis error');
+    log.info(
+      { detail: JSON.stringify({ url: `https://hub/?t=hf_tokenvalue123` }) },
+      'nested hf_tokenvalue123',
+    );
+    log.info({ url: `redis://:${encodeURIComponent(password)}@host` }, 'encoded');
+    const text = out.text();
+    for (const secret of [
+      'hf_tokenvalue123',
+      password,
+      JSON.stringify(password),
+      encodeURIComponent(password),
+      'x-y-z-arg',
+    ])
+      expect(text).not.toContain(secret);
+    const lines = text
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines[0]).toMatchObject({ err: { message: 'WRONGPASS for [redacted]', command: 'hello' } });
+    expect(lines[1]?.msg).toBe('nested [redacted]');
+    // Too short to search for without blanking ordinary words.
+    expect(text).toContain('"level"');
+  });
+
+  it('configSecrets lists every secret setting, and the password inside REDIS_URL raw and decoded', () => {
+    const config = loadConfig({
+      REDIS_URL: 'redis://user:p%40ss%2Fword@host:6379',
+      PLAYGROUND_TOKEN: 'pt-1234',
+      SLACK_BOT_TOKEN: 'xoxb-1',
+      SLACK_APP_TOKEN: 'xapp-1',
+      SLACK_SIGNING_SECRET: 'sign-1',
+      DISCORD_TOKEN: 'dt-1',
+      DISCORD_APP_ID: '1',
+    });
+    expect(configSecrets(config, ['hf-1', undefined]).sort()).toEqual(
+      ['dt-1', 'hf-1', 'p%40ss%2Fword', 'p@ss/word', 'pt-1234', 'sign-1', 'xapp-1', 'xoxb-1'].sort(),
+    );
   });
 
   it('safeUrl hides query values and URL credentials', () => {

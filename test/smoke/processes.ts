@@ -1,15 +1,30 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { configSchema } from '../../core/config.ts';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
-/** The runner's environment without any setting of ours, so a developer's .env can't leak in. */
+/**
+ * The runner's environment with every setting of ours set empty, i.e. to its default: the runner's
+ * own values can't leak in, nor can a developer's .env (a variable in the environment wins over
+ * .env even when empty).
+ */
 export function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const key of Object.keys(configSchema.shape)) delete env[key];
+  for (const key of Object.keys(configSchema.shape)) env[key] = '';
   return { ...env, ...extra };
+}
+
+/** `node --import tsx <ROOT>/bots/main.ts <role>` from any working directory (npm scripts run in ROOT). */
+export function mainArgs(role: string): string[] {
+  return [
+    '--import',
+    pathToFileURL(join(ROOT, 'node_modules/tsx/dist/loader.mjs')).href,
+    join(ROOT, 'bots/main.ts'),
+    role,
+  ];
 }
 
 export interface Running {
@@ -22,10 +37,15 @@ export interface Running {
   exited(): Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>;
 }
 
-export function run(command: string, args: readonly string[], env: NodeJS.ProcessEnv): Running {
+export function run(
+  command: string,
+  args: readonly string[],
+  env: NodeJS.ProcessEnv,
+  options: { readonly cwd?: string } = {},
+): Running {
   // Its own process group, so a failed test can clean up everything it started (npm, node, redis-server).
   const child = spawn(command, [...args], {
-    cwd: ROOT,
+    cwd: options.cwd ?? ROOT,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
