@@ -1,6 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { ErrorCode } from '../../core/errors.ts';
-import { closeRedisClient, createRedisClient, type RedisConnection } from '../../queue/connection.ts';
+import {
+  closeRedisClient,
+  createRedisClient,
+  type RedisConnection,
+  whenConnected,
+} from '../../queue/connection.ts';
 import { HttpError } from '../ops/http.ts';
 
 /** Where the identity-signing secret lives: one per deployment (QUEUE_PREFIX), never expiring. */
@@ -21,9 +26,13 @@ export function redisIdentitySecret(connection: RedisConnection, prefix: string)
   const key = identitySecretKey(prefix);
   return async () => {
     const client = createRedisClient(connection, { blocking: false, name: 'imagine-web-identity' });
+    // Failures surface through the commands below; the event would otherwise be "unhandled".
+    client.on('error', () => undefined);
     let timer: NodeJS.Timeout | undefined;
     try {
       const read = (async () => {
+        // Request-path clients queue nothing while connecting: wait for the connection first.
+        await whenConnected(client, SECRET_TIMEOUT_MS);
         await client.set(key, randomBytes(32).toString('hex'), 'NX');
         const value = await client.get(key);
         if (value === null || !/^[0-9a-f]{64}$/u.test(value)) throw new Error(`${key} holds no valid secret`);
