@@ -1,5 +1,5 @@
 import { Queue } from 'bullmq';
-import { closeRedisClient, createRedisClient, type RedisConnection } from './connection.ts';
+import { closeRedisClient, createRedisClient, type RedisConnection, whenConnected } from './connection.ts';
 import { GENERATE_QUEUE } from './keys.ts';
 
 /** BullMQ job counts of the generation queue. Missing keys count as 0. */
@@ -25,19 +25,34 @@ export interface QueueProbe {
 
 export function createQueueProbe(connection: RedisConnection, prefix: string): QueueProbe {
   const client = createRedisClient(connection, { blocking: false, name: 'imagine-probe' });
-  // Errors surface through ping(); the client reconnects by itself.
-  client.on('error', () => {});
+  // Errors surface through ping(); the client reconnects by itself. The last one says why it can't
+  // connect (refused, WRONGPASS…), which a command's own "not writeable" error would hide.
+  let lastError: Error | undefined;
+  client.on('error', (error: Error) => {
+    lastError = error;
+  });
+  client.on('ready', () => {
+    lastError = undefined;
+  });
+  const unreachable = (error: unknown): Error => {
+    const cause = client.status !== 'ready' && lastError !== undefined ? lastError : error;
+    return new Error(`redis unreachable: ${cause instanceof Error ? cause.message : String(cause)}`);
+  };
   const queue = new Queue(GENERATE_QUEUE, { connection: client, prefix });
   queue.on('error', () => {});
   return {
     async ping() {
       // Fails at once while disconnected and within REQUEST_TIMEOUT_MS when Redis hangs.
       const reply = await client.ping().catch((error: unknown) => {
-        throw new Error(`redis unreachable: ${error instanceof Error ? error.message : String(error)}`);
+        throw unreachable(error);
       });
       if (reply !== 'PONG') throw new Error(`redis answered ${reply}`);
     },
     async counts() {
+      // BullMQ waits for a connection without limit; a scrape must not hang while Redis is away.
+      await whenConnected(client).catch((error: unknown) => {
+        throw unreachable(error);
+      });
       return queue.getJobCounts('waiting', 'delayed', 'prioritized', 'active', 'completed', 'failed');
     },
     async close() {

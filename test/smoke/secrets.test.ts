@@ -123,12 +123,16 @@ describe('no secret in any output on failure paths (real app, real redis-server 
     const readyBody = await ready.text();
     expect(ready.status).toBe(503);
     expect(readyBody).toContain('WRONGPASS');
-    // (Not /metrics: while Redis refuses the password it does not answer yet; the Redis-outage work covers it.)
+    // /metrics answers too (queue gauges are skipped while Redis refuses), leaking nothing.
+    const metrics = await fetch(`${url}/metrics`, { headers: auth, signal: AbortSignal.timeout(10_000) });
+    const metricsBody = await metrics.text();
+    expect(metrics.status).toBe(200);
+    expect(metricsBody).toContain('imagine_');
 
     // Killed rather than stopped: a graceful stop waits on the Redis clients (also the outage work's).
     ensureStopped(app);
     await app.exited();
-    expectNoSecret({ stdout: app.stdout(), stderr: app.stderr(), readyz: readyBody });
+    expectNoSecret({ stdout: app.stdout(), stderr: app.stderr(), readyz: readyBody, metrics: metricsBody });
     // The errors themselves are still there to read, with the failed command's name.
     expect(app.stdout()).toContain('"command":"hello"');
   });
