@@ -2,6 +2,7 @@ import { join, resolve } from 'node:path';
 import type { Config } from '../core/config.ts';
 import type { Engine } from '../models/engine.ts';
 import type { RedisConnection } from '../queue/connection.ts';
+import { deliveryTakeover } from '../queue/delivery.ts';
 import { createJobs } from '../queue/jobs.ts';
 import { createQueueProbe, type QueueProbe } from '../queue/probe.ts';
 import { startRedis } from '../queue/redis-launcher.ts';
@@ -92,7 +93,8 @@ export function timedSurface(surface: ChatSurface, metrics: Metrics): ChatSurfac
     markup: surface.markup,
     limits: surface.limits,
     showProgress: (target, view) => surface.showProgress(target, view),
-    showGrid: (target, view) => time(() => surface.showGrid(target, view)),
+    // `steps` carries the delivery's idempotency log; dropping it made Slack fall back to process memory.
+    showGrid: (target, view, steps) => time(() => surface.showGrid(target, view, steps)),
     showFailure: (target, view) => time(() => surface.showFailure(target, view)),
     showCancelled: (target, view) => time(() => surface.showCancelled(target, view)),
   };
@@ -196,6 +198,8 @@ export async function startApp(options: AppOptions): Promise<App> {
         limits: { perUser: config.PER_USER_LIMIT, queueDepth: config.QUEUE_DEPTH_LIMIT },
         recordTtlMs: Math.round(config.RECORD_TTL_DAYS * 24 * 3600 * 1000),
         attempts: config.JOB_ATTEMPTS,
+        // A bot killed mid-delivery has its delivery taken over within STALLED_INTERVAL_MS too.
+        delivery: deliveryTakeover(config.STALLED_INTERVAL_MS),
         logger: log.child({ component: 'jobs' }),
         metrics,
       });

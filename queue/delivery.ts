@@ -53,6 +53,20 @@ export const DELIVERY_DEFAULTS = {
   stalledIntervalMs: 30_000,
 } as const satisfies Required<DeliveryOptions>;
 
+/**
+ * Lock and stall check of the delivery consumers for a takeover bound T (STALLED_INTERVAL_MS): a
+ * bot killed mid-delivery has it resumed by another bot process (or itself, restarted) within T,
+ * by the same reasoning as the generation worker's (lock T/3, checks every T/6).
+ */
+export function deliveryTakeover(
+  takeoverMs: number,
+): Pick<DeliveryOptions, 'lockDurationMs' | 'stalledIntervalMs'> {
+  return {
+    lockDurationMs: Math.max(1, Math.round(takeoverMs / 3)),
+    stalledIntervalMs: Math.max(1, Math.round(takeoverMs / 6)),
+  };
+}
+
 export interface DeliveryJobData {
   readonly id: string;
 }
