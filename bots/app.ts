@@ -162,6 +162,8 @@ export async function startApp(options: AppOptions): Promise<App> {
         concurrency: config.WORKER_CONCURRENCY,
         takeoverMs: config.STALLED_INTERVAL_MS,
         shutdownTimeoutMs,
+        imageTtlMs: Math.min(config.IMAGE_TTL_HOURS * 3_600_000, config.RECORD_TTL_DAYS * 86_400_000),
+        imageStoreMaxBytes: Math.round(config.IMAGE_STORE_MAX_MB * 1024 * 1024),
         logger: log.child({ component: 'worker' }),
         metrics,
       }).then(

@@ -123,6 +123,9 @@ export interface DeliveryConsumerOptions {
   readonly options: Required<DeliveryOptions>;
   readonly handler: (event: DeliveryEvent, ctx: DeliveryContext) => Promise<void>;
   readonly loadRecord: (id: string) => Promise<GridRecord | null>;
+  /** The grid PNG, made again when it was dropped (a bot down longer than IMAGE_TTL); null when gone. */
+  readonly gridPng: (id: string) => Promise<Buffer | null>;
+  readonly imagePng: (id: string, index: number) => Promise<Buffer | null>;
   readonly logger: QueueLogger;
   readonly metrics: QueueMetrics;
 }
@@ -130,16 +133,11 @@ export interface DeliveryConsumerOptions {
 const STEP_RE = /^[A-Za-z0-9_.:-]{1,100}$/u;
 
 /** The event for a finished record; null while it is not finished (should not be delivered yet). */
-async function eventFor(
-  client: RedisClient,
-  keys: QueueKeys,
-  record: GridRecord,
-): Promise<DeliveryEvent | null> {
+async function eventFor(o: DeliveryConsumerOptions, record: GridRecord): Promise<DeliveryEvent | null> {
   const status = record.status;
   switch (status.state) {
     case 'done': {
-      const gridKey = record.resultKeys?.grid ?? keys.grid(record.id);
-      const grid = await client.getBuffer(gridKey);
+      const grid = await o.gridPng(record.id);
       if (grid === null) throw expiredGridError(record.id);
       return {
         type: 'done',
@@ -148,7 +146,7 @@ async function eventFor(
         image: async (index: number) => {
           const key = record.resultKeys?.images[index];
           if (key === undefined) throw new RangeError(`grid ${record.id} has no image ${index}`);
-          const png = await client.getBuffer(key);
+          const png = await o.imagePng(record.id, index);
           if (png === null) throw expiredGridError(record.id);
           return png;
         },
@@ -198,7 +196,7 @@ export function startDeliveryConsumer(o: DeliveryConsumerOptions): Subscription 
       logger.warn({ jobId: id, surface }, 'delivery skipped: the grid record has expired');
       return 'expired';
     }
-    const event = await eventFor(client, keys, record);
+    const event = await eventFor(o, record);
     if (event === null) {
       throw new InternalError(ErrorCode.Delivery, `grid ${id} is ${record.status.state}, not finished`);
     }
