@@ -693,6 +693,10 @@ export function createJobs(options: JobsOptions): Jobs {
   async function close(): Promise<void> {
     if (closed) return;
     closed = true;
+    // Callers waiting on a re-render get an answer now rather than at their timeout.
+    for (const [id, waiters] of renderWaiters) {
+      for (const wake of waiters) wake({ id, ok: false, reason: 'the jobs client closed' });
+    }
     await Promise.all([...consumers].map((c) => c.close()));
     consumers.clear();
     await deliveries.close();

@@ -1,9 +1,10 @@
+import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../../models/engine.ts';
 import { loadEngine } from '../../models/pipeline.ts';
 import { createJobs, type JobsOptions } from '../../queue/jobs.ts';
-import { queueKeys } from '../../queue/keys.ts';
+import { GENERATE_QUEUE, queueKeys } from '../../queue/keys.ts';
 import { createNoopEngine } from '../../queue/noop-engine.ts';
 import type { ProgressEvent } from '../../queue/types.ts';
 import { type QueueWorker, startWorker, type WorkerOptions } from '../../queue/worker.ts';
@@ -185,6 +186,13 @@ describe('PNG storage (shorter TTL, a byte budget, made again when gone)', () =>
     expect(a?.equals(image2)).toBe(true);
     expect(b?.equals(image2)).toBe(true);
     expect(g?.equals(grid)).toBe(true);
+    // Let any further render job run out before counting them.
+    const queue = new Queue(GENERATE_QUEUE, { connection: { url: redis.url }, prefix: keys.prefix });
+    cleanups.push(() => queue.close());
+    await waitFor('the generate queue to be idle', async () => {
+      const counts = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
+      return Object.values(counts).every((n) => n === 0);
+    });
     expect(logger.entries.filter((e) => e.msg === 'PNGs made again from the record')).toHaveLength(1);
     // The record was not touched: still done, delivered once.
     expect((await jobs.record(jobId))?.status.state).toBe('done');
