@@ -3,6 +3,7 @@ import { type Config, DEFAULT_WORKER_PORT } from '../core/config.ts';
 import { CodedError, ErrorCode } from '../core/errors.ts';
 import type { Engine } from '../models/engine.ts';
 import type { RedisConnection } from '../queue/connection.ts';
+import { deliveryTakeover } from '../queue/delivery.ts';
 import { createJobs } from '../queue/jobs.ts';
 import { createQueueProbe, type QueueProbe } from '../queue/probe.ts';
 import { startRedis } from '../queue/redis-launcher.ts';
@@ -93,7 +94,8 @@ export function timedSurface(surface: ChatSurface, metrics: Metrics): ChatSurfac
     markup: surface.markup,
     limits: surface.limits,
     showProgress: (target, view) => surface.showProgress(target, view),
-    showGrid: (target, view) => time(() => surface.showGrid(target, view)),
+    // `steps` carries the delivery's idempotency log; dropping it made Slack fall back to process memory.
+    showGrid: (target, view, steps) => time(() => surface.showGrid(target, view, steps)),
     showFailure: (target, view) => time(() => surface.showFailure(target, view)),
     showCancelled: (target, view) => time(() => surface.showCancelled(target, view)),
   };
@@ -173,6 +175,8 @@ export async function startApp(options: AppOptions): Promise<App> {
         concurrency: config.WORKER_CONCURRENCY,
         takeoverMs: config.STALLED_INTERVAL_MS,
         shutdownTimeoutMs,
+        imageTtlMs: Math.min(config.IMAGE_TTL_HOURS * 3_600_000, config.RECORD_TTL_DAYS * 86_400_000),
+        imageStoreMaxBytes: Math.round(config.IMAGE_STORE_MAX_MB * 1024 * 1024),
         logger: log.child({ component: 'worker' }),
         metrics,
       }).then(
@@ -209,6 +213,8 @@ export async function startApp(options: AppOptions): Promise<App> {
         limits: { perUser: config.PER_USER_LIMIT, queueDepth: config.QUEUE_DEPTH_LIMIT },
         recordTtlMs: Math.round(config.RECORD_TTL_DAYS * 24 * 3600 * 1000),
         attempts: config.JOB_ATTEMPTS,
+        // A bot killed mid-delivery has its delivery taken over within STALLED_INTERVAL_MS too.
+        delivery: deliveryTakeover(config.STALLED_INTERVAL_MS),
         logger: log.child({ component: 'jobs' }),
         metrics,
       });

@@ -205,8 +205,21 @@ export const configSchema = z.object({
   PER_USER_LIMIT: int(2, 1, 1000),
   /** Jobs waiting in the queue before new ones are refused. Default 200. */
   QUEUE_DEPTH_LIMIT: int(200, 1, 100000),
-  /** Days a grid's record and images are kept (buttons work until then). Default 30. */
+  /**
+   * Days a finished grid's record (prompts, seeds, settings, model) is kept, counted from when it
+   * finished; its buttons work until then. Queued and running jobs never expire. Default 30.
+   */
   RECORD_TTL_DAYS: num(30, 0.0001, 3650),
+  /**
+   * Hours a grid's PNGs are kept; a button that needs one after that makes it again from the record
+   * (same seeds, same image). Capped by RECORD_TTL_DAYS. Default 24.
+   */
+  IMAGE_TTL_HOURS: num(24, 0.0001, 87600),
+  /**
+   * Redis memory, in MB, for grid PNGs of all jobs; past it the oldest are dropped first (and made
+   * again when needed). 0 = no limit. Default 1024.
+   */
+  IMAGE_STORE_MAX_MB: num(1024, 0, 1_048_576),
   /** Batches one worker runs at once (keep 1 per GPU). Default 1. */
   WORKER_CONCURRENCY: int(1, 1, 64),
   /** Tries for a job that hits a transient error. Default 3. */

@@ -53,6 +53,20 @@ export const DELIVERY_DEFAULTS = {
   stalledIntervalMs: 30_000,
 } as const satisfies Required<DeliveryOptions>;
 
+/**
+ * Lock and stall check of the delivery consumers for a takeover bound T (STALLED_INTERVAL_MS): a
+ * bot killed mid-delivery has it resumed by another bot process (or itself, restarted) within T,
+ * by the same reasoning as the generation worker's (lock T/3, checks every T/6).
+ */
+export function deliveryTakeover(
+  takeoverMs: number,
+): Pick<DeliveryOptions, 'lockDurationMs' | 'stalledIntervalMs'> {
+  return {
+    lockDurationMs: Math.max(1, Math.round(takeoverMs / 3)),
+    stalledIntervalMs: Math.max(1, Math.round(takeoverMs / 6)),
+  };
+}
+
 export interface DeliveryJobData {
   readonly id: string;
 }
@@ -109,6 +123,9 @@ export interface DeliveryConsumerOptions {
   readonly options: Required<DeliveryOptions>;
   readonly handler: (event: DeliveryEvent, ctx: DeliveryContext) => Promise<void>;
   readonly loadRecord: (id: string) => Promise<GridRecord | null>;
+  /** The grid PNG, made again when it was dropped (a bot down longer than IMAGE_TTL); null when gone. */
+  readonly gridPng: (id: string) => Promise<Buffer | null>;
+  readonly imagePng: (id: string, index: number) => Promise<Buffer | null>;
   readonly logger: QueueLogger;
   readonly metrics: QueueMetrics;
 }
@@ -116,16 +133,11 @@ export interface DeliveryConsumerOptions {
 const STEP_RE = /^[A-Za-z0-9_.:-]{1,100}$/u;
 
 /** The event for a finished record; null while it is not finished (should not be delivered yet). */
-async function eventFor(
-  client: RedisClient,
-  keys: QueueKeys,
-  record: GridRecord,
-): Promise<DeliveryEvent | null> {
+async function eventFor(o: DeliveryConsumerOptions, record: GridRecord): Promise<DeliveryEvent | null> {
   const status = record.status;
   switch (status.state) {
     case 'done': {
-      const gridKey = record.resultKeys?.grid ?? keys.grid(record.id);
-      const grid = await client.getBuffer(gridKey);
+      const grid = await o.gridPng(record.id);
       if (grid === null) throw expiredGridError(record.id);
       return {
         type: 'done',
@@ -134,7 +146,7 @@ async function eventFor(
         image: async (index: number) => {
           const key = record.resultKeys?.images[index];
           if (key === undefined) throw new RangeError(`grid ${record.id} has no image ${index}`);
-          const png = await client.getBuffer(key);
+          const png = await o.imagePng(record.id, index);
           if (png === null) throw expiredGridError(record.id);
           return png;
         },
@@ -184,7 +196,7 @@ export function startDeliveryConsumer(o: DeliveryConsumerOptions): Subscription 
       logger.warn({ jobId: id, surface }, 'delivery skipped: the grid record has expired');
       return 'expired';
     }
-    const event = await eventFor(client, keys, record);
+    const event = await eventFor(o, record);
     if (event === null) {
       throw new InternalError(ErrorCode.Delivery, `grid ${id} is ${record.status.state}, not finished`);
     }

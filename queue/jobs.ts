@@ -20,7 +20,14 @@ import {
 import { GENERATE_QUEUE, type QueueKeys, queueKeys } from './keys.ts';
 import type { QueueLogger } from './logger.ts';
 import { noopMetrics, type QueueMetrics } from './metrics.ts';
-import { decodeRecord, decodeStatus, type RecordBase } from './records.ts';
+import {
+  decodeRecord,
+  decodeStatus,
+  RENDER_JOB,
+  type RecordBase,
+  type RenderedMessage,
+  type RenderJobData,
+} from './records.ts';
 import { CANCEL, FINISH, MERGE_MESSAGE_REF, RESERVE, runScript, stringReply, UNRESERVE } from './scripts.ts';
 import type {
   CancelBy,
@@ -60,10 +67,15 @@ export interface JobsOptions {
     readonly queueDepth?: number;
   };
   /**
-   * How long grid records and their images are kept.
+   * How long a grid record is kept once its job has ended (queued and running jobs never expire).
    * @defaultValue 30 days
    */
   readonly recordTtlMs?: number;
+  /**
+   * How long gridPng/imagePng wait for a missing PNG to be made again before answering "try again".
+   * @defaultValue 120000
+   */
+  readonly renderWaitMs?: number;
   /**
    * Runs per generation job before a transient failure becomes final.
    * @defaultValue 3
@@ -90,6 +102,7 @@ export const JOBS_DEFAULTS = {
   attempts: 3,
   backoff: { type: 'exponential', delayMs: 2000 },
   orphanGraceMs: 60_000,
+  renderWaitMs: 120_000,
 } as const satisfies {
   prefix: string;
   perUser: number;
@@ -98,6 +111,7 @@ export const JOBS_DEFAULTS = {
   attempts: number;
   backoff: BackoffOptions;
   orphanGraceMs: number;
+  renderWaitMs: number;
 };
 
 /** Retry-After of an "unavailable" answer: Redis reconnects within about 2 s of coming back. */
@@ -174,6 +188,7 @@ export function createJobs(options: JobsOptions): Jobs {
   const attempts = options.attempts ?? JOBS_DEFAULTS.attempts;
   const backoff = options.backoff ?? JOBS_DEFAULTS.backoff;
   const orphanGraceMs = options.orphanGraceMs ?? JOBS_DEFAULTS.orphanGraceMs;
+  const renderWaitMs = options.renderWaitMs ?? JOBS_DEFAULTS.renderWaitMs;
   const deliveryOptions = { ...DELIVERY_DEFAULTS, ...options.delivery };
   const { logger } = options;
   const metrics = options.metrics ?? noopMetrics;
@@ -190,6 +205,8 @@ export function createJobs(options: JobsOptions): Jobs {
   let consumerClient: RedisClient | undefined;
   let subscriber: RedisClient | undefined;
   const progressHandlers = new Map<string, Set<(event: ProgressEvent) => void>>();
+  const renderWaiters = new Map<string, Set<(message: RenderedMessage) => void>>();
+  let renderSubscription: Promise<unknown> | undefined;
   const consumers = new Set<Subscription>();
   let closed = false;
 
@@ -414,7 +431,7 @@ export function createJobs(options: JobsOptions): Jobs {
     }
     const cancelled: JobStatus = { state: 'cancelled', by: by.user };
     const [outcome, previous = ''] = stringReply(
-      await runScript(client, CANCEL, [keys.record(id)], [JSON.stringify(cancelled), by.user]),
+      await runScript(client, CANCEL, [keys.record(id)], [JSON.stringify(cancelled), by.user, Date.now()]),
     );
     if (outcome === 'missing') {
       throw new UserError(ErrorCode.NotFound, 'That job no longer exists (it may have expired).', {
@@ -461,7 +478,82 @@ export function createJobs(options: JobsOptions): Jobs {
   }
 
   async function gridPngNow(id: string): Promise<Buffer | null> {
-    return client.getBuffer(keys.grid(id));
+    return pngOrRender(id, keys.grid(id));
+  }
+
+  /** A stored PNG, or, for a finished grid whose PNGs were dropped (TTL, budget), the re-rendered one. */
+  async function pngOrRender(id: string, key: string, index?: number): Promise<Buffer | null> {
+    const png = await client.getBuffer(key);
+    if (png !== null) return png;
+    const record = await loadRecord(client, keys, id);
+    if (record === null || record.status.state !== 'done') return null;
+    if (index !== undefined && index >= (record.resultKeys?.images.length ?? record.prompts.length))
+      return null;
+    await rerender(id, key);
+    return client.getBuffer(key);
+  }
+
+  /**
+   * Makes a finished grid's PNGs again through the generate queue and waits for them. The job is
+   * deduplicated by grid id (BullMQ deduplication, until it ends), so concurrent presses make one;
+   * LIFO, so a person waiting on a button goes before the queue.
+   */
+  async function rerender(id: string, key: string): Promise<void> {
+    let wake: (message: RenderedMessage) => void = () => {};
+    const ended = new Promise<RenderedMessage>((resolve) => {
+      wake = resolve;
+    });
+    let waiters = renderWaiters.get(id);
+    if (waiters === undefined) {
+      waiters = new Set();
+      renderWaiters.set(id, waiters);
+    }
+    waiters.add(wake);
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      renderSubscription ??= ensureSubscriber()
+        .subscribe(keys.renderedChannel)
+        .catch((error: unknown) => {
+          renderSubscription = undefined;
+          throw error;
+        });
+      await renderSubscription;
+      // Made by another caller's job between the first read and the subscription.
+      if ((await client.exists(key)) === 1) return;
+      const data: RenderJobData = { render: id };
+      await generate.add(RENDER_JOB, data as unknown as JobSpec, {
+        deduplication: { id: `render:${id}` },
+        lifo: true,
+        removeOnComplete: true,
+        removeOnFail: { age: 86_400 },
+      });
+      logger.info({ jobId: id }, 'PNGs of a finished grid are gone: making them again');
+      const timeout = new Promise<undefined>((resolve) => {
+        timer = setTimeout(() => resolve(undefined), renderWaitMs);
+      });
+      const message = await Promise.race([ended, timeout]);
+      if (message === undefined) {
+        throw new UserError(
+          ErrorCode.Unavailable,
+          `This image is being made again (it had been cleared from storage) and is not ready yet. Please try again in about a minute.`,
+          { retryAfterSeconds: 60, context: { id } },
+        );
+      }
+      if (!message.ok) {
+        if (message.userFacing === true) {
+          throw new UserError(ErrorCode.Expired, message.reason ?? 'This image can no longer be made.', {
+            context: { id },
+          });
+        }
+        throw new InternalError(ErrorCode.Inference, `re-rendering ${id} failed: ${message.reason ?? ''}`, {
+          context: { id },
+        });
+      }
+    } finally {
+      clearTimeout(timer);
+      waiters.delete(wake);
+      if (waiters.size === 0) renderWaiters.delete(id);
+    }
   }
 
   async function imagePng(id: string, index: number): Promise<Buffer | null> {
@@ -470,7 +562,7 @@ export function createJobs(options: JobsOptions): Jobs {
 
   async function imagePngNow(id: string, index: number): Promise<Buffer | null> {
     if (!Number.isInteger(index) || index < 0) return null;
-    return client.getBuffer(keys.image(id, index));
+    return pngOrRender(id, keys.image(id, index), index);
   }
 
   async function updateMessageRef(id: string, patch: Readonly<Record<string, string>>): Promise<void> {
@@ -506,6 +598,8 @@ export function createJobs(options: JobsOptions): Jobs {
       options: deliveryOptions,
       handler,
       loadRecord: (id) => loadRecord(client, keys, id),
+      gridPng: (id) => gridPngNow(id),
+      imagePng: (id, index) => imagePngNow(id, index),
       logger,
       metrics,
     });
@@ -523,6 +617,10 @@ export function createJobs(options: JobsOptions): Jobs {
     const sub = createRedisClient(options.connection, { blocking: true });
     sub.on('error', (error) => logger.warn({ err: error }, 'redis connection error (progress)'));
     sub.on('message', (channel: string, message: string) => {
+      if (channel === keys.renderedChannel) {
+        onRendered(message);
+        return;
+      }
       const handlers = progressHandlers.get(channel);
       if (handlers === undefined || handlers.size === 0) return;
       let event: ProgressEvent;
@@ -557,6 +655,17 @@ export function createJobs(options: JobsOptions): Jobs {
     return sub;
   }
 
+  function onRendered(text: string): void {
+    let message: RenderedMessage;
+    try {
+      message = JSON.parse(text) as RenderedMessage;
+    } catch (error) {
+      logger.warn({ err: error }, 'unreadable rendered message dropped');
+      return;
+    }
+    for (const wake of renderWaiters.get(message.id) ?? []) wake(message);
+  }
+
   function onProgress(surface: Surface, handler: (event: ProgressEvent) => void): Subscription {
     assertOpen();
     const channel = keys.progressChannel(surface);
@@ -584,6 +693,10 @@ export function createJobs(options: JobsOptions): Jobs {
   async function close(): Promise<void> {
     if (closed) return;
     closed = true;
+    // Callers waiting on a re-render get an answer now rather than at their timeout.
+    for (const [id, waiters] of renderWaiters) {
+      for (const wake of waiters) wake({ id, ok: false, reason: 'the jobs client closed' });
+    }
     await Promise.all([...consumers].map((c) => c.close()));
     consumers.clear();
     await deliveries.close();

@@ -25,6 +25,16 @@ export interface QueueKeys {
   userJobs(surface: Surface, user: string): string;
   /** Sorted set of all unfinished job ids, scored by submit time (the global depth cap). */
   readonly unfinished: string;
+  /** Prefix of every PNG key (`<resultPrefix><id>:grid`, `<resultPrefix><id>:img:<k>`), for Lua. */
+  readonly resultPrefix: string;
+  /** Sorted set of job ids whose PNGs are stored, scored by when they expire (oldest first). */
+  readonly imageIndex: string;
+  /** Hash: job id → `bytes:imageCount` of its stored PNGs. */
+  readonly imageSizes: string;
+  /** Total bytes of stored PNGs (the sum of imageSizes). */
+  readonly imageBytes: string;
+  /** Pub/sub channel on which workers announce re-rendered PNGs (`{id, ok, reason?}`). */
+  readonly renderedChannel: string;
   /** Idempotency record of one delivery side effect. */
   once(id: string, surface: Surface, step: string): string;
   /** Running averages the worker keeps (job duration) for retry-after estimates. */
@@ -45,6 +55,11 @@ export function queueKeys(prefix: string): QueueKeys {
     recordPrefix: `${base}:rec:`,
     progress: (id) => `${base}:prog:${id}`,
     grid: (id) => `${base}:res:${id}:grid`,
+    resultPrefix: `${base}:res:`,
+    imageIndex: `${base}:images`,
+    imageSizes: `${base}:images:sizes`,
+    imageBytes: `${base}:images:bytes`,
+    renderedChannel: `${base}:rendered`,
     image: (id, index) => `${base}:res:${id}:img:${index}`,
     userJobs: (surface, user) => `${base}:user:${surface}:${user}`,
     unfinished: `${base}:unfinished`,

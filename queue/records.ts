@@ -16,6 +16,7 @@ export interface RecordBase {
   readonly surface: Surface;
   readonly channel: string;
   readonly createdAt: number;
+  /** Written at submit and kept for older readers; the record's expiry is the hash's `expiresAt`. */
   readonly expiresAt: number;
 }
 
@@ -111,6 +112,18 @@ function decodePhases(id: string, text: string | undefined): Phases | undefined 
   return phases;
 }
 
+/**
+ * When the record expires: set when the job ended (its TTL counts from then). An unfinished job
+ * never expires; it reports the earliest it could, a full TTL from now. Records written before the
+ * TTL counted from completion carry only the submit-time estimate.
+ */
+function expiresAtOf(hash: Readonly<Record<string, string>>, base: RecordBase): number {
+  const expiresAt = optionalNumber(hash.expiresAt);
+  if (expiresAt !== undefined) return expiresAt;
+  const ttlMs = optionalNumber(hash.ttlMs);
+  return ttlMs === undefined ? base.expiresAt : Date.now() + ttlMs;
+}
+
 /** The record from its hash (HGETALL); null when the hash is empty (never existed or expired). */
 export function decodeRecord(id: string, hash: Readonly<Record<string, string>>): GridRecord | null {
   const baseText = hash.base;
@@ -150,8 +163,25 @@ export function decodeRecord(id: string, hash: Readonly<Record<string, string>>)
           ...(result.nsfw === undefined ? {} : { nsfw: result.nsfw }),
         }),
     createdAt: base.createdAt,
-    expiresAt: base.expiresAt,
+    expiresAt: expiresAtOf(hash, base),
   };
+}
+
+/** Name of a generate-queue job that makes a finished grid's PNGs again (data: {@link RenderJobData}). */
+export const RENDER_JOB = 'render';
+
+export interface RenderJobData {
+  /** The grid whose PNGs to make again from its record. */
+  readonly render: string;
+}
+
+/** Published on `renderedChannel` when a re-render ends. */
+export interface RenderedMessage {
+  readonly id: string;
+  readonly ok: boolean;
+  /** Why it failed; shown to the user when `userFacing`. */
+  readonly reason?: string;
+  readonly userFacing?: boolean;
 }
 
 /** What the chat side answers when a button points at a grid whose record has expired. */

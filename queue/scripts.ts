@@ -22,7 +22,20 @@ function script(name: string, source: string): LuaScript {
 
 const TERMINAL = `local function isTerminal(s) return s == 'done' or s == 'failed' or s == 'cancelled' end\n`;
 
+/** Starts a finished record's TTL (its `ttlMs`) at `now`, once: the first end wins. */
+const EXPIRE_FROM = `local function expireFrom(rec, now)
+  if redis.call('HSETNX', rec, 'finishedAt', now) == 0 then return end
+  local ttl = tonumber(redis.call('HGET', rec, 'ttlMs') or '')
+  if ttl and ttl > 0 then
+    redis.call('PEXPIRE', rec, ttl)
+    redis.call('HSET', rec, 'expiresAt', tostring(tonumber(now) + ttl))
+  end
+end
+`;
+
 /**
+ * The record has no TTL while queued or running (a job is never dropped unannounced, however long
+ * it waits); it keeps `ttlMs`, which FINISH or CANCEL applies from the moment the job ends.
  * KEYS: record, user's job set, unfinished zset.
  * ARGV: id, base, status, messageRef, ttlMs, perUser, maxDepth, now, orphanGraceMs, recordPrefix,
  *       generateJobPrefix, attempt (a token of this submit call, so UNRESERVE undoes only its own).
@@ -50,7 +63,11 @@ local function isStale(member)
   if redis.call('ZSCORE', jobPrefix .. 'failed', member) then return true end
   if redis.call('EXISTS', jobPrefix .. member) == 0 then
     local queuedAt = tonumber(redis.call('HGET', rk, 'queuedAt') or '0') or 0
-    if now - queuedAt > grace then return true end
+    if now - queuedAt > grace then
+      -- Nothing will ever run it: let its record expire like a finished one instead of leaking.
+      redis.call('PEXPIRE', rk, ttl)
+      return true
+    end
   end
   return false
 end
@@ -82,8 +99,7 @@ if depth >= maxDepth then
 end
 
 redis.call('HSET', recKey, 'base', ARGV[2], 'state', 'queued', 'status', ARGV[3], 'messageRef', ARGV[4],
-  'attempts', '0', 'queuedAt', ARGV[8], 'userKey', userKey, 'attempt', ARGV[12])
-redis.call('PEXPIRE', recKey, ttl)
+  'attempts', '0', 'queuedAt', ARGV[8], 'userKey', userKey, 'attempt', ARGV[12], 'ttlMs', ARGV[5])
 redis.call('SADD', userKey, id)
 redis.call('PEXPIRE', userKey, ttl)
 redis.call('ZADD', unfinishedKey, now, id)
@@ -110,7 +126,8 @@ return 1
 
 /**
  * A worker takes the job. KEYS: record, progress. ARGV: worker, now, attempts, runningStatus.
- * Returns {'missing'} | {terminalState} | {'run', queuedAt, firstStartedAt, recordTtlMs}.
+ * Returns {'missing'} | {terminalState} | {'run', queuedAt, firstStartedAt, recordTtlMs} (the TTL the
+ * record gets once finished; the PTTL of a record written before records kept it).
  */
 export const START = script(
   'start',
@@ -122,7 +139,7 @@ redis.call('HSET', KEYS[1], 'state', 'running', 'status', ARGV[4], 'worker', ARG
 redis.call('HSETNX', KEYS[1], 'startedAt', ARGV[2])
 redis.call('DEL', KEYS[2])
 return {'run', redis.call('HGET', KEYS[1], 'queuedAt') or '0', redis.call('HGET', KEYS[1], 'startedAt'),
-  tostring(redis.call('PTTL', KEYS[1]))}
+  redis.call('HGET', KEYS[1], 'ttlMs') or tostring(redis.call('PTTL', KEYS[1]))}
 `,
 );
 
@@ -141,13 +158,13 @@ return 1
 );
 
 /**
- * Ends a job and frees its slots. A record already ended (e.g. cancelled while running) keeps its
- * state. KEYS: record, unfinished zset, progress. ARGV: id, state, status, phases ('' = keep),
+ * Ends a job, starts its record's TTL (from now, not from submission) and frees its slots. A
+ * record already ended (e.g. cancelled while running) keeps its state and TTL. KEYS: record, unfinished zset, progress. ARGV: id, state, status, phases ('' = keep),
  * result ('' = none), now. Returns {final state or 'missing', '1' when this call ended it}.
  */
 export const FINISH = script(
   'finish',
-  `${TERMINAL}
+  `${TERMINAL}${EXPIRE_FROM}
 local st = redis.call('HGET', KEYS[1], 'state')
 redis.call('DEL', KEYS[3])
 if not st then
@@ -160,7 +177,7 @@ if not isTerminal(st) then
   st = ARGV[2]
   changed = '1'
 end
-redis.call('HSETNX', KEYS[1], 'finishedAt', ARGV[6])
+expireFrom(KEYS[1], ARGV[6])
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'phases', ARGV[4]) end
 if ARGV[5] ~= '' and st == 'done' then redis.call('HSET', KEYS[1], 'result', ARGV[5]) end
 local uk = redis.call('HGET', KEYS[1], 'userKey')
@@ -171,17 +188,68 @@ return {st, changed}
 );
 
 /**
- * Marks a job cancelled (the worker or the canceller then frees its slots and delivers).
- * KEYS: record. ARGV: status, by. Returns {'missing', ''} | {'terminal', state} | {'ok', previous}.
+ * Marks a job cancelled (the worker or the canceller then frees its slots and delivers) and starts
+ * its record's TTL. KEYS: record. ARGV: status, by, now. Returns {'missing', ''} | {'terminal', state} | {'ok', previous}.
  */
 export const CANCEL = script(
   'cancel',
-  `${TERMINAL}
+  `${TERMINAL}${EXPIRE_FROM}
 local st = redis.call('HGET', KEYS[1], 'state')
 if not st then return {'missing', ''} end
 if isTerminal(st) then return {'terminal', st} end
 redis.call('HSET', KEYS[1], 'state', 'cancelled', 'status', ARGV[1], 'cancelBy', ARGV[2])
+expireFrom(KEYS[1], ARGV[3])
 return {'ok', st}
+`,
+);
+
+/**
+ * Stores a job's PNGs under an image budget. Every stored set is booked in a sorted set by expiry
+ * time with its size, so the total is known without scanning and the oldest go first: sets that
+ * expired by TTL are dropped from the books, then the oldest others are deleted while the total is
+ * over `maxBytes` (never the set just stored). A re-render of the same id replaces its entry.
+ * KEYS: image index zset, sizes hash, total bytes.
+ * ARGV: id, now, expireAt (ms), maxBytes (0 = no limit), resultPrefix, image count, grid PNG, image PNGs….
+ * Returns {total bytes, sets evicted}.
+ */
+export const STORE_IMAGES = script(
+  'storeImages',
+  `
+local index, sizes, totalKey = KEYS[1], KEYS[2], KEYS[3]
+local id, now, expireAt, maxBytes, res = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local count = tonumber(ARGV[6])
+local function forget(member)
+  local entry = redis.call('HGET', sizes, member)
+  redis.call('ZREM', index, member)
+  if not entry then return 0 end
+  local bytes, n = string.match(entry, '^(%d+):(%d+)$')
+  redis.call('HDEL', sizes, member)
+  redis.call('DECRBY', totalKey, tonumber(bytes) or 0)
+  return tonumber(n) or 0
+end
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', index, '-inf', now)) do forget(member) end
+forget(id)
+local bytes = #ARGV[7]
+redis.call('SET', res .. id .. ':grid', ARGV[7], 'PXAT', expireAt)
+for k = 0, count - 1 do
+  local png = ARGV[8 + k]
+  redis.call('SET', res .. id .. ':img:' .. k, png, 'PXAT', expireAt)
+  bytes = bytes + #png
+end
+redis.call('ZADD', index, expireAt, id)
+redis.call('HSET', sizes, id, bytes .. ':' .. count)
+local total = redis.call('INCRBY', totalKey, bytes)
+local evicted = 0
+while maxBytes > 0 and total > maxBytes do
+  local oldest = redis.call('ZRANGE', index, 0, 0)[1]
+  if not oldest or oldest == id then break end
+  local n = forget(oldest)
+  redis.call('DEL', res .. oldest .. ':grid')
+  for k = 0, n - 1 do redis.call('DEL', res .. oldest .. ':img:' .. k) end
+  total = tonumber(redis.call('GET', totalKey)) or 0
+  evicted = evicted + 1
+end
+return {tostring(total), tostring(evicted)}
 `,
 );
 
@@ -202,7 +270,7 @@ export async function runScript(
   client: RedisClient,
   lua: LuaScript,
   keys: readonly string[],
-  args: readonly (string | number)[],
+  args: readonly (string | number | Buffer)[],
 ): Promise<unknown> {
   try {
     return await client.evalsha(lua.sha, keys.length, ...keys, ...args);

@@ -64,6 +64,10 @@ export interface GridRecord {
   /** Label of the model that made it (demo models are labelled). */
   readonly model?: { readonly name: string; readonly demo: boolean };
   readonly createdAt: number;
+  /**
+   * When the record expires (ms since the epoch): RECORD_TTL after the job ended. A queued or
+   * running job never expires; for one it is the earliest it could (a full TTL from now).
+   */
   readonly expiresAt: number;
 }
 
@@ -146,7 +150,11 @@ export interface Jobs {
   cancel(id: string, by: CancelBy): Promise<JobStatus>;
   /** Null when the record never existed or has expired. */
   record(id: string): Promise<GridRecord | null>;
-  /** Grid PNG or full-size image PNG; null once expired. */
+  /**
+   * Grid PNG or full-size image PNG of a finished grid; null when the record has expired or the job
+   * did not finish. PNGs are kept shorter than records (IMAGE_TTL, a memory budget): a missing one
+   * is made again from the record through the queue (one job however many ask) and awaited.
+   */
   gridPng(id: string): Promise<Buffer | null>;
   imagePng(id: string, index: number): Promise<Buffer | null>;
   /** Remembers where the chat side showed the job (message ids), for progress edits and later deliveries. */

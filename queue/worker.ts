@@ -18,8 +18,8 @@ import { JOBS_DEFAULTS } from './jobs.ts';
 import { GENERATE_QUEUE, type QueueKeys, queueKeys } from './keys.ts';
 import type { QueueLogger } from './logger.ts';
 import { noopMetrics, type QueueMetrics } from './metrics.ts';
-import type { Phases, RecordResult } from './records.ts';
-import { FINISH, runScript, START, stringReply, TRANSITION } from './scripts.ts';
+import { decodeRecord, type Phases, RENDER_JOB, type RecordResult, type RenderedMessage } from './records.ts';
+import { FINISH, runScript, START, STORE_IMAGES, stringReply, TRANSITION } from './scripts.ts';
 import type { JobState, JobStatus } from './types.ts';
 
 export interface WorkerOptions {
@@ -72,6 +72,17 @@ export interface WorkerOptions {
    * @defaultValue 1000
    */
   readonly cancelPollMs?: number;
+  /**
+   * How long a grid's PNGs are kept (never longer than its record); a button that needs one later
+   * has it made again from the record.
+   * @defaultValue 24 h
+   */
+  readonly imageTtlMs?: number;
+  /**
+   * Bytes of PNGs kept in Redis for all grids together; past it the oldest are deleted first. 0 = no limit.
+   * @defaultValue 1 GiB
+   */
+  readonly imageStoreMaxBytes?: number;
   /** Retry policy of the deliveries this worker enqueues. */
   readonly delivery?: Pick<DeliveryOptions, 'attempts' | 'backoffMs'>;
   readonly logger: QueueLogger;
@@ -88,6 +99,8 @@ export const WORKER_DEFAULTS = {
   shutdownTimeoutMs: 60_000,
   previewEveryMs: 2000,
   cancelPollMs: 1000,
+  imageTtlMs: 24 * 3_600_000,
+  imageStoreMaxBytes: 1024 * 1024 * 1024,
 } as const;
 
 /**
@@ -145,6 +158,20 @@ function requestFor(spec: JobSpec): GenerateRequest {
   };
 }
 
+/**
+ * Progress in the user's steps. The engine counts UNet evaluations, which some samplers make more
+ * of than the steps asked for (PNDM: steps + 1), so a 50-step job would show "of 51" while running
+ * and "50" when done. Every surface shows the step count the user asked for, from start to end.
+ */
+export function userProgress(
+  evals: { step: number; total: number },
+  steps: number,
+): { step: number; total: number } {
+  if (evals.total <= 0) return { step: 0, total: steps };
+  if (evals.step >= evals.total) return { step: steps, total: steps };
+  return { step: Math.min(steps, Math.round((evals.step * steps) / evals.total)), total: steps };
+}
+
 function round(ms: number): number {
   return Math.round(ms * 100) / 100;
 }
@@ -156,6 +183,8 @@ export async function startWorker(options: WorkerOptions): Promise<QueueWorker> 
   const shutdownTimeoutMs = options.shutdownTimeoutMs ?? WORKER_DEFAULTS.shutdownTimeoutMs;
   const previewEveryMs = options.previewEveryMs ?? WORKER_DEFAULTS.previewEveryMs;
   const cancelPollMs = options.cancelPollMs ?? WORKER_DEFAULTS.cancelPollMs;
+  const imageTtlMs = options.imageTtlMs ?? WORKER_DEFAULTS.imageTtlMs;
+  const imageStoreMaxBytes = options.imageStoreMaxBytes ?? WORKER_DEFAULTS.imageStoreMaxBytes;
   const workerId = options.workerId ?? `${hostname()}:${process.pid}`;
   const random = options.random ?? Math.random;
   const { logger } = options;
@@ -284,12 +313,20 @@ export async function startWorker(options: WorkerOptions): Promise<QueueWorker> 
     ]);
     const composeMs = performance.now() - composeStart;
     const storeStart = performance.now();
-    const pipeline = client.pipeline();
-    pipeline.set(keys.grid(id), grid, 'PXAT', expireAt);
-    for (const [k, png] of pngs.entries()) pipeline.set(keys.image(id, k), png, 'PXAT', expireAt);
-    const replies = await pipeline.exec();
-    const failed = replies?.find(([error]) => error !== null);
-    if (failed?.[0]) throw failed[0];
+    const [total, evicted] = stringReply(
+      await runScript(
+        client,
+        STORE_IMAGES,
+        [keys.imageIndex, keys.imageSizes, keys.imageBytes],
+        [id, Date.now(), expireAt, imageStoreMaxBytes, keys.resultPrefix, pngs.length, grid, ...pngs],
+      ),
+    );
+    if (evicted !== undefined && evicted !== '0') {
+      logger.info(
+        { jobId: id, evicted: Number(evicted), totalBytes: Number(total) },
+        'image budget: oldest PNGs dropped',
+      );
+    }
     const storeMs = performance.now() - storeStart;
     const recordResult: RecordResult = {
       resultKeys: { grid: keys.grid(id), images: pngs.map((_, k) => keys.image(id, k)) },
@@ -302,7 +339,69 @@ export async function startWorker(options: WorkerOptions): Promise<QueueWorker> 
     return { composeMs, storeMs, recordResult };
   }
 
+  function publishRendered(message: RenderedMessage): Promise<unknown> {
+    return client.publish(keys.renderedChannel, JSON.stringify(message));
+  }
+
+  /**
+   * Makes a finished grid's PNGs again from its record (they were dropped by IMAGE_TTL or the
+   * budget): same spec, same seeds, same model, so the same images. The record is not touched.
+   */
+  async function processRender(job: Job<unknown, string>, token?: string): Promise<string> {
+    const data = job.data as { render?: unknown };
+    const id = typeof data?.render === 'string' ? data.render : undefined;
+    if (id === undefined) throw new UnrecoverableError('render job without a grid id');
+    const [hash, pttl] = await Promise.all([client.hgetall(keys.record(id)), client.pttl(keys.record(id))]);
+    const record = decodeRecord(id, hash);
+    if (record === null || record.status.state !== 'done') {
+      await publishRendered({ id, ok: false, reason: 'This grid has expired.', userFacing: true });
+      return 'gone';
+    }
+    if (record.model !== undefined && record.model.name !== engine.info.name) {
+      // Another model would give other pictures for the same seeds: refuse rather than pretend.
+      const reason = `This grid's images were made with the model ${record.model.name}, which is no longer loaded, so they can't be made again.`;
+      logger.warn(
+        { jobId: id, workerId, model: record.model.name, loaded: engine.info.name },
+        'cannot re-render: other model',
+      );
+      await publishRendered({ id, ok: false, reason, userFacing: true });
+      return 'other-model';
+    }
+    const key = `render:${id}`;
+    const entry: Running = { controller: new AbortController(), reason: undefined };
+    running.set(key, entry);
+    try {
+      const result = await engine.generate(requestFor(record.spec), { signal: entry.controller.signal });
+      const now = Date.now();
+      const expireAt = now + Math.min(imageTtlMs, pttl > 0 ? pttl : JOBS_DEFAULTS.recordTtlMs);
+      await storeResults(id, result, record.spec, expireAt);
+      await publishRendered({ id, ok: true });
+      logger.info({ jobId: id, workerId }, 'PNGs made again from the record');
+      return 'rendered';
+    } catch (error) {
+      if (entry.reason === 'shutdown') {
+        await job.moveToWait(token);
+        throw new WaitingError();
+      }
+      const last = job.attemptsMade + 1 >= (job.opts.attempts ?? 1) || isUserError(error);
+      if (last) {
+        const shown = reportError(logger, error, { jobId: id, workerId, where: 're-render' });
+        await publishRendered({
+          id,
+          ok: false,
+          reason: isUserError(error) ? error.message : `error id ${shown.errorId ?? 'unknown'}`,
+          userFacing: isUserError(error),
+        });
+        throw new UnrecoverableError(error instanceof Error ? error.message : String(error));
+      }
+      throw error;
+    } finally {
+      running.delete(key);
+    }
+  }
+
   async function processJob(job: Job<unknown, string>, token?: string): Promise<string> {
+    if (job.name === RENDER_JOB) return processRender(job, token);
     const id = job.id;
     if (id === undefined) throw new UnrecoverableError('job without id');
     const parsed = parseJobSpec(job.data);
@@ -345,10 +444,9 @@ export async function startWorker(options: WorkerOptions): Promise<QueueWorker> 
     }
     const queuedAt = Number(reply[1]);
     const startedAt = Number(reply[2]);
-    // Results expire with their record, at the same instant or just before (`now` predates the PTTL
-    // read). PTTL -1 would mean a record without TTL: keep the default.
+    // PNGs are kept IMAGE_TTL, never longer than the record (whose TTL starts when this job ends).
     const recordTtl = Number(reply[3]);
-    const expireAt = now + (recordTtl > 0 ? recordTtl : recordTtl === -1 ? JOBS_DEFAULTS.recordTtlMs : 0);
+    const expireAt = now + Math.min(imageTtlMs, recordTtl > 0 ? recordTtl : JOBS_DEFAULTS.recordTtlMs);
     if (startedAt === now) metrics.observePhase('queueWait', Math.max(0, startedAt - queuedAt));
 
     const entry: Running = { controller: new AbortController(), reason: undefined };
@@ -359,7 +457,8 @@ export async function startWorker(options: WorkerOptions): Promise<QueueWorker> 
     try {
       const result = await engine.generate(requestFor(spec), {
         signal: entry.controller.signal,
-        onStep: (progress) => {
+        onStep: (evals) => {
+          const progress = { ...evals, ...userProgress(evals, spec.steps) };
           publishProgress(id, surface, progress);
           const t = performance.now();
           if (
@@ -370,7 +469,7 @@ export async function startWorker(options: WorkerOptions): Promise<QueueWorker> 
           ) {
             lastPreviewAt = t;
             previewBusy = true;
-            encodePng(progress.preview(0))
+            encodePng(evals.preview(0))
               .then((png) => publishProgress(id, surface, progress, png))
               .catch((error: unknown) => logger.debug({ err: error, jobId: id }, 'preview failed'))
               .finally(() => {

@@ -323,9 +323,24 @@ export class SlackAdapter implements ChatSurface {
   async showGrid(target: JobTarget, view: GridView, steps?: Pick<DeliveryContext, 'once'>): Promise<string> {
     const once = (step: string, run: () => Promise<string>) =>
       steps !== undefined ? steps.once(`slack:${step}`, run) : this.#once(`${view.recordId}:${step}`, run);
-    await once('grid-file', () =>
-      this.#upload(target.channel, target.thread, view.file, view.text, `Grid for ${view.recordId}`),
-    );
+    // Two steps, so a process killed between sharing the file and recording it can tell, when the
+    // delivery resumes, whether the share happened: the bytes go up first (invisible; the file id is
+    // recorded), then the share, skipped when files.info says the file is already in the channel.
+    let uploadedNow = false;
+    const fileId = await once('grid-upload', async () => {
+      uploadedNow = true;
+      return this.#uploadBytes(view.file, `Grid for ${view.recordId}`);
+    });
+    await once('grid-file', async () => {
+      if (!uploadedNow && (await this.#isSharedIn(fileId, target.channel))) {
+        this.#log.info(
+          { recordId: view.recordId, fileId },
+          'grid already shared before a restart; not sharing again',
+        );
+        return fileId;
+      }
+      return this.#share(target.channel, target.thread, fileId, view.file.name, view.text);
+    });
     const controlsTs = await once('grid-controls', () =>
       this.#post(target.channel, target.thread, view.text, view.controls, { textInBlocks: false }),
     );
@@ -514,6 +529,76 @@ export class SlackAdapter implements ChatSurface {
     );
     const files = (result as { files?: { files?: { id?: string }[] }[] }).files;
     return files?.[0]?.files?.[0]?.id ?? '';
+  }
+
+  /** files.uploadV2's first half: the upload URL and the bytes; the file is not visible anywhere yet. */
+  async #uploadBytes(file: Attachment, altText: string): Promise<string> {
+    const url = await slackCall('files.getUploadURLExternal', () =>
+      this.#client.files.getUploadURLExternal({
+        filename: file.name,
+        length: file.data.length,
+        alt_text: altText.slice(0, 1000),
+      }),
+    );
+    if (typeof url.upload_url !== 'string' || typeof url.file_id !== 'string') {
+      throw toChatApiError('files.getUploadURLExternal', new Error('no upload_url or file_id in the answer'));
+    }
+    const response = await fetch(url.upload_url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/octet-stream' },
+      body: new Uint8Array(file.data),
+      signal: AbortSignal.timeout(this.#options.apiTimeoutMs ?? DEFAULTS.apiTimeoutMs),
+    }).catch((error: unknown) => {
+      throw toChatApiError('files upload', error);
+    });
+    await response.arrayBuffer().catch(() => undefined);
+    if (!response.ok) throw toChatApiError('files upload', new Error(`HTTP ${response.status}`));
+    return url.file_id;
+  }
+
+  /** files.uploadV2's second half: shares the uploaded file into the channel (or thread) as one message. */
+  async #share(
+    channel: string,
+    thread: string | undefined,
+    fileId: string,
+    title: string,
+    comment: string,
+  ): Promise<string> {
+    const files: [{ id: string; title: string }] = [{ id: fileId, title }];
+    // Blocks, not initial_comment (always mrkdwn): the caption's user text stays literal.
+    const blocks = [richTextBlock(comment)];
+    await this.#inChannel(channel, 'files.completeUploadExternal', () =>
+      this.#client.files.completeUploadExternal(
+        thread === undefined
+          ? { files, channel_id: channel, blocks }
+          : { files, channel_id: channel, thread_ts: thread, blocks },
+      ),
+    );
+    return fileId;
+  }
+
+  /**
+   * Whether a file is already shared in a channel (files.info, scope files:read). Unknown (no scope,
+   * an error) counts as not shared: the grid may then show twice, but is never lost.
+   */
+  async #isSharedIn(fileId: string, channel: string): Promise<boolean> {
+    try {
+      const info = await this.#client.files.info({ file: fileId });
+      const file = info.file;
+      if (file === undefined) return false;
+      const lists = [file.channels, file.groups, file.ims];
+      if (lists.some((list) => list?.includes(channel) === true)) return true;
+      const shares = file.shares as
+        | { public?: Record<string, unknown>; private?: Record<string, unknown> }
+        | undefined;
+      return shares?.public?.[channel] !== undefined || shares?.private?.[channel] !== undefined;
+    } catch (error) {
+      this.#log.warn(
+        { err: error, fileId },
+        'files.info failed; sharing the grid again to be sure it is shown',
+      );
+      return false;
+    }
   }
 
   async #deleteQuietly(channel: string, ts: string): Promise<void> {

@@ -165,8 +165,8 @@ describe('slack-manifest.yaml', () => {
     expect(active).toMatch(/slash_commands:\n\s+- command: \/imagine\n/u);
     const scopes = /bot:\n((?:\s+- [a-z:.]+\n)+)/u.exec(active)?.[1]?.match(/[a-z:.]+/gu);
     // commands: /imagine; chat:write: postMessage/update/delete/postEphemeral; files:write: uploadV2;
-    // channels:join: conversations.join.
-    expect(scopes?.sort()).toEqual(['channels:join', 'chat:write', 'commands', 'files:write']);
+    // files:read: files.info (was a grid shared before a restart?); channels:join: conversations.join.
+    expect(scopes?.sort()).toEqual(['channels:join', 'chat:write', 'commands', 'files:read', 'files:write']);
     expect(active).toMatch(/interactivity:\n\s+is_enabled: true/u);
     expect(active).toContain('socket_mode_enabled: true');
   });

@@ -131,7 +131,7 @@ describe('rendering on Slack', () => {
     ).toHaveLength(1);
     const controls = fake.message('C0SURF', ts)!;
     expect(buttonsOf(controls)).toHaveLength(9);
-    expect([...done.keys()]).toEqual(['slack:grid-file', 'slack:grid-controls']);
+    expect([...done.keys()]).toEqual(['slack:grid-upload', 'slack:grid-file', 'slack:grid-controls']);
   });
 
   it('failure and cancel edit the status message, or post one when there is none', async () => {

@@ -122,6 +122,14 @@ class HttpError extends Error {
   }
 }
 
+/** A request the fake applied but has not answered yet (see `FakeDiscord.holdNext`). */
+export interface HeldResponse {
+  /** Resolves once a matching request has been applied (its message exists) and its answer is held. */
+  readonly arrived: Promise<RecordedRequest>;
+  /** Sends the held answer (to a socket that may be dead by then). */
+  release(): void;
+}
+
 export class FakeDiscord {
   readonly token: string;
   readonly appId: string;
@@ -148,6 +156,11 @@ export class FakeDiscord {
   readonly #waiting = new Waiters('fake discord');
   /** Interaction token that posted each webhook message (only that token may edit it). */
   readonly #messageToken = new Map<string, string>();
+  readonly #holds: {
+    match: (r: RecordedRequest) => boolean;
+    arrived: (r: RecordedRequest) => void;
+    released: Promise<void>;
+  }[] = [];
   #port = 0;
 
   private constructor(options: FakeDiscordOptions) {
@@ -289,6 +302,23 @@ export class FakeDiscord {
     const stored = this.attachments.get(attachment.id);
     if (stored === undefined) throw new Error(`fake: no attachment ${attachment.id}`);
     return stored.data;
+  }
+
+  /**
+   * The next request matching `match` is applied as usual, but its answer is held until `release()`:
+   * a deterministic point "the platform has it, the bot doesn't know yet" to kill a bot at.
+   */
+  holdNext(match: (request: RecordedRequest) => boolean): HeldResponse {
+    let arrived: (r: RecordedRequest) => void = () => {};
+    let release: () => void = () => {};
+    const arrivedPromise = new Promise<RecordedRequest>((resolve) => {
+      arrived = resolve;
+    });
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    this.#holds.push({ match, arrived, released });
+    return { arrived: arrivedPromise, release };
   }
 
   /** Resolves when `predicate` holds (checked after every recorded request), or rejects after `timeoutMs`. */
@@ -546,6 +576,14 @@ export class FakeDiscord {
     try {
       const result = this.#route(method, path, url.searchParams, req.headers, body, files);
       record.status = result.status;
+      const hold = this.#holds.findIndex((h) => h.match(record));
+      if (hold !== -1) {
+        // Applied but unanswered: the client can't know it worked (a test kills it meanwhile).
+        const [held] = this.#holds.splice(hold, 1);
+        held!.arrived(record);
+        this.#waiting.notify();
+        await held!.released;
+      }
       if (result.status === 204) {
         res.writeHead(204);
         res.end();

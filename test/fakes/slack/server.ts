@@ -125,6 +125,14 @@ interface ResponseUrlTarget {
 /** Slack allows 5 uses of a response_url within 30 minutes. */
 const RESPONSE_URL_MAX_USES = 5;
 
+/** A call the fake applied but has not answered yet (see `FakeSlack.holdNext`). */
+export interface HeldResponse {
+  /** Resolves once the call has been applied (its message exists) and its answer is held. */
+  readonly arrived: Promise<Readonly<Record<string, unknown>>>;
+  /** Sends the held answer (to a socket that may be dead by then). */
+  release(): void;
+}
+
 export class FakeSlack {
   readonly botToken: string;
   readonly appToken: string;
@@ -136,6 +144,14 @@ export class FakeSlack {
   private readonly channels = new Map<string, ChannelInfo>();
   private readonly faults = new Map<string, Fault[]>();
   private readonly responseTargets = new Map<string, ResponseUrlTarget>();
+  private readonly holds = new Map<
+    string,
+    {
+      match: (params: Record<string, unknown>) => boolean;
+      arrived: (params: Record<string, unknown>) => void;
+      released: Promise<void>;
+    }[]
+  >();
   readonly #waiting = new Waiters('FakeSlack');
   private server: Server | undefined;
   private readonly wss = new WebSocketServer({ noServer: true });
@@ -205,6 +221,29 @@ export class FakeSlack {
     const list = this.faults.get(method) ?? [];
     list.push(...faults);
     this.faults.set(method, list);
+  }
+
+  /**
+   * The next call to `method` (matching `match`, when given) is applied as usual, but its answer is
+   * held until `release()`: a deterministic point "Slack has it, the app doesn't know yet" to kill
+   * an app at.
+   */
+  holdNext(
+    method: string,
+    match: (params: Readonly<Record<string, unknown>>) => boolean = () => true,
+  ): HeldResponse {
+    let arrived: (params: Record<string, unknown>) => void = () => {};
+    let release: () => void = () => {};
+    const arrivedPromise = new Promise<Readonly<Record<string, unknown>>>((resolve) => {
+      arrived = resolve;
+    });
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const list = this.holds.get(method) ?? [];
+    list.push({ match, arrived, released });
+    this.holds.set(method, list);
+    return { arrived: arrivedPromise, release };
   }
 
   /** A fresh response_url as Slack puts in a slash command or block_actions payload. */
@@ -384,6 +423,14 @@ export class FakeSlack {
     }
     const result = this.dispatch(method, params);
     this.record(method, params, 200, result.ok === true);
+    const holds = this.holds.get(method) ?? [];
+    const index = holds.findIndex((h) => h.match(params));
+    const held = index === -1 ? undefined : holds.splice(index, 1)[0];
+    if (held !== undefined) {
+      // Applied but unanswered: the app can't know it worked (a test kills it meanwhile).
+      held.arrived(params);
+      await held.released;
+    }
     json(res, 200, result);
   }
 
@@ -464,6 +511,34 @@ export class FakeSlack {
       }
       case 'files.completeUploadExternal':
         return this.completeUpload(p);
+      case 'files.info': {
+        const file = this.files.get(stringParam(p, 'file') ?? '');
+        if (file === undefined) return { ok: false, error: 'file_not_found' };
+        const shared = file.shared?.channel;
+        const kind =
+          shared === undefined
+            ? undefined
+            : shared.startsWith('D')
+              ? 'ims'
+              : shared.startsWith('G')
+                ? 'groups'
+                : 'channels';
+        return {
+          ok: true,
+          file: {
+            id: file.id,
+            name: file.filename,
+            title: file.title ?? file.filename,
+            size: file.length,
+            channels: kind === 'channels' ? [shared] : [],
+            groups: kind === 'groups' ? [shared] : [],
+            ims: kind === 'ims' ? [shared] : [],
+            ...(shared === undefined
+              ? {}
+              : { shares: { [kind === 'channels' ? 'public' : 'private']: { [shared]: [{ ts: '0' }] } } }),
+          },
+        };
+      }
       default:
         return { ok: false, error: 'unknown_method' };
     }
