@@ -241,8 +241,15 @@ redis.call('HSET', sizes, id, bytes .. ':' .. count)
 local total = redis.call('INCRBY', totalKey, bytes)
 local evicted = 0
 while maxBytes > 0 and total > maxBytes do
-  local oldest = redis.call('ZRANGE', index, 0, 0)[1]
-  if not oldest or oldest == id then break end
+  -- The grid just stored stays even when it expires first (made again late in its record's life).
+  local oldest = nil
+  for _, member in ipairs(redis.call('ZRANGE', index, 0, 1)) do
+    if member ~= id then
+      oldest = member
+      break
+    end
+  end
+  if not oldest then break end
   local n = forget(oldest)
   redis.call('DEL', res .. oldest .. ':grid')
   for k = 0, n - 1 do redis.call('DEL', res .. oldest .. ':img:' .. k) end

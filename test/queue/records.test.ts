@@ -161,6 +161,28 @@ describe('PNG storage (shorter TTL, a byte budget, made again when gone)', () =>
     for (const id of ids) expect((await jobs.record(id))?.status.state).toBe('done');
   });
 
+  it('a grid made again that expires before the others still keeps the store within its budget', async () => {
+    // PNGs expire with their record at the latest, so a grid made again late in its record's life is
+    // the first to expire: it must not stop the eviction of the others.
+    const { jobs, keys, worker } = setup({ limits: { perUser: 10 }, recordTtlMs: 60_000 });
+    const deliveries = recordDeliveries(jobs);
+    const probe = await worker(createNoopEngine(), { imageStoreMaxBytes: 0 });
+    const first = await jobs.submit(makeSpec());
+    await waitFor('the first delivery', () => deliveries.byId(first.jobId)[0]);
+    const oneJob = Number(await admin.get(keys.imageBytes));
+    await probe.close();
+    const budget = Math.floor(oneJob * 1.5);
+    await worker(createNoopEngine(), { imageStoreMaxBytes: budget, imageTtlMs: 3_600_000 });
+    const second = await jobs.submit(makeSpec({ seeds: [50, 51, 52, 53] }));
+    await waitFor('the second delivery', () => deliveries.byId(second.jobId)[0]);
+    expect(await admin.exists(keys.grid(first.jobId))).toBe(0);
+
+    expect(await jobs.imagePng(first.jobId, 0)).not.toBeNull();
+    expect(await admin.exists(keys.grid(second.jobId), keys.image(second.jobId, 0))).toBe(0);
+    expect(await admin.zrange(keys.imageIndex, '0', '-1')).toEqual([first.jobId]);
+    expect(Number(await admin.get(keys.imageBytes))).toBeLessThanOrEqual(budget);
+  });
+
   it('a PNG that is gone is made again from the record: same bytes, one job for concurrent presses', async () => {
     const { jobs, keys, logger, worker } = setup();
     await worker(await tiny());
