@@ -248,11 +248,13 @@ export async function startWorker(options: WorkerOptions): Promise<QueueWorker> 
         ],
       ),
     );
+    // Counted as soon as the record says so (before the delivery round trip), so /metrics never lags a
+    // status that already reads done. Cancels are counted where they happen (Jobs.cancel); re-settling
+    // an ended job counts nothing.
+    if (changed === '1' && (final === 'done' || final === 'failed')) metrics.jobFinished(final);
     if (final !== 'missing' && surface !== undefined) {
       await deliveries.enqueue(id, surface);
     }
-    // Cancels are counted where they happen (Jobs.cancel); re-settling an ended job counts nothing.
-    if (changed === '1' && (final === 'done' || final === 'failed')) metrics.jobFinished(final);
     return final as JobState | 'missing';
   }
 
