@@ -55,6 +55,12 @@ export interface App {
   stop(options?: { readonly releaseNow?: boolean }): Promise<void>;
 }
 
+/**
+ * Longest wait for one part (a Redis client, a queue, a server) to close on stop. The worker's own
+ * graceful wait for its running job is longer and is bounded by SHUTDOWN_TIMEOUT_MS instead.
+ */
+const PART_CLOSE_TIMEOUT_MS = 5000;
+
 /** How long `npm start` lets a running job finish on SIGTERM, so the whole stop stays under 20 s. */
 export const ALL_IN_ONE_SHUTDOWN_MS = 10_000;
 
@@ -105,10 +111,24 @@ export async function startApp(options: AppOptions): Promise<App> {
   const { role, config, log } = options;
   const metrics = createMetrics();
   const health = new Health();
-  const stack: { name: string; close: () => Promise<void> }[] = [];
+  /** What to close on stop, in start order; `timeoutMs` defaults to PART_CLOSE_TIMEOUT_MS. */
+  const stack: { name: string; close: () => Promise<void>; timeoutMs?: number }[] = [];
   const closeAll = async () => {
-    for (const { name, close } of stack.reverse()) {
-      await close().catch((error: unknown) => log.warn({ err: error, part: name }, 'closing failed'));
+    for (const { name, close, timeoutMs = PART_CLOSE_TIMEOUT_MS } of stack.reverse()) {
+      // A client that never reached Redis (refused password, Redis gone) can wait forever to close
+      // (BullMQ waits for its connection): give each part a deadline so a stop always ends.
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<void>((resolve) => {
+        timer = setTimeout(() => {
+          log.warn({ part: name, afterMs: timeoutMs }, 'closing timed out; going on');
+          resolve();
+        }, timeoutMs);
+      });
+      await Promise.race([
+        close().catch((error: unknown) => log.warn({ err: error, part: name }, 'closing failed')),
+        deadline,
+      ]);
+      clearTimeout(timer);
     }
     stack.length = 0;
   };
@@ -202,6 +222,8 @@ export async function startApp(options: AppOptions): Promise<App> {
           const started = await workerStarting.catch(() => undefined);
           await started?.close();
         },
+        // Its running job may take the whole shutdown timeout to finish or be released.
+        timeoutMs: shutdownTimeoutMs + PART_CLOSE_TIMEOUT_MS,
       });
     }
 
