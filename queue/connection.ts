@@ -77,6 +77,25 @@ export async function closeRedisClient(client: RedisClient): Promise<void> {
   }
 }
 
+/** Waits for `work` to settle, or `ms` at most; never rejects. Resolves to whether it settled in time. */
+export async function settleWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([
+      work.then(
+        () => true,
+        () => true,
+      ),
+      timeout,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Redis replies that mean "not now" rather than "wrong command": loading, busy, failing over. */
 const UNAVAILABLE_REPLY = /^(LOADING|BUSY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|READONLY)\b/u;
 

@@ -9,6 +9,7 @@ import {
   REQUEST_TIMEOUT_MS,
   type RedisClient,
   type RedisConnection,
+  settleWithin,
   whenConnected,
 } from './connection.ts';
 import {
@@ -125,6 +126,9 @@ export function unavailableError(cause: unknown): UserError {
     { cause, retryAfterSeconds: UNAVAILABLE_RETRY_AFTER_S },
   );
 }
+
+/** Longest wait for BullMQ's queues and consumers to close before their connections are dropped. */
+const CLOSE_TIMEOUT_MS = 5000;
 
 /** Default time a queue slot takes to free up, before any job has been timed. */
 const DEFAULT_JOB_MS = 30_000;
@@ -607,7 +611,8 @@ export function createJobs(options: JobsOptions): Jobs {
     return {
       close: async () => {
         consumers.delete(consumer);
-        await consumer.close();
+        // Bounded like close(): BullMQ waits for a connection that may never come back.
+        await settleWithin(consumer.close(), CLOSE_TIMEOUT_MS);
       },
     };
   }
@@ -684,7 +689,8 @@ export function createJobs(options: JobsOptions): Jobs {
         set?.delete(handler);
         if (set !== undefined && set.size === 0 && subscriber !== undefined && !closed) {
           progressHandlers.delete(channel);
-          await subscriber.unsubscribe(channel).catch(() => {});
+          // The subscriber retries forever while Redis is gone: don't wait on it past the bound.
+          await settleWithin(subscriber.unsubscribe(channel), CLOSE_TIMEOUT_MS);
         }
       },
     };
@@ -697,10 +703,11 @@ export function createJobs(options: JobsOptions): Jobs {
     for (const [id, waiters] of renderWaiters) {
       for (const wake of waiters) wake({ id, ok: false, reason: 'the jobs client closed' });
     }
-    await Promise.all([...consumers].map((c) => c.close()));
+    // BullMQ's closes wait for a connection that may never come back (Redis gone): bounded, after
+    // which the clients below are disconnected anyway.
+    await settleWithin(Promise.all([...consumers].map((c) => c.close())), CLOSE_TIMEOUT_MS);
     consumers.clear();
-    await deliveries.close();
-    await generate.close();
+    await settleWithin(Promise.all([deliveries.close(), generate.close()]), CLOSE_TIMEOUT_MS);
     progressHandlers.clear();
     await Promise.all(
       [subscriber, consumerClient, client].map((c) => (c === undefined ? undefined : closeRedisClient(c))),
