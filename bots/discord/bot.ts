@@ -29,7 +29,15 @@ import type {
   SurfaceLimits,
 } from '../surface.ts';
 import { registerCommands } from './commands.ts';
-import { DISCORD_LIMITS, DISCORD_MARKUP, literal, type RestMessage, restMessage } from './render.ts';
+import {
+  DISCORD_LIMITS,
+  DISCORD_MARKUP,
+  literal,
+  MESSAGE_FLAGS,
+  NO_MENTIONS,
+  type RestMessage,
+  restMessage,
+} from './render.ts';
 
 /**
  * The Discord adapter: discord.js in, the conversation service deciding, Discord messages out.
@@ -108,6 +116,8 @@ export class DiscordBot {
       // Node's fetch, not @discordjs/rest's bundled undici: importing @slack/bolt loads undici 7, which
       // replaces the process-wide dispatcher and breaks the bundled client's multipart uploads.
       rest: { api: options.apiUrl, makeRequest: fetchRequest },
+      // The default for anything discord.js sends itself; each message also says so explicitly.
+      allowedMentions: NO_MENTIONS,
     });
     this.webhooks = new InteractionWebhooks(interactionRest(options.apiUrl));
     this.surface = new DiscordSurface(this.client, this.webhooks, {
@@ -240,7 +250,7 @@ export class InteractionWebhooks {
     flags = 0,
   ): Promise<RESTPostAPIChannelMessageResult> {
     return (await this.rest.post(Routes.webhook(app, token), {
-      body: flags === 0 ? message.body : { ...message.body, flags },
+      body: { ...message.body, flags: message.body.flags | flags },
       files: message.files,
       auth: false,
     })) as RESTPostAPIChannelMessageResult;
@@ -288,7 +298,11 @@ class CommandReply implements InteractionReply {
   async privately(text: string): Promise<void> {
     const i = this.#interaction;
     if (!i.deferred && !i.replied) {
-      await i.reply({ content: literal(text), flags: EPHEMERAL, allowedMentions: { parse: [] } });
+      await i.reply({
+        content: literal(text),
+        flags: EPHEMERAL | MESSAGE_FLAGS,
+        allowedMentions: NO_MENTIONS,
+      });
       return;
     }
     // The public "thinking…" placeholder would linger: remove it, then answer privately.
@@ -332,7 +346,11 @@ class ButtonReply implements InteractionReply {
   async privately(text: string): Promise<void> {
     const i = this.#interaction;
     if (!i.deferred && !i.replied) {
-      await i.reply({ content: literal(text), flags: EPHEMERAL, allowedMentions: { parse: [] } });
+      await i.reply({
+        content: literal(text),
+        flags: EPHEMERAL | MESSAGE_FLAGS,
+        allowedMentions: NO_MENTIONS,
+      });
       return;
     }
     await this.#webhooks.post(i.applicationId, i.token, textOnly(literal(text)), EPHEMERAL);

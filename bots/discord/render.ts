@@ -4,6 +4,7 @@ import {
   type APIComponentInMessageActionRow,
   ButtonBuilder,
   ButtonStyle,
+  MessageFlags,
 } from 'discord.js';
 import type { Attachment, ControlRows, Markup, SurfaceLimits } from '../surface.ts';
 
@@ -24,6 +25,16 @@ export const DISCORD_LIMITS: SurfaceLimits = {
 export function literal(text: string): string {
   return text.replace(/[!-/:-@[-`{-~]/gu, '\\$&');
 }
+
+/**
+ * Flags on every message the bot sends or edits: no link previews. Escaping already stops prompts from
+ * forming links; this also keeps Discord's server-side unfurler from embedding anything it finds.
+ * Attachments (the grid) are not embeds and still show.
+ */
+export const MESSAGE_FLAGS = MessageFlags.SuppressEmbeds;
+
+/** Mentions parsed from nobody's text: a prompt's `@everyone`, `<@id>` or `<@&role>` never pings. */
+export const NO_MENTIONS = { parse: [] as [] };
 
 export const DISCORD_MARKUP: Markup = {
   bold: (text) => `**${text}**`,
@@ -54,7 +65,7 @@ export function componentRows(rows: ControlRows): APIActionRowComponent<APICompo
 export interface RestMessage {
   readonly body: {
     content: string;
-    flags?: number;
+    flags: number;
     components: APIActionRowComponent<APIComponentInMessageActionRow>[];
     attachments?: { id: number; filename: string }[];
     allowed_mentions: { parse: []; users: string[] };
@@ -77,9 +88,10 @@ export function restMessage(
   return {
     body: {
       content,
+      flags: MESSAGE_FLAGS,
       components: componentRows(rows),
       attachments: files.map((f, id) => ({ id, filename: f.name })),
-      allowed_mentions: { parse: [], users: mention.filter((u) => /^\d+$/u.test(u)) },
+      allowed_mentions: { ...NO_MENTIONS, users: mention.filter((u) => /^\d+$/u.test(u)) },
     },
     files: files.map((f) => ({ name: f.name, data: f.data, contentType: f.contentType })),
   };

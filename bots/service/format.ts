@@ -161,7 +161,7 @@ export function failureText(
   return fitText(maxLength, (pm) =>
     [
       `${m.bold(m.escape(clip(input.prompt, pm)))} — ${m.mention(input.owner)}`,
-      `❌ Failed: ${input.reason}`,
+      `❌ Failed: ${m.escape(input.reason)}`,
     ].join('\n'),
   );
 }

@@ -2,7 +2,7 @@ import type { APIMessage } from 'discord.js';
 import sharp from 'sharp';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { MESSAGES } from '../../bots/service.ts';
-import { shownContent } from '../fakes/discord/payloads.ts';
+import { liveMarkdown, shownContent } from '../fakes/discord/payloads.ts';
 import { buttonsOf, FakeDiscord, type RecordedRequest } from '../fakes/discord/server.ts';
 import { startTestRedis, type TestRedis } from '../helpers/redis.ts';
 import {
@@ -57,7 +57,7 @@ describe('Discord failure paths (real discord.js, real queue)', () => {
     const bad = fake.slashCommand({ options: { prompt: 'a cat', size: '100x100' }, user: ALICE });
     const reply = await fake.waitFor(() => fake.originalMessage(bad), 5000, 'the reply');
     const callback = fake.find('POST', new RegExp(`^/interactions/${bad.id}/`))[0]!;
-    expect(callback.body).toMatchObject({ type: 4, data: { flags: 64 } });
+    expect(callback.body).toMatchObject({ type: 4, data: { flags: 64 | 4 } });
     expect(callback.receivedAt - bad.sentAt).toBeLessThan(3000);
     expect(reply.flags! & 64).toBe(64);
     expect(shownContent(reply.content)).toMatch(/Width must be a multiple of 8, got 100 \(try 96 or 104\)/);
@@ -68,6 +68,22 @@ describe('Discord failure paths (real discord.js, real queue)', () => {
     expect(await h.jobs.record(`discord-${bad.id}`)).toBeNull();
     expect(await h.jobs.record(`discord-${tooBig.id}`)).toBeNull();
     expect(engine.calls).toBe(calls);
+  });
+
+  it('an error quoting hostile input shows it literally: no link, formatting or ping', async () => {
+    h = await startHarness({ redisUrl: redis.url, engine });
+    const { fake } = h;
+    const hostile = '[Download](https://evil.example) **b** @everyone <@222222222222222222> <@&333>';
+    const bad = fake.slashCommand({ options: { prompt: 'a cat', size: hostile }, user: ALICE });
+    const reply = await fake.waitFor(() => fake.originalMessage(bad), 5000, 'the reply');
+    const callback = fake.find('POST', new RegExp(`^/interactions/${bad.id}/`))[0]!;
+    const data = (callback.body as { data: { content: string; allowed_mentions: unknown; flags: number } })
+      .data;
+    expect(data.allowed_mentions).toEqual({ parse: [] });
+    expect(data.flags).toBe(64 | 4); // private, no link preview
+    // The message names the bad value exactly as typed, and none of it is live markdown.
+    expect(shownContent(reply.content)).toContain(`got \`${hostile}\``);
+    expect(liveMarkdown(reply.content)).not.toMatch(/\]\(|https?:|\*\*|@everyone|<@|`/u);
   });
 
   it('the same interaction delivered twice makes one job and one grid', async () => {
@@ -158,7 +174,7 @@ describe('Discord failure paths (real discord.js, real queue)', () => {
       type: number;
       data: { flags: number; content: string };
     };
-    expect(refusal).toMatchObject({ type: 4, data: { flags: 64 } });
+    expect(refusal).toMatchObject({ type: 4, data: { flags: 64 | 4 } });
     expect(shownContent(refusal.data.content)).toBe(MESSAGES.invalidControl);
     expect(answer.id).not.toBe(grid.id);
     // A well-formed id of a grid that does not exist (or expired): the expired message, privately.

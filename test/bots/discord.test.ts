@@ -2,7 +2,7 @@ import type { APIMessage } from 'discord.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeControl } from '../../bots/service.ts';
 import { DEFAULT_SUFFIXES } from '../../core/config.ts';
-import { shownContent } from '../fakes/discord/payloads.ts';
+import { liveMarkdown, shownContent } from '../fakes/discord/payloads.ts';
 import { buttonsOf, type FakeDiscord, type InjectedInteraction } from '../fakes/discord/server.ts';
 import { startTestRedis, type TestRedis } from '../helpers/redis.ts';
 import {
@@ -152,7 +152,7 @@ describe('Discord end to end (real discord.js, real queue, tiny-sd on onnxruntim
       15_000,
       'the full-size image',
     );
-    expect(full.flags ?? 0).toBe(0); // public
+    expect((full.flags ?? 0) & 64).toBe(0); // public
     expect(full.content).toContain('Image 3');
     expect(full.content).toContain('1002');
     const fullPng = fake.attachmentData(full.attachments[0]!);
@@ -210,26 +210,32 @@ describe('Discord end to end (real discord.js, real queue, tiny-sd on onnxruntim
     // Every message body the bot sent about it (queued, progress, grid), on any route.
     const sent = ['POST', 'PATCH']
       .flatMap((method) => fake.find(method, /./u, 200))
-      .map((r) => r.body as { content?: string; allowed_mentions?: unknown })
+      .map((r) => r.body as { content?: string; allowed_mentions?: unknown; flags?: number })
       .filter((b) => b.content?.includes('evil') === true);
     expect(sent.length).toBeGreaterThanOrEqual(2); // queued, then the grid
     for (const body of [...sent, { content: grid.content, allowed_mentions: undefined }]) {
       const content = body.content!;
       // Discord shows the prompt exactly as typed…
       expect(shownContent(content)).toContain(prompt);
-      // …and nothing in it is live markdown: no masked link, bare URL, mention, emoji or timestamp.
-      expect(content).not.toMatch(
-        /(?<!\\)\]\(|(?<!\\)https?:|(?<!\\)@(everyone|here)|<(@&|#|t:)|(?<!\\):skull/u,
+      // …and nothing in it is live markdown: no masked link, bare URL, mention, emoji, timestamp,
+      // heading, subtext, quote, code, bold, underline, strikethrough or spoiler.
+      // The only live markup is the bot's own: the prompt in bold, the requester's mention, seeds in code.
+      const live = liveMarkdown(content);
+      expect(live.match(/<@\d+>/gu)).toEqual([`<@${ALICE.id}>`]);
+      expect(live.match(/\*\*/gu)).toHaveLength(2);
+      expect(live.replace(/<@\d+>|`\d+`/gu, '')).not.toMatch(
+        /\]\(|https?:|@(everyone|here)|<[@#t]|:skull|^#|-#|^>|`|\|\||~~|__/mu,
       );
-      expect(content.match(/(?<!\\)<@\d+>/gu)).toEqual([`<@${ALICE.id}>`]);
-      expect(content).not.toMatch(/(?<!\\)(~~|\|\||__)/u);
     }
-    // Only the requester may be pinged, whatever the text says.
     for (const body of sent) {
+      // Only the requester may be pinged, whatever the text says.
       const allowed = body.allowed_mentions as { parse: string[]; users: string[] };
       expect(allowed.parse).toEqual([]);
       expect(allowed.users.every((u) => u === ALICE.id)).toBe(true);
+      // And no link preview, whatever Discord's unfurler finds.
+      expect((body.flags ?? 0) & 4).toBe(4);
     }
+    expect((grid.flags ?? 0) & 4).toBe(4);
   });
 
   it('cancels a queued job from its Cancel button; progress edits show percent and a preview', async () => {

@@ -232,7 +232,8 @@ describe('the story', () => {
 
 describe('user text is shown literally', () => {
   const HOSTILE =
-    '*bold* _it_ ~gone~ `code` > quote <!channel> <!here> <@U0BOB> <https://evil.example|click> &lt;';
+    '*bold* _it_ ~gone~ `code` > quote <!channel> <!here> <@U0BOB> <https://evil.example|click> &lt; ' +
+    '[Download](https://evil.example/x) **b** # heading @everyone https://evil.example/bare';
 
   /** Every text object in a payload that Slack would read as mrkdwn. */
   function mrkdwnTexts(blocks: readonly SlackBlock[]): string[] {
@@ -267,6 +268,13 @@ describe('user text is shown literally', () => {
     // The plain fallbacks (notifications) can't link or ping either: &, <, > are escaped there.
     for (const message of fake.messages.filter((m) => m.text.includes('bold'))) {
       expect(message.text).not.toMatch(/<!channel>|<!here>|<@U0BOB>|<https:/u);
+    }
+    // A bare URL in the prompt is never unfurled into a preview.
+    const posts = fake.callsTo('chat.postMessage').filter((c) => String(c.params.text).includes('evil'));
+    expect(posts.length).toBeGreaterThanOrEqual(2); // the status, then the controls under the grid
+    for (const post of posts) {
+      expect(String(post.params.unfurl_links)).toBe('false');
+      expect(String(post.params.unfurl_media)).toBe('false');
     }
   });
 

@@ -161,3 +161,12 @@ export interface StoredMessage {
 export function shownContent(content: string): string {
   return content.replace(/\\([^0-9A-Za-z\s])/gu, '$1');
 }
+
+/**
+ * A reference check of what Discord's markdown would still act on: every escape (a backslash and the
+ * mark it shows) becomes a neutral space, so what is left is the live text, where `](`, `https:`,
+ * `@everyone` or `**` would format, link or ping. Spaces keep positions apart, so `\]\(` stays dead.
+ */
+export function liveMarkdown(content: string): string {
+  return content.replace(/\\([^0-9A-Za-z\s])/gu, ' ');
+}

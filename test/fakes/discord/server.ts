@@ -110,6 +110,8 @@ function interactionToken(id: string): string {
 }
 const EPHEMERAL = 1 << 6;
 const LOADING = 1 << 7;
+/** The one flag Discord lets a sender set on a new message or an edit (besides EPHEMERAL on interactions). */
+const SUPPRESS_EMBEDS = 1 << 2;
 
 class HttpError extends Error {
   constructor(
@@ -768,7 +770,7 @@ export class FakeDiscord {
       const message = this.#createMessage(interaction.channelId, data, files, {
         token,
         interactionId: interaction.id,
-        flags: Number(data.flags ?? 0) & EPHEMERAL,
+        flags: Number(data.flags ?? 0) & (EPHEMERAL | SUPPRESS_EMBEDS),
       });
       return { status: 200, body: message };
     }
@@ -859,7 +861,7 @@ export class FakeDiscord {
       components: Array.isArray(data.components)
         ? (data.components as APIActionRowComponent<APIComponentInMessageActionRow>[])
         : [],
-      flags: origin.flags ?? Number(data.flags ?? 0),
+      flags: origin.flags ?? Number(data.flags ?? 0) & SUPPRESS_EMBEDS,
       ...(fromWebhook ? { webhook_id: this.appId, application_id: this.appId } : {}),
       ...(data.message_reference === undefined ? {} : { message_reference: data.message_reference }),
     } as unknown as APIMessage;
@@ -878,8 +880,11 @@ export class FakeDiscord {
       ...(typeof data.content === 'string' ? { content: data.content } : {}),
       ...(Array.isArray(data.components) ? { components: data.components } : {}),
       ...(Array.isArray(data.embeds) ? { embeds: data.embeds } : {}),
-      // An edit of the deferred "thinking" response clears the loading flag.
-      flags: (stored.flags ?? 0) & ~LOADING,
+      // An edit of the deferred "thinking" response clears the loading flag; SUPPRESS_EMBEDS may be set or cleared.
+      flags:
+        typeof data.flags === 'number'
+          ? ((stored.flags ?? 0) & ~LOADING & ~SUPPRESS_EMBEDS) | (data.flags & SUPPRESS_EMBEDS)
+          : (stored.flags ?? 0) & ~LOADING,
       attachments:
         data.attachments === undefined && files.length === 0
           ? stored.attachments
