@@ -190,8 +190,14 @@ describe('production roles: npm run bot + npm run worker on one Redis', () => {
     const workerMetrics = await (await fetch(`${workerUrl}/metrics`)).text();
     expect(workerMetrics).toMatch(/^imagine_jobs_finished_total\{state="done"\} 1$/mu);
     expect(workerMetrics).toMatch(/^imagine_job_phase_seconds_count\{phase="denoise"\} 1$/mu);
-    const botMetrics = await (await fetch(`${botUrl}/metrics`)).text();
-    expect(botMetrics).toMatch(/^imagine_job_phase_seconds_count\{phase="deliver"\} 1$/mu);
+    // The delivery (posting the result) follows the record reading done: wait for it to be counted.
+    const delivered = /^imagine_job_phase_seconds_count\{phase="deliver"\} 1$/mu;
+    let botMetrics = '';
+    for (const deadline = Date.now() + 15_000; !delivered.test(botMetrics) && Date.now() < deadline; ) {
+      botMetrics = await (await fetch(`${botUrl}/metrics`)).text();
+      if (!delivered.test(botMetrics)) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(botMetrics).toMatch(delivered);
     expect(botMetrics).toMatch(/^imagine_submissions_total\{outcome="accepted"\} 1$/mu);
 
     for (const child of [bot, worker]) child.child.kill('SIGTERM');
