@@ -5,7 +5,7 @@ import {
   createRedisClient,
   type RedisConnection,
   whenConnected,
-} from '../../queue/connection.ts';
+} from '../../queue/index.ts';
 import { HttpError } from '../ops/http.ts';
 
 /** Where the identity-signing secret lives: one per deployment (QUEUE_PREFIX), never expiring. */

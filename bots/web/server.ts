@@ -7,7 +7,7 @@ import { jobIdFor } from '../../core/jobspec.ts';
 import { FLAG_HELP } from '../../core/request.ts';
 import { SAMPLERS } from '../../core/samplers.ts';
 import { GRID_SIZE } from '../../core/seeds.ts';
-import type { Jobs } from '../../queue/types.ts';
+import type { Jobs } from '../../queue/index.ts';
 import type { Logger } from '../logger.ts';
 import { safeUrl } from '../logger.ts';
 import type { Health } from '../ops/health.ts';

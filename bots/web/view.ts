@@ -1,4 +1,4 @@
-import type { GridRecord, JobStatus } from '../../queue/types.ts';
+import type { GridRecord, JobStatus } from '../../queue/index.ts';
 import { gridNotes } from '../service/format.ts';
 import { displayPrompt } from '../service.ts';
 
