@@ -93,7 +93,7 @@ function describeUrl(value: string): string {
   }
 }
 
-/** Default refinement suffixes, from the seed document's second round. */
+/** Default refinement suffixes: the ones diffusers' deterministic-generation example adds in its second round. */
 export const DEFAULT_SUFFIXES = [', highly realistic', ', artsy', ', trending', ', colorful'] as const;
 
 const suffixes = z

@@ -17,6 +17,14 @@ export enum ErrorCode {
   Cancelled = 'E_CANCELLED',
   /** A service the request needs (the queue's Redis) can't be reached right now; retry later (HTTP 503). */
   Unavailable = 'E_UNAVAILABLE',
+  // HTTP-level refusals of the playground and ops servers (shown verbatim)
+  BadBody = 'E_BAD_BODY',
+  BodyTooLarge = 'E_BODY_TOO_LARGE',
+  UnsupportedMediaType = 'E_UNSUPPORTED_MEDIA_TYPE',
+  MethodNotAllowed = 'E_METHOD_NOT_ALLOWED',
+  Unauthorized = 'E_UNAUTHORIZED',
+  /** The job exists but its images don't yet (queued or running). */
+  NotReady = 'E_NOT_READY',
   // Internal (logged with an id)
   Config = 'E_CONFIG',
   ModelLoad = 'E_MODEL_LOAD',
@@ -93,6 +101,13 @@ export function asCodedError(error: unknown): CodedError {
   return new InternalError(ErrorCode.Internal, String(error), { cause: error });
 }
 
+/** The one text a user sees for an internal failure: only the id that finds the log line. */
+export function somethingWentWrong(errorId: string | undefined): string {
+  return errorId === undefined
+    ? 'Something went wrong on our side. Please try again.'
+    : `Something went wrong on our side (error id ${errorId}). Please try again; if it keeps happening, give this id to an admin.`;
+}
+
 /** What a user may be shown about any error: the message of a UserError, else only an error id. */
 export interface PublicError {
   readonly code: ErrorCode;
@@ -111,7 +126,7 @@ export function toPublicError(error: unknown): PublicError {
   const errorId = coded instanceof InternalError ? coded.errorId : newErrorId();
   return {
     code: coded.code,
-    message: `Something went wrong on our side (error id ${errorId}). Please try again; if it keeps happening, give this id to an admin.`,
+    message: somethingWentWrong(errorId),
     errorId,
   };
 }

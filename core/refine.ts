@@ -29,7 +29,8 @@ export function validateSuffixes(suffixes: readonly string[]): void {
 }
 
 /**
- * The seed document's second round: image `index` (0-based) again, once per suffix, all on its seed.
+ * The second round of diffusers' deterministic batch generation: image `index` (0-based) again, once
+ * per suffix, every image on that image's seed (its generator reused), so only the prompt changes.
  * Prompts are `prompt_n + suffix`, so refining a refined image chains suffixes.
  */
 export function refine(grid: GridBatch, index: number, suffixes: readonly string[]): NextBatch {

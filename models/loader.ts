@@ -131,7 +131,6 @@ async function isFile(p: string): Promise<boolean> {
   }
 }
 
-/** Reads a JSON object; a missing file gives `fallback` (when given), a corrupt one a clear error. */
 /**
  * Python's json (which diffusers saves configs with) writes NaN, Infinity and -Infinity bare, e.g.
  * `"lambda_min_clipped": -Infinity`; JSON.parse rejects them. Quote them outside strings; the config
@@ -143,6 +142,7 @@ export function quotePythonNonFinite(text: string): string {
   );
 }
 
+/** Reads a JSON object; a missing file gives `fallback` (when given), a corrupt one a clear error. */
 async function readJsonObject(file: string, expected: string, fallback?: Record<string, unknown>) {
   let text: string;
   try {

@@ -1,5 +1,5 @@
 /** Public surface of queue/: the Jobs interface for the chat side, and the worker for entry points. */
-export type { RedisConnection } from './connection.ts';
+export { closeRedisClient, createRedisClient, type RedisConnection, whenConnected } from './connection.ts';
 export { DELIVERY_DEFAULTS, type DeliveryOptions } from './delivery.ts';
 export { cellOrigin, composeGrid, type GridLayout, gridLayout } from './grid.ts';
 export { type BackoffOptions, createJobs, JOBS_DEFAULTS, type JobsOptions } from './jobs.ts';

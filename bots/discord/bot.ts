@@ -13,7 +13,7 @@ import {
   Routes,
 } from 'discord.js';
 import type { RequestLimits } from '../../core/config.ts';
-import { PermanentDeliveryError } from '../../queue/types.ts';
+import { PermanentDeliveryError } from '../../queue/index.ts';
 import type { Conversation, ServiceLog } from '../service.ts';
 import type {
   CancelledView,

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { type CodedError, ErrorCode, type ErrorLogger, reportError, UserError } from '../../core/errors.ts';
+import { ErrorCode, type ErrorLogger, type PublicError, reportError } from '../../core/errors.ts';
+import { httpStatusOf, retryAfterSecondsOf } from '../../core/http-status.ts';
 import type { Health } from './health.ts';
 import type { Metrics } from './metrics.ts';
 
@@ -8,37 +9,27 @@ import type { Metrics } from './metrics.ts';
  * bounded body reading, and one mapping from project errors to status codes.
  */
 
-/** An HTTP-level refusal (bad method, body too large, …) with the same JSON shape as user errors. */
+/**
+ * An HTTP-level refusal (bad method, body too large, …) with the same JSON shape as user errors.
+ * Its status and Retry-After come from the code (core/http-status.ts), like every other error's.
+ */
 export class HttpError extends Error {
   readonly status: number;
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly headers: Readonly<Record<string, string>>;
-  constructor(status: number, code: string, message: string, headers: Readonly<Record<string, string>> = {}) {
+  constructor(code: ErrorCode, message: string, headers: Readonly<Record<string, string>> = {}) {
     super(message);
-    this.name = `HttpError[${status}]`;
-    this.status = status;
+    this.status = httpStatusOf(code);
+    this.name = `HttpError[${this.status}]`;
     this.code = code;
-    this.headers = headers;
+    this.headers = { ...retryAfterHeader(code), ...headers };
   }
 }
 
-/** HTTP status for each user-facing error code; anything else is a 500 with an error id. */
-const USER_STATUS: Readonly<Partial<Record<ErrorCode, number>>> = {
-  [ErrorCode.InvalidRequest]: 400,
-  [ErrorCode.UnknownFlag]: 400,
-  [ErrorCode.PromptTooLong]: 400,
-  [ErrorCode.RateLimited]: 429,
-  [ErrorCode.QueueFull]: 429,
-  [ErrorCode.NotFound]: 404,
-  [ErrorCode.Expired]: 410,
-  [ErrorCode.Forbidden]: 403,
-  [ErrorCode.AlreadyFinished]: 409,
-  [ErrorCode.Cancelled]: 409,
-  [ErrorCode.Unavailable]: 503,
-};
-
-export function statusForUserError(error: CodedError): number {
-  return USER_STATUS[error.code] ?? 400;
+/** The Retry-After header for this code (with the error's own hint, if any), or none. */
+function retryAfterHeader(code: ErrorCode, hint?: number): Record<string, string> {
+  const seconds = retryAfterSecondsOf(code, hint);
+  return seconds === undefined ? {} : { 'retry-after': String(seconds) };
 }
 
 export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
@@ -84,8 +75,9 @@ export function sendText(
 }
 
 /**
- * Answers any error as `{error: {code, message}}`: HttpError and UserError with their 4xx status
- * (429s and E_UNAVAILABLE's 503 with Retry-After), everything else as 500 through the error sink, with only an error id shown.
+ * Answers any error as `{error: {code, message}}` with its code's status and Retry-After
+ * (core/http-status.ts); only a UserError's or HttpError's own message is shown, anything else
+ * goes through the error sink and shows only an error id.
  */
 export function sendError(
   res: ServerResponse,
@@ -97,18 +89,20 @@ export function sendError(
     sendJson(res, error.status, { error: { code: error.code, message: error.message } }, error.headers);
     return;
   }
-  const shown = reportError(log, error, context);
-  if (error instanceof UserError) {
-    const status = statusForUserError(error);
-    const headers: Record<string, string> = {};
-    if (status === 429 || status === 503)
-      headers['retry-after'] = String(Math.max(1, Math.ceil(error.retryAfterSeconds ?? 5)));
-    const body: Record<string, unknown> = { code: shown.code, message: shown.message };
-    if (shown.retryAfterSeconds !== undefined) body.retryAfterSeconds = shown.retryAfterSeconds;
-    sendJson(res, status, { error: body }, headers);
-    return;
-  }
-  sendJson(res, 500, { error: { code: shown.code, message: shown.message, errorId: shown.errorId } });
+  sendPublicError(res, reportError(log, error, context));
+}
+
+/** Sends what a user may see of an error (see `toPublicError`) with its code's status and Retry-After. */
+export function sendPublicError(res: ServerResponse, shown: PublicError): void {
+  const body: Record<string, unknown> = { code: shown.code, message: shown.message };
+  if (shown.errorId !== undefined) body.errorId = shown.errorId;
+  if (shown.retryAfterSeconds !== undefined) body.retryAfterSeconds = shown.retryAfterSeconds;
+  sendJson(
+    res,
+    httpStatusOf(shown.code),
+    { error: body },
+    retryAfterHeader(shown.code, shown.retryAfterSeconds),
+  );
 }
 
 export interface ReadBodyOptions {
@@ -122,7 +116,7 @@ export async function readBody(req: IncomingMessage, options: ReadBodyOptions = 
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) {
     req.resume();
-    throw new HttpError(413, 'E_BODY_TOO_LARGE', `The request body is larger than ${limit} bytes.`);
+    throw new HttpError(ErrorCode.BodyTooLarge, `The request body is larger than ${limit} bytes.`);
   }
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -135,7 +129,7 @@ export async function readBody(req: IncomingMessage, options: ReadBodyOptions = 
         done = true;
         // Keep draining (and discarding) so the 413 can still be written on this connection.
         req.resume();
-        reject(new HttpError(413, 'E_BODY_TOO_LARGE', `The request body is larger than ${limit} bytes.`));
+        reject(new HttpError(ErrorCode.BodyTooLarge, `The request body is larger than ${limit} bytes.`));
         return;
       }
       chunks.push(chunk);
@@ -148,7 +142,7 @@ export async function readBody(req: IncomingMessage, options: ReadBodyOptions = 
     req.on('error', (error) => {
       if (done) return;
       done = true;
-      reject(new HttpError(400, 'E_BAD_BODY', `The request body could not be read: ${error.message}`));
+      reject(new HttpError(ErrorCode.BadBody, `The request body could not be read: ${error.message}`));
     });
   });
 }
@@ -162,29 +156,29 @@ export async function readJsonObject(
   const text = await readBody(req, options);
   if (text.trim() === '') return {};
   if (type !== '' && type !== 'application/json' && !type.endsWith('+json')) {
-    throw new HttpError(415, 'E_UNSUPPORTED_MEDIA_TYPE', 'Send the body as application/json.');
+    throw new HttpError(ErrorCode.UnsupportedMediaType, 'Send the body as application/json.');
   }
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch (error) {
     const detail = error instanceof Error ? error.message : String(error);
-    throw new HttpError(400, ErrorCode.InvalidRequest, `The body is not valid JSON: ${detail}`);
+    throw new HttpError(ErrorCode.InvalidRequest, `The body is not valid JSON: ${detail}`);
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new HttpError(400, ErrorCode.InvalidRequest, 'The body must be a JSON object.');
+    throw new HttpError(ErrorCode.InvalidRequest, 'The body must be a JSON object.');
   }
   return value as Record<string, unknown>;
 }
 
 export function methodNotAllowed(allowed: readonly string[]): HttpError {
-  return new HttpError(405, 'E_METHOD_NOT_ALLOWED', `Use ${allowed.join(' or ')} for this path.`, {
+  return new HttpError(ErrorCode.MethodNotAllowed, `Use ${allowed.join(' or ')} for this path.`, {
     allow: allowed.join(', '),
   });
 }
 
 export function notFound(message = 'No such path.'): HttpError {
-  return new HttpError(404, ErrorCode.NotFound, message);
+  return new HttpError(ErrorCode.NotFound, message);
 }
 
 export interface OpsRoutes {

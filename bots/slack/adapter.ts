@@ -14,7 +14,7 @@ import {
 } from '@slack/bolt';
 import type { Config } from '../../core/config.ts';
 import { CodedError, ErrorCode, reportError } from '../../core/errors.ts';
-import type { DeliveryContext } from '../../queue/types.ts';
+import type { DeliveryContext } from '../../queue/index.ts';
 import type { Logger } from '../logger.ts';
 import type { ConversationService } from '../service.ts';
 import type {

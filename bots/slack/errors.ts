@@ -1,6 +1,6 @@
 import { type Logger as BoltLogger, LogLevel } from '@slack/bolt';
 import { CodedError, ErrorCode, InternalError } from '../../core/errors.ts';
-import { PermanentDeliveryError, RetryLaterError } from '../../queue/types.ts';
+import { PermanentDeliveryError, RetryLaterError } from '../../queue/index.ts';
 import type { Logger } from '../logger.ts';
 
 /**

@@ -53,7 +53,6 @@ function textField(body: Record<string, unknown>): string {
   const extra = Object.keys(body).filter((k) => k !== 'text');
   if (extra.length > 0) {
     throw new HttpError(
-      400,
       ErrorCode.InvalidRequest,
       `Send either {"text": …} or typed fields, not both (got ${extra.join(', ')} with text).`,
     );
@@ -61,7 +60,6 @@ function textField(body: Record<string, unknown>): string {
   const text = textSchema.safeParse(body.text);
   if (!text.success) {
     throw new HttpError(
-      400,
       ErrorCode.InvalidRequest,
       `"text" must be a string, e.g. "a lighthouse --ar 3:2"; got ${jsonType(body.text)}.`,
     );
@@ -74,14 +72,13 @@ function typedFields(body: Record<string, unknown>): ImagineOptions {
   const unknown = Object.keys(body).filter((k) => !(TYPED_FIELDS as readonly string[]).includes(k));
   if (unknown.length > 0) {
     throw new HttpError(
-      400,
       ErrorCode.UnknownFlag,
       `Unknown field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `"${k}"`).join(', ')}. ` +
         `Send {"text": "<prompt> --flags"} or any of: text, ${TYPED_FIELDS.join(', ')}.`,
     );
   }
   if (body.prompt === undefined || body.prompt === null) {
-    throw new HttpError(400, ErrorCode.InvalidRequest, `Send "prompt" (${FIELDS.prompt.allowed}) or "text".`);
+    throw new HttpError(ErrorCode.InvalidRequest, `Send "prompt" (${FIELDS.prompt.allowed}) or "text".`);
   }
   const options: Record<string, string | number> = {};
   const problems: string[] = [];
@@ -91,7 +88,7 @@ function typedFields(body: Record<string, unknown>): ImagineOptions {
     if (!parsed.success) problems.push(`"${key}" must be ${FIELDS[key].allowed}; got ${jsonType(value)}`);
     else if (parsed.data !== undefined && parsed.data !== null) options[key] = parsed.data;
   }
-  if (problems.length > 0) throw new HttpError(400, ErrorCode.InvalidRequest, `${problems.join('. ')}.`);
+  if (problems.length > 0) throw new HttpError(ErrorCode.InvalidRequest, `${problems.join('. ')}.`);
   return options as unknown as ImagineOptions;
 }
 

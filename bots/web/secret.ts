@@ -5,7 +5,7 @@ import {
   createRedisClient,
   type RedisConnection,
   whenConnected,
-} from '../../queue/connection.ts';
+} from '../../queue/index.ts';
 import { HttpError } from '../ops/http.ts';
 
 /** Where the identity-signing secret lives: one per deployment (QUEUE_PREFIX), never expiring. */
@@ -43,12 +43,8 @@ export function redisIdentitySecret(connection: RedisConnection, prefix: string)
           () =>
             reject(
               new HttpError(
-                503,
                 ErrorCode.Unavailable,
                 'The playground cannot reach its database right now; try again.',
-                {
-                  'retry-after': '5',
-                },
               ),
             ),
           SECRET_TIMEOUT_MS,
@@ -60,12 +56,8 @@ export function redisIdentitySecret(connection: RedisConnection, prefix: string)
       if (error instanceof HttpError) throw error;
       // What went wrong stays out of the answer (it may name the Redis URL); the caller may retry.
       throw new HttpError(
-        503,
         ErrorCode.Unavailable,
         'The playground cannot read its signing secret right now; try again.',
-        {
-          'retry-after': '5',
-        },
       );
     } finally {
       clearTimeout(timer);

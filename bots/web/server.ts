@@ -7,7 +7,7 @@ import { jobIdFor } from '../../core/jobspec.ts';
 import { FLAG_HELP } from '../../core/request.ts';
 import { SAMPLERS } from '../../core/samplers.ts';
 import { GRID_SIZE } from '../../core/seeds.ts';
-import type { Jobs } from '../../queue/types.ts';
+import type { Jobs } from '../../queue/index.ts';
 import type { Logger } from '../logger.ts';
 import { safeUrl } from '../logger.ts';
 import type { Health } from '../ops/health.ts';
@@ -20,6 +20,7 @@ import {
   SECURITY_HEADERS,
   sendError,
   sendJson,
+  sendPublicError,
   sendText,
 } from '../ops/http.ts';
 import type { Metrics } from '../ops/metrics.ts';
@@ -122,7 +123,6 @@ export async function startPlayground(options: PlaygroundOptions): Promise<Runni
 
   const gone = (id: string) =>
     new HttpError(
-      404,
       ErrorCode.NotFound,
       `No job "${id}": it never existed or has expired (grids are kept ${ttlDays} days).`,
     );
@@ -137,7 +137,7 @@ export async function startPlayground(options: PlaygroundOptions): Promise<Runni
   const imageNumber = (text: string, count: number = GRID_SIZE): number => {
     const n = Number(text);
     if (!Number.isInteger(n) || n < 1 || n > count) {
-      throw new HttpError(400, ErrorCode.InvalidRequest, `Image numbers go from 1 to ${count}, got ${text}.`);
+      throw new HttpError(ErrorCode.InvalidRequest, `Image numbers go from 1 to ${count}, got ${text}.`);
     }
     return n;
   };
@@ -148,7 +148,6 @@ export async function startPlayground(options: PlaygroundOptions): Promise<Runni
     if (key === undefined) return randomUUID();
     if (typeof key !== 'string' || !/^[A-Za-z0-9_-]{8,64}$/u.test(key)) {
       throw new HttpError(
-        400,
         ErrorCode.InvalidRequest,
         'Idempotency-Key must be 8 to 64 letters, digits, _ or -.',
       );
@@ -180,16 +179,11 @@ export async function startPlayground(options: PlaygroundOptions): Promise<Runni
       return;
     }
     if (outcome?.kind === 'private') {
-      const code = outcome.error?.code ?? ErrorCode.InvalidRequest;
-      const status = httpStatusFor(code);
-      const headers: Record<string, string> = {};
-      if (status === 429 || status === 503)
-        headers['retry-after'] = String(Math.max(1, Math.ceil(outcome.error?.retryAfterSeconds ?? 10)));
-      const error: Record<string, unknown> = { code, message: outcome.text };
-      if (outcome.error?.errorId !== undefined) error.errorId = outcome.error.errorId;
-      if (outcome.error?.retryAfterSeconds !== undefined)
-        error.retryAfterSeconds = outcome.error.retryAfterSeconds;
-      sendJson(ctx.res, status, { error }, headers);
+      // A private answer without an error is the service refusing what was typed.
+      sendPublicError(ctx.res, {
+        ...(outcome.error ?? { code: ErrorCode.InvalidRequest }),
+        message: outcome.text,
+      });
       return;
     }
     if (outcome?.kind === 'image') {
@@ -221,7 +215,6 @@ export async function startPlayground(options: PlaygroundOptions): Promise<Runni
       }
     }
     throw new HttpError(
-      503,
       ErrorCode.Unavailable,
       'The playground could not handle this request right now; try again.',
     );
@@ -303,10 +296,8 @@ export async function startPlayground(options: PlaygroundOptions): Promise<Runni
           const max = options.surface.maxStreamsPerUser;
           if (options.surface.openStreams(ctx.user) >= max) {
             throw new HttpError(
-              429,
               ErrorCode.RateLimited,
               `Too many open event streams: at most ${max} per browser. Close another playground tab and try again.`,
-              { 'retry-after': '10' },
             );
           }
           options.surface.stream(ctx.res, ctx.user, new Set(wanted));
@@ -357,8 +348,7 @@ export async function startPlayground(options: PlaygroundOptions): Promise<Runni
         GET: async (ctx) => {
           const [id] = ctx.params as [string];
           const png = options.surface.preview(id);
-          if (png === undefined)
-            throw new HttpError(404, ErrorCode.NotFound, `No preview for "${id}" right now.`);
+          if (png === undefined) throw new HttpError(ErrorCode.NotFound, `No preview for "${id}" right now.`);
           sendPng(ctx.res, png, `${id}-preview.png`);
         },
       },
@@ -380,7 +370,7 @@ export async function startPlayground(options: PlaygroundOptions): Promise<Runni
     try {
       url = new URL(req.url ?? '/', 'http://playground.invalid');
     } catch {
-      throw new HttpError(400, ErrorCode.InvalidRequest, 'Malformed request URL.');
+      throw new HttpError(ErrorCode.InvalidRequest, 'Malformed request URL.');
     }
     const path = url.pathname;
     // Probes stay open: container healthchecks and load balancers carry no token.
@@ -389,7 +379,7 @@ export async function startPlayground(options: PlaygroundOptions): Promise<Runni
       return;
     }
     const refused = checkOrigin(req, openLoopback);
-    if (refused !== undefined) throw new HttpError(403, ErrorCode.Forbidden, refused);
+    if (refused !== undefined) throw new HttpError(ErrorCode.Forbidden, refused);
 
     // The login link: check the token, set the session cookie, and drop the token from the address bar.
     const loginToken = url.searchParams.get('token');
@@ -420,8 +410,7 @@ export async function startPlayground(options: PlaygroundOptions): Promise<Runni
         return;
       }
       throw new HttpError(
-        401,
-        'E_UNAUTHORIZED',
+        ErrorCode.Unauthorized,
         'This playground needs its token: open /?token=<PLAYGROUND_TOKEN> once, or send Authorization: Bearer <token>.',
         { 'www-authenticate': 'Bearer realm="imagine playground"' },
       );
@@ -458,7 +447,7 @@ export async function startPlayground(options: PlaygroundOptions): Promise<Runni
       if (path.startsWith('/api/jobs/') && !WEB_JOB_ID_RE.test(params[0] ?? '')) {
         const id = params[0] ?? '';
         if (ANY_JOB_ID_RE.test(id)) throw gone(id);
-        throw new HttpError(404, ErrorCode.NotFound, `No job "${id}": job ids look like web-abc123.`);
+        throw new HttpError(ErrorCode.NotFound, `No job "${id}": job ids look like web-abc123.`);
       }
       const method = req.method === 'HEAD' && route.methods.GET !== undefined ? 'GET' : (req.method ?? 'GET');
       const run = route.methods[method];
@@ -525,34 +514,7 @@ function sendPng(res: ServerResponse, png: Buffer, name: string): void {
 }
 
 function notReady(state: string): HttpError {
-  return new HttpError(409, 'E_NOT_READY', `This job is ${state}; its images exist once it is done.`);
-}
-
-/** Status for an error code the service showed privately. Internal codes mean the server failed, not the request. */
-export function httpStatusFor(code: string): number {
-  switch (code) {
-    case ErrorCode.RateLimited:
-    case ErrorCode.QueueFull:
-      return 429;
-    case ErrorCode.NotFound:
-      return 404;
-    case ErrorCode.Expired:
-      return 410;
-    case ErrorCode.Forbidden:
-      return 403;
-    case ErrorCode.AlreadyFinished:
-    case ErrorCode.Cancelled:
-      return 409;
-    case ErrorCode.InvalidRequest:
-    case ErrorCode.UnknownFlag:
-    case ErrorCode.PromptTooLong:
-      return 400;
-    case ErrorCode.Redis:
-    case ErrorCode.Unavailable:
-      return 503;
-    default:
-      return 500;
-  }
+  return new HttpError(ErrorCode.NotReady, `This job is ${state}; its images exist once it is done.`);
 }
 
 /** Buttons take no body; anything but nothing or `{}` is a mistake worth reporting. */
@@ -561,7 +523,6 @@ async function readEmptyBody(req: IncomingMessage, limit: number): Promise<void>
   const keys = Object.keys(body);
   if (keys.length > 0) {
     throw new HttpError(
-      400,
       ErrorCode.InvalidRequest,
       `This action takes no body fields (got ${keys.join(', ')}).`,
     );

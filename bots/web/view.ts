@@ -1,4 +1,5 @@
-import type { GridRecord, JobStatus } from '../../queue/types.ts';
+import { somethingWentWrong } from '../../core/errors.ts';
+import type { GridRecord, JobStatus } from '../../queue/index.ts';
 import { gridNotes } from '../service/format.ts';
 import { displayPrompt } from '../service.ts';
 
@@ -80,7 +81,7 @@ export function jobJson(
     error = status.userFacing
       ? { message: status.reason }
       : {
-          message: `Something went wrong on our side${status.errorId === undefined ? '' : ` (error id ${status.errorId})`}. Please try again.`,
+          message: somethingWentWrong(status.errorId),
           ...(status.errorId === undefined ? {} : { errorId: status.errorId }),
         };
   }

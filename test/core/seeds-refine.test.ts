@@ -17,7 +17,7 @@ const grid: GridBatch = {
 };
 
 describe('seeds', () => {
-  it('gives base..base+3 like the seed document', () => {
+  it('gives base..base+3: one seed per image, as diffusers seeds one generator per image', () => {
     expect(gridSeeds(0)).toEqual([0, 1, 2, 3]);
     expect(gridSeeds(42)).toEqual([42, 43, 44, 45]);
   });
@@ -58,7 +58,7 @@ describe('seeds', () => {
 });
 
 describe('refine', () => {
-  it('is the seed document second round: prompt n + each suffix, all on seed n', () => {
+  it('is the second round of deterministic batch generation: prompt n + each suffix, all on seed n', () => {
     const next = refine(grid, 1, DEFAULT_SUFFIXES);
     expect(next.prompts).toEqual([
       'a cat, highly realistic',
