@@ -6,8 +6,8 @@ import {
   Events,
   GatewayIntentBits,
   type Interaction,
-  MessageFlags,
   REST,
+  RESTJSONErrorCodes,
   type RESTOptions,
   type RESTPostAPIChannelMessageResult,
   Routes,
@@ -20,24 +20,13 @@ import type {
   ChatSurface,
   FailureView,
   GridView,
-  ImageView,
-  InteractionReply,
   JobTarget,
-  MessageRef,
   ProgressView,
-  QueuedView,
   SurfaceLimits,
 } from '../surface.ts';
 import { registerCommands } from './commands.ts';
-import {
-  DISCORD_LIMITS,
-  DISCORD_MARKUP,
-  literal,
-  MESSAGE_FLAGS,
-  NO_MENTIONS,
-  type RestMessage,
-  restMessage,
-} from './render.ts';
+import { DISCORD_LIMITS, DISCORD_MARKUP, NO_MENTIONS, type RestMessage, restMessage } from './render.ts';
+import { DiscordReply, InteractionWebhooks } from './reply.ts';
 
 /**
  * The Discord adapter: discord.js in, the conversation service deciding, Discord messages out.
@@ -88,10 +77,19 @@ const DEFAULTS = {
   interactionTokenTtlMs: 14 * 60_000,
 } as const satisfies Partial<DiscordBotOptions>;
 
-/** Discord error codes meaning "this webhook/message is gone": fall back to a channel message. */
-const GONE_CODES = new Set([10008, 10015, 10062, 50027]);
-/** Unknown Channel, Missing Access, Missing Permissions: no retry will post in that channel. */
-const CHANNEL_LOST_CODES = new Set([10003, 50001, 50013]);
+/** The job's message or its webhook is gone (deleted, token expired): post in the channel instead. */
+const GONE_CODES: ReadonlySet<number> = new Set([
+  RESTJSONErrorCodes.UnknownMessage,
+  RESTJSONErrorCodes.UnknownWebhook,
+  RESTJSONErrorCodes.UnknownInteraction,
+  RESTJSONErrorCodes.InvalidWebhookToken,
+]);
+/** No retry will post in that channel. */
+const CHANNEL_LOST_CODES: ReadonlySet<number> = new Set([
+  RESTJSONErrorCodes.UnknownChannel,
+  RESTJSONErrorCodes.MissingAccess,
+  RESTJSONErrorCodes.MissingPermissions,
+]);
 
 /** @discordjs/rest's `makeRequest` on Node's built-in fetch (its types differ only nominally). */
 const fetchRequest = ((url: string, init: RequestInit) =>
@@ -201,14 +199,14 @@ export class DiscordBot {
     };
     await this.#options.service.imagine(
       { ...this.#actionBase(interaction, 'original'), options },
-      new CommandReply(interaction, this.webhooks),
+      new DiscordReply({ kind: 'original', interaction }, this.webhooks),
     );
   }
 
   async #onButton(interaction: ButtonInteraction): Promise<void> {
     await this.#options.service.press(
       { ...this.#actionBase(interaction, 'followup'), controlId: interaction.customId },
-      new ButtonReply(interaction, this.webhooks),
+      new DiscordReply({ kind: 'followup', interaction }, this.webhooks),
     );
   }
 
@@ -233,143 +231,6 @@ export class DiscordBot {
  */
 function interactionRest(apiUrl: string): REST {
   return new REST({ api: apiUrl, globalRequestsPerSecond: 1_000_000, makeRequest: fetchRequest });
-}
-
-/** Stateless calls on an interaction's webhook: they work from a stored token after any restart. */
-export class InteractionWebhooks {
-  readonly rest: REST;
-
-  constructor(rest: REST) {
-    this.rest = rest;
-  }
-
-  async post(
-    app: string,
-    token: string,
-    message: RestMessage,
-    flags = 0,
-  ): Promise<RESTPostAPIChannelMessageResult> {
-    return (await this.rest.post(Routes.webhook(app, token), {
-      body: { ...message.body, flags: message.body.flags | flags },
-      files: message.files,
-      auth: false,
-    })) as RESTPostAPIChannelMessageResult;
-  }
-
-  async edit(
-    app: string,
-    token: string,
-    messageId: string,
-    message: RestMessage,
-  ): Promise<RESTPostAPIChannelMessageResult> {
-    return (await this.rest.patch(Routes.webhookMessage(app, token, messageId), {
-      body: message.body,
-      files: message.files,
-      auth: false,
-    })) as RESTPostAPIChannelMessageResult;
-  }
-
-  async delete(app: string, token: string, messageId: string): Promise<void> {
-    await this.rest.delete(Routes.webhookMessage(app, token, messageId), { auth: false });
-  }
-}
-
-const EPHEMERAL = MessageFlags.Ephemeral;
-
-function textOnly(text: string): RestMessage {
-  return restMessage(text, [], [], []);
-}
-
-/** Answers to a `/imagine`: the acknowledgement is discord.js's; the rest goes through the webhook. */
-class CommandReply implements InteractionReply {
-  readonly #interaction: ChatInputCommandInteraction;
-  readonly #webhooks: InteractionWebhooks;
-  #shown = false;
-
-  constructor(interaction: ChatInputCommandInteraction, webhooks: InteractionWebhooks) {
-    this.#interaction = interaction;
-    this.#webhooks = webhooks;
-  }
-
-  async accept(): Promise<void> {
-    await this.#interaction.deferReply();
-  }
-
-  async privately(text: string): Promise<void> {
-    const i = this.#interaction;
-    if (!i.deferred && !i.replied) {
-      await i.reply({
-        content: literal(text),
-        flags: EPHEMERAL | MESSAGE_FLAGS,
-        allowedMentions: NO_MENTIONS,
-      });
-      return;
-    }
-    // The public "thinking…" placeholder would linger: remove it, then answer privately.
-    if (!this.#shown)
-      await this.#webhooks.delete(i.applicationId, i.token, '@original').catch(() => undefined);
-    await this.#webhooks.post(i.applicationId, i.token, textOnly(literal(text)), EPHEMERAL);
-  }
-
-  async queued(view: QueuedView): Promise<MessageRef | undefined> {
-    const i = this.#interaction;
-    const sent = await this.#webhooks.edit(
-      i.applicationId,
-      i.token,
-      '@original',
-      restMessage(view.text, view.controls, [], []),
-    );
-    this.#shown = true;
-    return { message: sent.id };
-  }
-
-  async image(view: ImageView): Promise<void> {
-    const i = this.#interaction;
-    await this.#webhooks.post(i.applicationId, i.token, restMessage(view.text, [], [view.file], []));
-  }
-}
-
-/** Button presses: the pressed message stays as it is; what the press creates is a follow-up. */
-class ButtonReply implements InteractionReply {
-  readonly #interaction: ButtonInteraction;
-  readonly #webhooks: InteractionWebhooks;
-
-  constructor(interaction: ButtonInteraction, webhooks: InteractionWebhooks) {
-    this.#interaction = interaction;
-    this.#webhooks = webhooks;
-  }
-
-  async accept(): Promise<void> {
-    await this.#interaction.deferUpdate();
-  }
-
-  async privately(text: string): Promise<void> {
-    const i = this.#interaction;
-    if (!i.deferred && !i.replied) {
-      await i.reply({
-        content: literal(text),
-        flags: EPHEMERAL | MESSAGE_FLAGS,
-        allowedMentions: NO_MENTIONS,
-      });
-      return;
-    }
-    await this.#webhooks.post(i.applicationId, i.token, textOnly(literal(text)), EPHEMERAL);
-  }
-
-  async queued(view: QueuedView): Promise<MessageRef | undefined> {
-    const i = this.#interaction;
-    const sent = await this.#webhooks.post(
-      i.applicationId,
-      i.token,
-      restMessage(view.text, view.controls, [], []),
-    );
-    return { message: sent.id };
-  }
-
-  async image(view: ImageView): Promise<void> {
-    const i = this.#interaction;
-    await this.#webhooks.post(i.applicationId, i.token, restMessage(view.text, [], [view.file], []));
-  }
 }
 
 /** Deliveries, through stateless REST calls: they work after a restart from the stored messageRef alone. */
@@ -400,17 +261,13 @@ export class DiscordSurface implements ChatSurface {
     const webhook = this.#webhook(target);
     // After the token expires the job's message can't be edited; progress is not worth a new message.
     if (webhook === undefined || webhook.messageId === undefined) return;
-    const message = restMessage(
-      view.text,
-      view.controls,
-      view.preview === undefined ? [] : [view.preview],
-      [],
+    const preview = view.preview === undefined ? [] : [view.preview];
+    await this.#webhooks.edit(
+      webhook.app,
+      webhook.token,
+      webhook.messageId,
+      restMessage(view.text, view.controls, preview, []),
     );
-    await this.#client.rest.patch(Routes.webhookMessage(webhook.app, webhook.token, webhook.messageId), {
-      body: message.body,
-      files: message.files,
-      auth: false,
-    });
   }
 
   showGrid(target: JobTarget, view: GridView): Promise<string> {
@@ -451,6 +308,8 @@ export class DiscordSurface implements ChatSurface {
             ...message.body,
             message_reference: { message_id: reference, fail_if_not_exists: false as const },
           };
+    // Not an interaction route: a channel post needs the bot's token, so it goes through the client's
+    // REST, which counts it against the bot's global limit as Discord does.
     try {
       const sent = (await this.#client.rest.post(Routes.channelMessages(target.channel), {
         body,

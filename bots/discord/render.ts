@@ -96,3 +96,9 @@ export function restMessage(
     files: files.map((f) => ({ name: f.name, data: f.data, contentType: f.contentType })),
   };
 }
+
+/** A reply only its user sees, with the text shown exactly as given (no markup, no pings). */
+export function privateMessage(text: string): RestMessage {
+  const message = restMessage(literal(text), [], [], []);
+  return { ...message, body: { ...message.body, flags: MessageFlags.Ephemeral | MESSAGE_FLAGS } };
+}

@@ -1,4 +1,4 @@
-import type { APIMessage } from 'discord.js';
+import { type APIMessage, RESTJSONErrorCodes } from 'discord.js';
 import sharp from 'sharp';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { MESSAGES } from '../../bots/service.ts';
@@ -234,6 +234,32 @@ describe('Discord failure paths (real discord.js, real queue)', () => {
       h = undefined;
       await fake.close();
     }
+  });
+
+  it.each([
+    ['Unknown Message', 404, RESTJSONErrorCodes.UnknownMessage],
+    ['Unknown Webhook', 404, RESTJSONErrorCodes.UnknownWebhook],
+    ['Unknown Interaction', 404, RESTJSONErrorCodes.UnknownInteraction],
+  ])('a webhook answering %s: the grid is posted in the channel instead', async (message, status, code) => {
+    h = await startHarness({ redisUrl: redis.url, engine });
+    const { fake } = h;
+    fake.injectFault({
+      method: 'PATCH',
+      path: /\/messages\/(@original|\d+)$/,
+      status,
+      code,
+      message,
+      match: carriesGrid,
+    });
+    const command = fake.slashCommand({ options: { prompt: 'a vanished message' }, user: ALICE });
+    const posted = await fake.waitFor(
+      () => gridOf([...fake.messages.values()].find((m) => m.webhook_id === undefined)),
+      30_000,
+      'the channel message',
+    );
+    expect(posted.channel_id).toBe(fake.channelId);
+    expect(posted.message_reference).toMatchObject({ message_id: fake.originalMessage(command)!.id });
+    expect(fake.requests.filter(carriesGrid).map((r) => r.status)).toEqual([status, 200]);
   });
 
   it('a channel the bot lost access to stops the delivery at once instead of retrying', async () => {

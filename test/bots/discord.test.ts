@@ -1,4 +1,4 @@
-import type { APIMessage } from 'discord.js';
+import { type APIMessage, type APIRequest, RESTEvents } from 'discord.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeControl } from '../../bots/service.ts';
 import { DEFAULT_SUFFIXES } from '../../core/config.ts';
@@ -30,6 +30,10 @@ function button(message: APIMessage, label: string): string {
     .find((b) => b.label === label);
   if (found === undefined) throw new Error(`no button ${label}`);
   return found.customId;
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
 /** The callback POST of an interaction and how long after the dispatch it arrived. */
@@ -238,6 +242,47 @@ describe('Discord end to end (real discord.js, real queue, tiny-sd on onnxruntim
     expect((grid.flags ?? 0) & 4).toBe(4);
   });
 
+  it('every call on an interaction webhook, progress edits included, goes through the interaction REST client', async () => {
+    const { fake } = h;
+    // Paths each REST client of the bot got a response for, from discord.js's own events.
+    const seen = { client: [] as string[], webhooks: [] as string[] };
+    const onClient = (request: APIRequest) => seen.client.push(request.path);
+    const onWebhooks = (request: APIRequest) => seen.webhooks.push(request.path);
+    h.bot.client.rest.on(RESTEvents.Response, onClient);
+    h.bot.webhooks.rest.on(RESTEvents.Response, onWebhooks);
+    try {
+      const command = fake.slashCommand({ options: { prompt: 'a slow sunrise', steps: 6 }, user: ALICE });
+      const route = `/webhooks/${fake.appId}/${command.token}/`;
+      // The grid is the job's last message; wait until the bot has its response too.
+      const gridAnswered = new Promise<void>((resolve) => {
+        h.bot.webhooks.rest.on(RESTEvents.Response, function onGrid(request) {
+          const grid = `discord-${command.id}-grid.png`;
+          if (request.data.files?.some((f) => f.name === grid) !== true) return;
+          h.bot.webhooks.rest.off(RESTEvents.Response, onGrid);
+          resolve();
+        });
+      });
+      await fake.waitFor(() => isGrid(fake.originalMessage(command)), 30_000, 'the grid');
+      await gridAnswered;
+      // Every request the fake got on this interaction's webhook (the queued edit, progress edits, the grid)…
+      const onWebhook = fake.requests.filter((r) => r.path.startsWith(route));
+      const progress = onWebhook.filter(
+        (r) =>
+          !r.path.endsWith('/@original') &&
+          (r.body as { content?: string }).content?.includes('Generating') === true,
+      );
+      expect(progress.length).toBeGreaterThanOrEqual(1);
+      // …was sent by the interaction client…
+      expect(seen.webhooks.filter((p) => p.startsWith(route)).length).toBe(onWebhook.length);
+      // …while the bot's own client only acknowledged the interaction (its callback route).
+      expect(seen.client.filter((p) => p.startsWith('/webhooks/'))).toEqual([]);
+      expect(seen.client).toContain(`/interactions/${command.id}/${command.token}/callback`);
+    } finally {
+      h.bot.client.rest.off(RESTEvents.Response, onClient);
+      h.bot.webhooks.rest.off(RESTEvents.Response, onWebhooks);
+    }
+  });
+
   it('cancels a queued job from its Cancel button; progress edits show percent and a preview', async () => {
     const { fake } = h;
     engine.hold();
@@ -294,11 +339,7 @@ describe('Discord end to end (real discord.js, real queue, tiny-sd on onnxruntim
     engine.release();
     const grid = await fake.waitFor(() => isGrid(fake.originalMessage(busy)), 30_000, 'the held grid');
     const progressEdits = fake
-      .find(
-        'PATCH',
-        new RegExp(`/webhooks/${fake.appId}/${busy.token.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/messages/`),
-        200,
-      )
+      .find('PATCH', new RegExp(`/webhooks/${fake.appId}/${escapeRegExp(busy.token)}/messages/`), 200)
       .filter((r) => (r.body as { content?: string }).content?.includes('Generating'));
     expect(progressEdits.length).toBeGreaterThanOrEqual(1);
     expect((progressEdits[0]!.body as { content: string }).content).toMatch(
