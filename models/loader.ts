@@ -404,6 +404,29 @@ export function parsePreprocessorConfig(config: Record<string, unknown>): ClipIm
   };
 }
 
+export interface SessionToOpen {
+  readonly file: string;
+  /** The part's name in errors ("UNet"). */
+  readonly what: string;
+}
+
+/**
+ * Opens the sessions together (onnxruntime builds each one on its own; transformers.js does the same),
+ * in the order given. When any fails, the ones that opened are released and the first failure in that
+ * order is thrown: it names its file, as createSession's errors do.
+ */
+export async function openSessions(
+  files: readonly SessionToOpen[],
+  options: ProviderOptions,
+  open: typeof createSession = createSession,
+): Promise<InferenceSession[]> {
+  const settled = await Promise.allSettled(files.map((f) => open(f.file, options, f.what)));
+  const failure = settled.find((r) => r.status === 'rejected');
+  if (failure === undefined) return settled.map((r) => (r as PromiseFulfilledResult<InferenceSession>).value);
+  await Promise.allSettled(settled.map((r) => (r.status === 'fulfilled' ? r.value.release() : undefined)));
+  throw failure.reason;
+}
+
 /** The marker models/demo writes beside a demo model: `{demo: true, label, ...}`. */
 const DEMO_MARKER_FILE = 'demo.json';
 
@@ -468,24 +491,43 @@ export async function loadModel(modelDir: string, options: LoadModelOptions = {}
     );
   }
 
-  const sessions: InferenceSession[] = [];
-  const open = async (rel: string, what: string) => {
-    const s = await createSession(path.join(dir, rel), options, what);
-    sessions.push(s);
-    return s;
-  };
+  // The safety checker's files are checked first so that every session can open at once.
+  let safety: { file: string; preprocess: ClipImagePreprocess } | null = null;
+  if (options.safetyChecker === true) {
+    const scFile = path.join(dir, 'safety_checker/model.onnx');
+    if (await isFile(scFile)) {
+      const preprocess = parsePreprocessorConfig(
+        await readJsonObject(
+          path.join(dir, 'feature_extractor/preprocessor_config.json'),
+          "CLIP's image preprocessing settings",
+          {},
+        ),
+      );
+      safety = { file: scFile, preprocess };
+    } else {
+      options.warn?.(`Safety checker requested but ${scFile} does not exist; images will not be checked.`);
+    }
+  }
+
+  const teFile = path.join(dir, 'text_encoder/model.onnx');
+  const unetFile = path.join(dir, 'unet/model.onnx');
+  const vaeFile = path.join(dir, 'vae_decoder/model.onnx');
+  const toOpen: SessionToOpen[] = [
+    { file: teFile, what: 'text encoder' },
+    { file: unetFile, what: 'UNet' },
+    { file: vaeFile, what: 'VAE decoder' },
+  ];
+  if (safety !== null) toOpen.push({ file: safety.file, what: 'safety checker' });
+  const sessions = await openSessions(toOpen, options);
   const releaseAll = async () => {
     const all = sessions.splice(0);
     await Promise.allSettled(all.map((s) => s.release()));
   };
 
   try {
-    const teFile = path.join(dir, 'text_encoder/model.onnx');
-    const textEncoder = describeTextEncoder(teFile, await open('text_encoder/model.onnx', 'text encoder'));
-    const unetFile = path.join(dir, 'unet/model.onnx');
-    const unet = describeUnet(unetFile, await open('unet/model.onnx', 'UNet'), latentChannels);
-    const vaeFile = path.join(dir, 'vae_decoder/model.onnx');
-    const vaeDecoder = describeVae(vaeFile, await open('vae_decoder/model.onnx', 'VAE decoder'));
+    const textEncoder = describeTextEncoder(teFile, sessions[0]!);
+    const unet = describeUnet(unetFile, sessions[1]!, latentChannels);
+    const vaeDecoder = describeVae(vaeFile, sessions[2]!);
 
     const teOut = ioSpecs(textEncoder.session, 'output').find((o) => o.name === textEncoder.output);
     const teDim = teOut === undefined ? null : fixedDim(teOut, 2);
@@ -496,27 +538,8 @@ export async function loadModel(modelDir: string, options: LoadModelOptions = {}
         `encoder_hidden_states expects width ${unetDim} but the text encoder produces ${teDim}: the folder mixes models`,
       );
     }
-
-    let safetyChecker: SafetyCheckerModel | null = null;
-    if (options.safetyChecker === true) {
-      const scFile = path.join(dir, 'safety_checker/model.onnx');
-      if (await isFile(scFile)) {
-        const pre = parsePreprocessorConfig(
-          await readJsonObject(
-            path.join(dir, 'feature_extractor/preprocessor_config.json'),
-            "CLIP's image preprocessing settings",
-            {},
-          ),
-        );
-        safetyChecker = describeSafetyChecker(
-          scFile,
-          await open('safety_checker/model.onnx', 'safety checker'),
-          pre,
-        );
-      } else {
-        options.warn?.(`Safety checker requested but ${scFile} does not exist; images will not be checked.`);
-      }
-    }
+    const safetyChecker =
+      safety === null ? null : describeSafetyChecker(safety.file, sessions[3]!, safety.preprocess);
 
     let closed = false;
     return {
