@@ -6,7 +6,7 @@ import { CodedError, ErrorCode, UserError } from '../../core/errors.ts';
 import { buildDemoModel } from '../../models/demo/build.ts';
 import type { BuildDemoOptions } from '../../models/demo/options.ts';
 import type { GenerateRequest } from '../../models/engine.ts';
-import { loadModel, quotePythonNonFinite } from '../../models/loader.ts';
+import { loadModel, openSessions, quotePythonNonFinite } from '../../models/loader.ts';
 import { GraphBuilder } from '../../models/onnx-builder/graph.ts';
 import { writeModel } from '../../models/onnx-builder/onnx.ts';
 import { loadEngine } from '../../models/pipeline.ts';
@@ -215,6 +215,55 @@ async function writeFakeUnet(file: string, channels: number, extraInput: boolean
   g.output(sample, 'out_sample', 'float32', ['batch', channels, 'h', 'w']);
   await writeModel(file, { graph: g.build() });
 }
+
+describe('the sessions of a model open together', () => {
+  const parts = (dir: string) => [
+    { file: path.join(dir, 'text_encoder/model.onnx'), what: 'text encoder' },
+    { file: path.join(dir, 'unet/model.onnx'), what: 'UNet' },
+    { file: path.join(dir, 'vae_decoder/model.onnx'), what: 'VAE decoder' },
+  ];
+
+  it('every session is asked for before the first one is ready', async () => {
+    const events: string[] = [];
+    // The real createSession, recording when each call starts and when its session is ready.
+    const open: typeof createSession = async (file, options, what) => {
+      events.push(`start ${what}`);
+      const session = await createSession(file, options, what);
+      events.push(`ready ${what}`);
+      return session;
+    };
+    const sessions = await openSessions(parts(TINY_SD), {}, open);
+    try {
+      expect(sessions.map((s) => s.inputNames[0])).toEqual(['input_ids', 'sample', 'latent_sample']);
+      expect(events.slice(0, 3)).toEqual(['start text encoder', 'start UNet', 'start VAE decoder']);
+    } finally {
+      await Promise.all(sessions.map((s) => s.release()));
+    }
+  });
+
+  it('one corrupt file: its error names it, and the sessions that opened are released', async () => {
+    const dir = await tinyCopy('corrupt-unet');
+    await writeFile(path.join(dir, 'unet/model.onnx'), 'this is not a protobuf');
+    const released: string[] = [];
+    const open: typeof createSession = async (file, options, what) => {
+      const session = await createSession(file, options, what);
+      const release = session.release.bind(session);
+      session.release = async () => {
+        released.push(what ?? file);
+        await release();
+      };
+      return session;
+    };
+    const error = await openSessions(parts(dir), {}, open).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(CodedError);
+    expect((error as CodedError).code).toBe(ErrorCode.ModelLoad);
+    expect((error as CodedError).message).toContain(path.join(dir, 'unet/model.onnx'));
+    expect(released.sort()).toEqual(['VAE decoder', 'text encoder']);
+  });
+});
 
 describe('refuses models this pipeline cannot run', () => {
   it('an inpainting UNet (9 input channels)', async () => {

@@ -1,0 +1,58 @@
+import type { GenerateRequest } from '../engine.ts';
+import type { IoSpec } from '../loader.ts';
+import type { FloatElement } from '../tensors.ts';
+import type { NoiseGenerator, Scheduler } from '../types.ts';
+
+/**
+ * The two seams of the pipeline, as diffusers splits its pipelines: a model family turns prompts into
+ * UNet conditioning (`encodePrompt`), a mode makes the start latents (`prepareLatents`); the denoising
+ * loop (denoise.ts) is shared. A new family or mode is a new file implementing one of these.
+ *
+ * Planned next (shapes chosen to fit, not built): SD 2.x is SD 1.x's encodePrompt with another hidden
+ * size; SDXL's encodePrompt runs two text encoders and returns `text_embeds` (pooled) and `time_ids` as
+ * extra UNet inputs beside `encoder_hidden_states`; image-to-image's prepareLatents VAE-encodes the
+ * image, samples it with generator k (drawn before the noise), and adds noise at the strength's timestep.
+ */
+
+/** A UNet input that stays the same at every step, one row per UNet batch row. */
+export interface UnetConstantInput {
+  readonly spec: IoSpec & { readonly type: FloatElement };
+  /** `rows` rows of `rowShape`, row-major. */
+  readonly data: Float32Array;
+  /** Shape of one row, without the batch dimension (e.g. [77, 768] for CLIP hidden states). */
+  readonly rowShape: readonly number[];
+}
+
+export interface PromptConditioning {
+  /**
+   * UNet inputs in diffusers' batch layout: [uncond x B, cond x B] with classifier-free guidance,
+   * [cond x B] without.
+   */
+  readonly unetInputs: readonly UnetConstantInput[];
+  /** Per prompt: tokens dropped beyond the text encoder's window. */
+  readonly truncatedTokens: readonly number[];
+  /** Tokens dropped from the negative prompt; 0 when guidance is off (it is not encoded). */
+  readonly negativeTruncatedTokens: number;
+  readonly tokenizeMs: number;
+  readonly textEncodeMs: number;
+}
+
+/** A model family's text conditioning (SD 1.x: one CLIP encoder). */
+export interface ModelFamily {
+  encodePrompt(request: GenerateRequest, cfg: boolean): Promise<PromptConditioning>;
+}
+
+export interface LatentsContext {
+  readonly request: GenerateRequest;
+  /** Already set to the request's steps. */
+  readonly scheduler: Scheduler;
+  /** generators[k] belongs to image k; every draw for image k comes from it, in diffusers' order. */
+  readonly generators: readonly NoiseGenerator[];
+  /** Latent values of one image: channels x height x width. */
+  readonly perImage: number;
+}
+
+/** A generation mode's start latents (text-to-image: scaled noise), image-major [B, C, h, w]. */
+export interface LatentsMode {
+  prepareLatents(context: LatentsContext): Float32Array;
+}
