@@ -148,7 +148,9 @@ async function launch(options: RedisLauncherOptions, dataDir: string, port: numb
     early = r;
   });
   while (!ready && early === undefined && Date.now() < deadline) {
-    ready = await ping(port, 500);
+    // Ours must say it is ready: a PING alone may be answered by another server on that port (one that
+    // took it while ours could not bind), which would hand the caller someone else's Redis.
+    ready = /Ready to accept connections/u.test(output) && (await ping(port, 500));
     if (!ready) await new Promise((r) => setTimeout(r, 50));
   }
   if (early !== undefined) {

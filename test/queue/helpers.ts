@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { createServer as createNetServer } from 'node:net';
 import type { JobSpecInput, Surface } from '../../core/jobspec.ts';
 import type { QueueLogger } from '../../queue/logger.ts';
 import type { QueueMetrics } from '../../queue/metrics.ts';
@@ -116,5 +117,24 @@ export function recordMetrics(): QueueMetrics & { calls: string[] } {
     retry: () => void calls.push('retry'),
     submit: (outcome) => void calls.push(`submit:${outcome}`),
     delivery: (outcome) => void calls.push(`delivery:${outcome}`),
+  };
+}
+
+/**
+ * Keeps a dead Redis's port while it is down: a listener that drops every connection, so clients
+ * still find nothing that answers, and no other test's server (parallel tests take free ports) can
+ * take the port before the test restarts Redis on it. `release()` right before that restart.
+ */
+export async function holdPort(port: number): Promise<{ release(): Promise<void> }> {
+  const server = createNetServer((socket) => socket.destroy());
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolve());
+  });
+  return {
+    release: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+      }),
   };
 }

@@ -11,7 +11,7 @@ import { createQueueProbe } from '../../queue/probe.ts';
 import { type RedisHandle, startRedis } from '../../queue/redis-launcher.ts';
 import type { Jobs } from '../../queue/types.ts';
 import { uniquePrefix } from '../helpers/redis.ts';
-import { captureLogger, makeSpec, waitFor } from './helpers.ts';
+import { captureLogger, holdPort, makeSpec, waitFor } from './helpers.ts';
 
 /**
  * Redis outages against a real redis-server child that is frozen (SIGSTOP: connections stay open,
@@ -138,6 +138,7 @@ describe('Redis outage', () => {
       const first = await jobs.submit(makeSpec({ user: 'u2' }));
       process.kill(redis.pid!, 'SIGKILL');
       await redis.stop();
+      const held = await holdPort(port);
       const spec = makeSpec({ user: 'u2' });
       const failed = jobIdFor('discord', spec.origin.interactionId);
       expectUnavailable(await timed(jobs.submit(spec)), 'submit');
@@ -146,6 +147,8 @@ describe('Redis outage', () => {
         await timed(jobs.cancel(first.jobId, { surface: 'discord', user: 'u2', admin: false })),
         'cancel',
       );
+
+      await held.release();
 
       redis = await startRedis({ dataDir, port });
       const backAt = performance.now();

@@ -64,6 +64,18 @@ describe('redis launcher', () => {
     await second.stop();
   });
 
+  it('refuses a port another server already answers on, instead of handing out that server', async () => {
+    const other = await startRedis({ dataDir: await tempDir() });
+    try {
+      const port = Number(new URL(other.url).port);
+      await expect(startRedis({ dataDir: await tempDir(), port })).rejects.toMatchObject({
+        code: ErrorCode.Redis,
+      });
+    } finally {
+      await other.stop();
+    }
+  });
+
   it('uses REDIS_URL as given and starts nothing', async () => {
     const handle = await startRedis({ url: 'redis://127.0.0.1:1', dataDir: await tempDir() });
     expect(handle).toMatchObject({ url: 'redis://127.0.0.1:1', owned: false });

@@ -5,6 +5,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RedisHandle, startRedis } from '../../queue/redis-launcher.ts';
 import { uniquePrefix } from '../helpers/redis.ts';
+import { holdPort } from '../queue/helpers.ts';
 import { call, type JsonResponse, startTestApp, type TestApp, waitForJob } from './app-helper.ts';
 
 /**
@@ -129,7 +130,9 @@ describe('playground API during a Redis outage', () => {
     const before = await records();
     process.kill(redis.pid!, 'SIGKILL');
     await redis.stop();
+    const held = await holdPort(port);
     await expectAllUnavailable();
+    await held.release();
     redis = await startRedis({ dataDir, port });
     await backToReady();
     const res = await call<{ id: string }>(`${t.url}/api/imagine`, {
