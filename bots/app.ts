@@ -2,7 +2,7 @@ import { join, resolve } from 'node:path';
 import { type Config, DEFAULT_WORKER_PORT } from '../core/config.ts';
 import { CodedError, ErrorCode } from '../core/errors.ts';
 import type { Engine } from '../models/engine.ts';
-import type { RedisConnection } from '../queue/connection.ts';
+import { type RedisConnection, settleWithin } from '../queue/connection.ts';
 import { deliveryTakeover } from '../queue/delivery.ts';
 import { createJobs } from '../queue/jobs.ts';
 import { createQueueProbe, type QueueProbe } from '../queue/probe.ts';
@@ -117,18 +117,11 @@ export async function startApp(options: AppOptions): Promise<App> {
     for (const { name, close, timeoutMs = PART_CLOSE_TIMEOUT_MS } of stack.reverse()) {
       // A client that never reached Redis (refused password, Redis gone) can wait forever to close
       // (BullMQ waits for its connection): give each part a deadline so a stop always ends.
-      let timer: NodeJS.Timeout | undefined;
-      const deadline = new Promise<void>((resolve) => {
-        timer = setTimeout(() => {
-          log.warn({ part: name, afterMs: timeoutMs }, 'closing timed out; going on');
-          resolve();
-        }, timeoutMs);
-      });
-      await Promise.race([
+      const closed = await settleWithin(
         close().catch((error: unknown) => log.warn({ err: error, part: name }, 'closing failed')),
-        deadline,
-      ]);
-      clearTimeout(timer);
+        timeoutMs,
+      );
+      if (!closed) log.warn({ part: name, afterMs: timeoutMs }, 'closing timed out; going on');
     }
     stack.length = 0;
   };
