@@ -5,16 +5,17 @@ import { JOB_SPEC_VERSION, type JobSpecInput, jobIdFor, type Surface } from '../
 import { type GridBatch, type NextBatch, refine, reroll } from '../core/refine.ts';
 import { type ImagineRequest, parseImagineOptions, parseImagineText } from '../core/request.ts';
 import { drawBaseSeed, gridSeeds } from '../core/seeds.ts';
-import type { QueueMetrics } from '../queue/metrics.ts';
-import type {
-  DeliveryContext,
-  DeliveryEvent,
-  GridRecord,
-  Jobs,
-  ProgressEvent,
-  Subscription,
-} from '../queue/types.ts';
-import { PermanentDeliveryError } from '../queue/types.ts';
+import {
+  type DeliveryContext,
+  type DeliveryEvent,
+  type GridRecord,
+  type Jobs,
+  mergeMessageRef,
+  PermanentDeliveryError,
+  type ProgressEvent,
+  type QueueMetrics,
+  type Subscription,
+} from '../queue/index.ts';
 import { cancelControls, decodeControl, gridControls } from './service/controls.ts';
 import { fitUpload } from './service/encode.ts';
 import {
@@ -279,11 +280,12 @@ export class ConversationService {
         throw new UserError(ErrorCode.Expired, MESSAGES.expired(this.#settings.recordTtlDays));
       if (
         this.#settings.ownerOnlyButtons &&
-        !(record.owner.surface === press.surface && record.owner.user === press.user)
+        !(record.spec.origin.surface === press.surface && record.spec.origin.user === press.user)
       ) {
         throw new UserError(ErrorCode.Forbidden, MESSAGES.notOwner);
       }
-      if (record.status.state !== 'done') throw new UserError(ErrorCode.InvalidRequest, MESSAGES.notFinished);
+      if (record.state.status.state !== 'done')
+        throw new UserError(ErrorCode.InvalidRequest, MESSAGES.notFinished);
       if (control.action === 'upscale') {
         await this.#postImage(surface, record, control.index, press.user, reply, accepted);
         return;
@@ -476,10 +478,13 @@ export class ConversationService {
     reply: InteractionReply,
     accepted: Promise<boolean>,
   ): Promise<void> {
-    const prompt = record.prompts[index];
-    const seed = record.seeds[index];
+    const prompt = record.spec.prompts[index];
+    const seed = record.spec.seeds[index];
     if (prompt === undefined || seed === undefined) {
-      throw new UserError(ErrorCode.InvalidRequest, `This grid has images 1 to ${record.prompts.length}.`);
+      throw new UserError(
+        ErrorCode.InvalidRequest,
+        `This grid has images 1 to ${record.spec.prompts.length}.`,
+      );
     }
     const png = await this.#jobs.imagePng(record.id, index);
     if (png === null) throw new UserError(ErrorCode.Expired, MESSAGES.expired(this.#settings.recordTtlDays));
@@ -506,7 +511,7 @@ export class ConversationService {
       const target = this.#targetOf(record);
       const m = surface.markup;
       const max = surface.limits.maxTextLength;
-      const prompt = displayPrompt(record.prompts);
+      const prompt = displayPrompt(record.spec.prompts);
       switch (event.type) {
         case 'done':
           await ctx.once(`${surface.surface}:grid`, async () =>
@@ -523,7 +528,7 @@ export class ConversationService {
               recordId: record.id,
               reason,
               ...(event.errorId === undefined ? {} : { errorId: event.errorId }),
-              text: failureText(m, max, { owner: record.owner.user, prompt, reason }),
+              text: failureText(m, max, { owner: record.spec.origin.user, prompt, reason }),
             }),
           );
           break;
@@ -535,7 +540,7 @@ export class ConversationService {
               kind: 'cancelled',
               recordId: record.id,
               by: event.by,
-              text: cancelledText(m, max, { owner: record.owner.user, prompt, by }),
+              text: cancelledText(m, max, { owner: record.spec.origin.user, prompt, by }),
             }),
           );
           break;
@@ -546,27 +551,27 @@ export class ConversationService {
   }
 
   async #gridView(surface: ChatSurface, record: GridRecord, grid: Buffer): Promise<GridView> {
-    const images: GridImageInfo[] = record.prompts.map((prompt, index) => ({
+    const images: GridImageInfo[] = record.spec.prompts.map((prompt, index) => ({
       index,
       prompt,
-      seed: record.seeds[index] ?? 0,
-      truncatedTokens: record.truncatedTokens?.[index] ?? 0,
+      seed: record.spec.seeds[index] ?? 0,
+      truncatedTokens: record.result?.truncatedTokens[index] ?? 0,
     }));
     const settings = settingsOf(record);
-    const notes = gridNotes(images, record.model, record.nsfw);
+    const notes = gridNotes(images, record.result?.model, record.result?.nsfw);
     const file = await fitUpload(grid, `${record.id}-grid`, surface.limits.maxUploadBytes);
     return {
       kind: 'grid',
       recordId: record.id,
       jobKind: record.spec.kind,
-      owner: record.owner.user,
+      owner: record.spec.origin.user,
       images,
       settings,
       notes,
       file,
       controls: gridControls(record.id, images.length),
       text: gridText(surface.markup, surface.limits.maxTextLength, {
-        owner: record.owner.user,
+        owner: record.spec.origin.user,
         jobKind: record.spec.kind,
         ...(record.spec.parent?.index === undefined ? {} : { parentIndex: record.spec.parent.index }),
         images,
@@ -582,11 +587,11 @@ export class ConversationService {
     const thread = record.spec.origin.thread;
     return {
       recordId: record.id,
-      channel: record.channel,
+      channel: record.spec.origin.channel,
       ...(thread === undefined ? {} : { thread }),
-      messageRef: { ...record.spec.origin.messageRef, ...record.messageRef, ...cached?.messageRef },
+      messageRef: mergeMessageRef(record.state.messageRef, cached?.messageRef),
       requestedAt: record.spec.requestedAt,
-      owner: record.owner.user,
+      owner: record.spec.origin.user,
     };
   }
 
@@ -649,7 +654,7 @@ export class ConversationService {
       if (info === undefined) {
         const record = await this.#jobs.record(event.jobId);
         if (record === null || this.#finished.has(event.jobId)) return;
-        info = { target: this.#targetOf(record), prompt: displayPrompt(record.prompts) };
+        info = { target: this.#targetOf(record), prompt: displayPrompt(record.spec.prompts) };
         this.#info.set(event.jobId, info);
       }
       const percent = event.total > 0 ? Math.round((100 * event.step) / event.total) : 0;
@@ -724,7 +729,7 @@ function originOf(action: ImagineCommand | ControlPress): JobSpecInput['origin']
 }
 
 function batchOf(record: GridRecord): GridBatch {
-  return { prompts: record.prompts, seeds: record.seeds, ...settingsOf(record) };
+  return { prompts: record.spec.prompts, seeds: record.spec.seeds, ...settingsOf(record) };
 }
 
 function settingsOf(record: GridRecord): Omit<GridBatch, 'prompts' | 'seeds'> {

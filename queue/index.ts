@@ -13,7 +13,17 @@ export {
   type SubmitOutcome,
 } from './metrics.ts';
 export { createNoopEngine, type NoopEngine, type NoopEngineOptions } from './noop-engine.ts';
-export { expiredGridError, GRID_EXPIRED_MESSAGE, requireRecord } from './records.ts';
+export {
+  checkRecord,
+  expiredGridError,
+  GRID_EXPIRED_MESSAGE,
+  gridRecordSchema,
+  JOB_GONE_MESSAGE,
+  jobGoneError,
+  mergeMessageRef,
+  requireRecord,
+  upgradeRecordHash,
+} from './records.ts';
 export * from './types.ts';
 export { type QueueWorker, startWorker, WORKER_DEFAULTS, type WorkerOptions } from './worker.ts';
 export { runWorkerProcess, type WorkerProcess, type WorkerProcessOptions } from './worker-process.ts';

@@ -24,8 +24,9 @@ import { noopMetrics, type QueueMetrics } from './metrics.ts';
 import {
   decodeRecord,
   decodeStatus,
+  jobGoneError,
+  newRecord,
   RENDER_JOB,
-  type RecordBase,
   type RenderedMessage,
   type RenderJobData,
 } from './records.ts';
@@ -37,6 +38,7 @@ import type {
   GridRecord,
   JobStatus,
   Jobs,
+  MessageRef,
   ProgressEvent,
   SubmitResult,
   Subscription,
@@ -288,17 +290,7 @@ export function createJobs(options: JobsOptions): Jobs {
     const origin = spec.origin;
     const id = jobIdFor(origin.surface, origin.interactionId);
     const now = Date.now();
-    const base: RecordBase = {
-      id,
-      spec,
-      prompts: spec.prompts,
-      seeds: spec.seeds,
-      owner: { surface: origin.surface, user: origin.user },
-      surface: origin.surface,
-      channel: origin.channel,
-      createdAt: now,
-      expiresAt: now + recordTtlMs,
-    };
+    const initial = newRecord(id, spec, now, recordTtlMs);
     const attempt = randomUUID();
     let reserveReply: unknown;
     try {
@@ -308,9 +300,9 @@ export function createJobs(options: JobsOptions): Jobs {
         [keys.record(id), keys.userJobs(origin.surface, origin.user), keys.unfinished],
         [
           id,
-          JSON.stringify(base),
-          JSON.stringify({ state: 'queued', position: 0 }),
-          JSON.stringify(origin.messageRef),
+          JSON.stringify(initial.spec),
+          JSON.stringify(initial.state.status),
+          JSON.stringify(initial.state.messageRef),
           recordTtlMs,
           perUser,
           queueDepth,
@@ -386,7 +378,7 @@ export function createJobs(options: JobsOptions): Jobs {
       await generate.add('generate', record.spec, { jobId: id });
     }
     const position = state === 'queued' ? await queuePosition(client, keys, id) : 0;
-    return { jobId: id, seeds: record.seeds, position, duplicate: true };
+    return { jobId: id, seeds: record.spec.seeds, position, duplicate: true };
   }
 
   async function status(id: string): Promise<JobStatus | null> {
@@ -419,11 +411,9 @@ export function createJobs(options: JobsOptions): Jobs {
   async function cancelNow(id: string, by: CancelBy): Promise<JobStatus> {
     const record = await loadRecord(client, keys, id);
     if (record === null) {
-      throw new UserError(ErrorCode.NotFound, 'That job no longer exists (it may have expired).', {
-        context: { id },
-      });
+      throw jobGoneError(id);
     }
-    const isOwner = record.owner.surface === by.surface && record.owner.user === by.user;
+    const isOwner = record.spec.origin.surface === by.surface && record.spec.origin.user === by.user;
     if (!isOwner && !by.admin) {
       throw new UserError(
         ErrorCode.Forbidden,
@@ -438,9 +428,7 @@ export function createJobs(options: JobsOptions): Jobs {
       await runScript(client, CANCEL, [keys.record(id)], [JSON.stringify(cancelled), by.user, Date.now()]),
     );
     if (outcome === 'missing') {
-      throw new UserError(ErrorCode.NotFound, 'That job no longer exists (it may have expired).', {
-        context: { id },
-      });
+      throw jobGoneError(id);
     }
     if (outcome === 'terminal') {
       throw new UserError(ErrorCode.AlreadyFinished, `This job has already ${finishedWord(previous)}.`, {
@@ -461,7 +449,7 @@ export function createJobs(options: JobsOptions): Jobs {
           [keys.record(id), keys.unfinished, keys.progress(id)],
           [id, 'cancelled', JSON.stringify(cancelled), '', '', Date.now()],
         );
-        await deliveries.enqueue(id, record.surface);
+        await deliveries.enqueue(id, record.spec.origin.surface);
       }
     }
     metrics.jobFinished('cancelled');
@@ -490,8 +478,11 @@ export function createJobs(options: JobsOptions): Jobs {
     const png = await client.getBuffer(key);
     if (png !== null) return png;
     const record = await loadRecord(client, keys, id);
-    if (record === null || record.status.state !== 'done') return null;
-    if (index !== undefined && index >= (record.resultKeys?.images.length ?? record.prompts.length))
+    if (record === null || record.state.status.state !== 'done') return null;
+    if (
+      index !== undefined &&
+      index >= (record.result?.resultKeys.images.length ?? record.spec.prompts.length)
+    )
       return null;
     await rerender(id, key);
     return client.getBuffer(key);
@@ -569,11 +560,11 @@ export function createJobs(options: JobsOptions): Jobs {
     return pngOrRender(id, keys.image(id, index), index);
   }
 
-  async function updateMessageRef(id: string, patch: Readonly<Record<string, string>>): Promise<void> {
+  async function updateMessageRef(id: string, patch: MessageRef): Promise<void> {
     return guarded(() => updateMessageRefNow(id, patch));
   }
 
-  async function updateMessageRefNow(id: string, patch: Readonly<Record<string, string>>): Promise<void> {
+  async function updateMessageRefNow(id: string, patch: MessageRef): Promise<void> {
     for (const [key, value] of Object.entries(patch)) {
       if (!SAFE_REF_KEY.test(key) || typeof value !== 'string' || value.length > 4000) {
         throw new InternalError(ErrorCode.Internal, `invalid messageRef entry ${JSON.stringify(key)}`);
@@ -582,9 +573,7 @@ export function createJobs(options: JobsOptions): Jobs {
     if (Object.keys(patch).length === 0) return;
     const updated = await runScript(client, MERGE_MESSAGE_REF, [keys.record(id)], [JSON.stringify(patch)]);
     if (Number(updated) !== 1) {
-      throw new UserError(ErrorCode.NotFound, 'That job no longer exists (it may have expired).', {
-        context: { id },
-      });
+      throw jobGoneError(id);
     }
   }
 

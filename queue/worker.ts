@@ -18,7 +18,14 @@ import { JOBS_DEFAULTS } from './jobs.ts';
 import { GENERATE_QUEUE, type QueueKeys, queueKeys } from './keys.ts';
 import type { QueueLogger } from './logger.ts';
 import { noopMetrics, type QueueMetrics } from './metrics.ts';
-import { decodeRecord, type Phases, RENDER_JOB, type RecordResult, type RenderedMessage } from './records.ts';
+import {
+  checkResult,
+  decodeRecord,
+  type Phases,
+  RENDER_JOB,
+  type RecordResult,
+  type RenderedMessage,
+} from './records.ts';
 import { FINISH, runScript, START, STORE_IMAGES, stringReply, TRANSITION } from './scripts.ts';
 import type { JobState, JobStatus } from './types.ts';
 
@@ -260,10 +267,13 @@ export async function startWorker(options: WorkerOptions): Promise<QueueWorker> 
 
   /** The surface of a record, read leniently (used when the job payload itself is unreadable). */
   async function recordSurface(id: string): Promise<Surface | undefined> {
-    const base = await client.hget(keys.record(id), 'base');
-    if (base === null) return undefined;
+    // `spec` in the record layout of now, `base` in the one before (see upgradeRecordHash).
+    const [spec, base] = await client.hmget(keys.record(id), 'spec', 'base');
+    const text = spec ?? base;
+    if (text === null || text === undefined) return undefined;
     try {
-      const surface = (JSON.parse(base) as { surface?: unknown }).surface;
+      const parsed = JSON.parse(text) as { origin?: { surface?: unknown }; surface?: unknown };
+      const surface = spec === null ? parsed.surface : parsed.origin?.surface;
       return SURFACES.find((s) => s === surface);
     } catch {
       return undefined;
@@ -330,14 +340,14 @@ export async function startWorker(options: WorkerOptions): Promise<QueueWorker> 
       );
     }
     const storeMs = performance.now() - storeStart;
-    const recordResult: RecordResult = {
+    const recordResult: RecordResult = checkResult(id, {
       resultKeys: { grid: keys.grid(id), images: pngs.map((_, k) => keys.image(id, k)) },
       truncatedTokens: result.truncatedTokens,
       model: { name: engine.info.name, demo: engine.info.demo },
       ...(result.images.some((image) => image.nsfw !== undefined)
         ? { nsfw: result.images.map((image) => image.nsfw === true) }
         : {}),
-    };
+    });
     return { composeMs, storeMs, recordResult };
   }
 
@@ -355,15 +365,16 @@ export async function startWorker(options: WorkerOptions): Promise<QueueWorker> 
     if (id === undefined) throw new UnrecoverableError('render job without a grid id');
     const [hash, pttl] = await Promise.all([client.hgetall(keys.record(id)), client.pttl(keys.record(id))]);
     const record = decodeRecord(id, hash);
-    if (record === null || record.status.state !== 'done') {
+    if (record === null || record.state.status.state !== 'done') {
       await publishRendered({ id, ok: false, reason: 'This grid has expired.', userFacing: true });
       return 'gone';
     }
-    if (record.model !== undefined && record.model.name !== engine.info.name) {
+    const madeBy = record.result?.model;
+    if (madeBy !== undefined && madeBy.name !== engine.info.name) {
       // Another model would give other pictures for the same seeds: refuse rather than pretend.
-      const reason = `This grid's images were made with the model ${record.model.name}, which is no longer loaded, so they can't be made again.`;
+      const reason = `This grid's images were made with the model ${madeBy.name}, which is no longer loaded, so they can't be made again.`;
       logger.warn(
-        { jobId: id, workerId, model: record.model.name, loaded: engine.info.name },
+        { jobId: id, workerId, model: madeBy.name, loaded: engine.info.name },
         'cannot re-render: other model',
       );
       await publishRendered({ id, ok: false, reason, userFacing: true });

@@ -1,5 +1,6 @@
 import { ErrorCode, UserError } from '../../core/errors.ts';
 import { jobIdFor, parseJobSpec, type Surface } from '../../core/jobspec.ts';
+import { mergeMessageRef, recordSpec } from '../../queue/records.ts';
 import type {
   CancelBy,
   DeliveryContext,
@@ -11,6 +12,10 @@ import type {
   SubmitResult,
   Subscription,
 } from '../../queue/types.ts';
+
+function withStatus(record: GridRecord, status: JobStatus): GridRecord {
+  return { ...record, state: { ...record.state, status } };
+}
 
 type DeliveryHandler = (event: DeliveryEvent, ctx: DeliveryContext) => Promise<void>;
 
@@ -42,42 +47,39 @@ export class FakeJobs implements Jobs {
     const spec = parsed.spec;
     const id = jobIdFor(spec.origin.surface, spec.origin.interactionId);
     const existing = this.records.get(id);
-    if (existing !== undefined) return { jobId: id, seeds: existing.seeds, position: 0, duplicate: true };
-    const position = [...this.records.values()].filter((r) => r.status.state === 'queued').length;
+    if (existing !== undefined)
+      return { jobId: id, seeds: existing.spec.seeds, position: 0, duplicate: true };
+    const position = [...this.records.values()].filter((r) => r.state.status.state === 'queued').length;
     this.records.set(id, {
       id,
-      spec,
-      prompts: spec.prompts,
-      seeds: spec.seeds,
-      owner: { surface: spec.origin.surface, user: spec.origin.user },
-      surface: spec.origin.surface,
-      channel: spec.origin.channel,
-      messageRef: spec.origin.messageRef,
-      status: { state: 'queued', position },
-      attempts: 0,
-      timings: { queuedAt: this.now },
-      createdAt: this.now,
-      expiresAt: this.now + 86_400_000,
+      spec: recordSpec(spec),
+      state: {
+        status: { state: 'queued', position },
+        messageRef: spec.origin.messageRef,
+        attempts: 0,
+        timings: { queuedAt: this.now },
+        expiresAt: this.now + 86_400_000,
+      },
     });
     this.submitted.push(id);
     return { jobId: id, seeds: spec.seeds, position, duplicate: false };
   }
 
   async status(id: string): Promise<JobStatus | null> {
-    return this.records.get(id)?.status ?? null;
+    return this.records.get(id)?.state.status ?? null;
   }
 
   async cancel(id: string, by: CancelBy): Promise<JobStatus> {
     const record = this.records.get(id);
     if (record === undefined) throw new UserError(ErrorCode.NotFound, 'That job does not exist.');
-    if (!by.admin && !(record.owner.surface === by.surface && record.owner.user === by.user)) {
+    if (!by.admin && !(record.spec.origin.surface === by.surface && record.spec.origin.user === by.user)) {
       throw new UserError(ErrorCode.Forbidden, 'Only the requester or an admin can cancel this job.');
     }
-    if (record.status.state !== 'queued' && record.status.state !== 'running') {
+    if (record.state.status.state !== 'queued' && record.state.status.state !== 'running') {
       throw new UserError(ErrorCode.AlreadyFinished, 'This job has already finished.');
     }
     const status: JobStatus = { state: 'cancelled', by: `${by.surface}:${by.user}` };
-    const updated = { ...record, status };
+    const updated = withStatus(record, status);
     this.records.set(id, updated);
     await this.deliver({ type: 'cancelled', record: updated, by: `${by.surface}:${by.user}` });
     return status;
@@ -98,7 +100,10 @@ export class FakeJobs implements Jobs {
   async updateMessageRef(id: string, patch: Readonly<Record<string, string>>): Promise<void> {
     const record = this.records.get(id);
     if (record === undefined) return;
-    this.records.set(id, { ...record, messageRef: { ...record.messageRef, ...patch } });
+    this.records.set(id, {
+      ...record,
+      state: { ...record.state, messageRef: mergeMessageRef(record.state.messageRef, patch) },
+    });
   }
 
   onDelivery(surface: Surface, handler: DeliveryHandler): Subscription {
@@ -123,11 +128,12 @@ export class FakeJobs implements Jobs {
   ): Promise<void> {
     const record = this.#get(id);
     const updated: GridRecord = {
-      ...record,
-      status: { state: 'done' },
-      resultKeys: { grid: `${id}:grid`, images: result.images.map((_, i) => `${id}:${i}`) },
-      ...(result.truncatedTokens === undefined ? {} : { truncatedTokens: result.truncatedTokens }),
-      ...(result.demo === undefined ? {} : { model: { name: 'demo-tiny', demo: result.demo } }),
+      ...withStatus(record, { state: 'done' }),
+      result: {
+        resultKeys: { grid: `${id}:grid`, images: result.images.map((_, i) => `${id}:${i}`) },
+        truncatedTokens: result.truncatedTokens ?? result.images.map(() => 0),
+        model: { name: 'demo-tiny', demo: result.demo ?? false },
+      },
     };
     this.records.set(id, updated);
     this.grids.set(id, result.grid);
@@ -146,13 +152,13 @@ export class FakeJobs implements Jobs {
   async fail(id: string, failure: { reason: string; errorId?: string; userFacing: boolean }): Promise<void> {
     const record = this.#get(id);
     const status: JobStatus = { state: 'failed', ...failure };
-    const updated = { ...record, status };
+    const updated = withStatus(record, status);
     this.records.set(id, updated);
     await this.deliver({ type: 'failed', record: updated, ...failure });
   }
 
   setRunning(id: string): void {
-    this.records.set(id, { ...this.#get(id), status: { state: 'running', step: 0, total: 1 } });
+    this.records.set(id, withStatus(this.#get(id), { state: 'running', step: 0, total: 1 }));
   }
 
   expire(id: string): void {
@@ -163,12 +169,12 @@ export class FakeJobs implements Jobs {
 
   progress(event: Omit<ProgressEvent, 'surface'>): void {
     const record = this.#get(event.jobId);
-    this.#progress.get(record.surface)?.({ ...event, surface: record.surface });
+    this.#progress.get(record.spec.origin.surface)?.({ ...event, surface: record.spec.origin.surface });
   }
 
   /** Runs the surface's delivery handler like the durable queue: retries on throw, `once` persists. */
   async deliver(event: DeliveryEvent, attempts = 3): Promise<void> {
-    const handler = this.#delivery.get(event.record.surface);
+    const handler = this.#delivery.get(event.record.spec.origin.surface);
     if (handler === undefined) return;
     let lastError: unknown;
     for (let attempt = 1; attempt <= attempts; attempt++) {

@@ -118,16 +118,16 @@ describe('worker', () => {
     expect(await jobs.gridPng(submitted.jobId)).toEqual(delivery.event.grid);
 
     const record = await jobs.record(submitted.jobId);
-    expect(record?.status).toEqual({ state: 'done' });
+    expect(record?.state.status).toEqual({ state: 'done' });
     expect(await jobs.status(submitted.jobId)).toEqual({ state: 'done' });
-    expect(record?.worker).toBe('gpu-0');
-    expect(record?.attempts).toBe(1);
-    expect(record?.owner).toEqual({ surface: 'discord', user: 'user-1' });
-    expect(record?.messageRef).toEqual({ token: 'tok' });
-    expect(record?.model).toEqual({ name: 'noop', demo: true });
-    expect(record?.truncatedTokens).toEqual([0, 0, 0, 0]);
-    expect(record?.resultKeys?.images).toHaveLength(4);
-    const t = record?.timings;
+    expect(record?.state.worker).toBe('gpu-0');
+    expect(record?.state.attempts).toBe(1);
+    expect(record?.spec.origin).toMatchObject({ surface: 'discord', user: 'user-1' });
+    expect(record?.state.messageRef).toEqual({ token: 'tok' });
+    expect(record?.result?.model).toEqual({ name: 'noop', demo: true });
+    expect(record?.result?.truncatedTokens).toEqual([0, 0, 0, 0]);
+    expect(record?.result?.resultKeys?.images).toHaveLength(4);
+    const t = record?.state.timings;
     expect(t?.startedAt).toBeGreaterThanOrEqual(t?.queuedAt ?? Number.NaN);
     expect(t?.finishedAt).toBeGreaterThanOrEqual(t?.startedAt ?? Number.NaN);
     expect(Object.keys(t?.phases ?? {}).sort()).toEqual(
@@ -202,7 +202,7 @@ describe('worker', () => {
       deliveries.delivered.length ? deliveries.delivered : null,
     );
     expect(d?.event).toMatchObject({ type: 'cancelled', by: 'admin-9' });
-    expect((await jobs.record(jobId))?.status).toEqual({ state: 'cancelled', by: 'admin-9' });
+    expect((await jobs.record(jobId))?.state.status).toEqual({ state: 'cancelled', by: 'admin-9' });
     const next = await jobs.submit(makeSpec({ steps: 2 }));
     await waitFor('next job done', async () => (await jobs.status(next.jobId))?.state === 'done');
   });
@@ -242,7 +242,7 @@ describe('worker', () => {
     const { jobId } = await jobs.submit(makeSpec());
     await waitFor('done', async () => (await jobs.status(jobId))?.state === 'done');
     expect(engine.calls).toBe(3);
-    expect((await jobs.record(jobId))?.attempts).toBe(3);
+    expect((await jobs.record(jobId))?.state.attempts).toBe(3);
     expect(logger.entries.filter((e) => e.msg === 'job failed; will retry')).toHaveLength(2);
     await waitFor('delivery', () => deliveries.delivered.length === 1);
     expect(deliveries.delivered[0]?.event.type).toBe('done');
@@ -290,7 +290,7 @@ describe('worker', () => {
       userFacing: true,
       reason: 'This model cannot make 4096×4096 images.',
     });
-    expect((await jobs.record(jobId))?.attempts).toBe(1);
+    expect((await jobs.record(jobId))?.state.attempts).toBe(1);
   });
 
   it('treats an invalid payload reaching the worker as unrecoverable, and tells the user why', async () => {
@@ -386,8 +386,8 @@ describe('worker', () => {
     await worker({ stepDelayMs: 1 }, { workerId: 'second' });
     await waitFor('done', async () => (await jobs.status(jobId))?.state === 'done', 10_000);
     const record = await jobs.record(jobId);
-    expect(record?.worker).toBe('second');
-    expect(record?.attempts).toBe(2);
+    expect(record?.state.worker).toBe('second');
+    expect(record?.state.attempts).toBe(2);
     await waitFor('delivered', () => deliveries.delivered.length === 1);
     await new Promise((r) => setTimeout(r, 200));
     expect(deliveries.posts.get(jobId)).toBe(1);
