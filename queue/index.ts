@@ -1,4 +1,8 @@
-/** Public surface of queue/: the Jobs interface for the chat side, and the worker for entry points. */
+/**
+ * Public surface of queue/: the Jobs interface and record types for the chat side, and the worker
+ * for entry points. bots/ imports queue/ only through this file (test/architecture/layers.ts checks
+ * it); entry points (bots/app.ts, bots/main.ts, bench scripts) may also wire deeper modules.
+ */
 export { closeRedisClient, createRedisClient, type RedisConnection, whenConnected } from './connection.ts';
 export { DELIVERY_DEFAULTS, type DeliveryOptions } from './delivery.ts';
 export { cellOrigin, composeGrid, type GridLayout, gridLayout } from './grid.ts';
@@ -13,6 +17,7 @@ export {
   type SubmitOutcome,
 } from './metrics.ts';
 export { createNoopEngine, type NoopEngine, type NoopEngineOptions } from './noop-engine.ts';
+export { createQueueProbe, type QueueCounts, type QueueProbe } from './probe.ts';
 export {
   checkRecord,
   expiredGridError,
