@@ -460,7 +460,7 @@ export class ConversationService {
       }
       if (patch !== undefined && Object.keys(patch).length > 0) {
         this.#info.set(result.jobId, {
-          target: { ...target, messageRef: { ...target.messageRef, ...patch } },
+          target: { ...target, messageRef: mergeMessageRef(target.messageRef, patch) },
           prompt,
         });
         await this.#jobs.updateMessageRef(result.jobId, patch).catch((error: unknown) => {
