@@ -1,7 +1,7 @@
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ErrorCode, InternalError } from '../../core/errors.ts';
+import { ErrorCode, InternalError, UserError } from '../../core/errors.ts';
 import { type JobSpec, jobIdFor, parseJobSpec } from '../../core/jobspec.ts';
 import { createJobs } from '../../queue/jobs.ts';
 import { queueKeys } from '../../queue/keys.ts';
@@ -9,6 +9,7 @@ import { createNoopEngine } from '../../queue/noop-engine.ts';
 import {
   checkRecord,
   gridRecordSchema,
+  JOB_GONE_MESSAGE,
   mergeMessageRef,
   newRecord,
   upgradeRecordHash,
@@ -234,6 +235,30 @@ describe('records in the previous layout (rolling upgrade)', () => {
     expect(await jobs.imagePng(id, 3)).toBeInstanceOf(Buffer);
   });
 
+  it('an unreadable job payload on an old-layout record is failed and delivered to the surface its base names', async () => {
+    const prefix = uniquePrefix('rs');
+    const jobs = open(prefix);
+    const deliveries = recordDeliveries(jobs, 'slack');
+    cleanups.push(() => deliveries.subscription.close());
+    const spec = specOf(makeSpec({ surface: 'slack' }));
+    const id = jobIdFor(spec.origin.surface, spec.origin.interactionId);
+    await admin.hset(queueKeys(prefix).record(id), legacyHash(spec, Date.now(), 60_000));
+    const generate = new Queue('generate', { connection: { url: redis.url }, prefix });
+    cleanups.push(() => generate.close());
+    await generate.add('generate', { ...spec, steps: 0 }, { jobId: id });
+    const worker = await startWorker({
+      connection: redis.url,
+      prefix,
+      engine: createNoopEngine(),
+      logger: captureLogger(),
+      previewEveryMs: 0,
+    });
+    cleanups.push(() => worker.close({ releaseNow: true }));
+    const event = (await waitFor('delivery', () => deliveries.byId(id)[0]))!.event;
+    expect(event.type).toBe('failed');
+    expect(event.record.state.status).toMatchObject({ state: 'failed', userFacing: true });
+  });
+
   it('upgradeRecordHash leaves a new-layout hash alone and moves the origin reference into the state', () => {
     const spec = specOf();
     const legacy = legacyHash(spec, 5, 100);
@@ -280,5 +305,19 @@ describe('invalid records', () => {
     expect(() => checkRecord({ ...fresh, state: { ...fresh.state, attempts: -1 } })).toThrow(
       /grid record discord-x is invalid \(record\): .*state\.attempts/u,
     );
+  });
+});
+
+describe('a job that is gone', () => {
+  it('cancel and updateMessageRef answer NotFound with the one message', async () => {
+    const jobs = open(uniquePrefix('rs'));
+    const cancel = await jobs
+      .cancel('discord-none', { surface: 'discord', user: 'u', admin: true })
+      .catch((e) => e);
+    const update = await jobs.updateMessageRef('discord-none', { messageId: 'm' }).catch((e) => e);
+    for (const error of [cancel, update]) {
+      expect(error).toBeInstanceOf(UserError);
+      expect(error).toMatchObject({ code: ErrorCode.NotFound, message: JOB_GONE_MESSAGE });
+    }
   });
 });
