@@ -84,6 +84,8 @@ export interface ModelInfo {
   readonly dtype: 'float32' | 'float16';
   readonly executionProvider: string;
   readonly hasSafetyChecker: boolean;
+  /** The Stable Diffusion family the loader recognised (absent for engines that are not a model). */
+  readonly family?: 'sd1' | 'sd2' | 'sdxl';
 }
 
 export interface Engine {

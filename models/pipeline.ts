@@ -95,6 +95,7 @@ class StableDiffusionEngine implements Engine {
       dtype: model.dtype,
       executionProvider: ep,
       hasSafetyChecker: model.safetyChecker !== null,
+      family: model.family,
     };
   }
 

@@ -37,6 +37,10 @@ for (const [name, dir, casesDir] of [
     beforeAll(async () => {
       engine = await loadEngine(dir);
     });
+
+    it('says which family it runs', () => {
+      expect(engine.info.family).toBe(dir === TINY_SDXL ? 'sdxl' : 'sd2');
+    });
     afterAll(async () => {
       await engine?.close();
     });
