@@ -13,8 +13,8 @@ import {
 } from '../../bots/service.ts';
 import type { ControlPress, ImagineCommand } from '../../bots/surface.ts';
 import { DEFAULT_SUFFIXES } from '../../core/config.ts';
-import { ErrorCode, UserError } from '../../core/errors.ts';
 import { JOB_ID_RE } from '../../core/jobspec.ts';
+import { alreadyEndedError, notJobOwnerError, queueFullError } from '../../queue/index.ts';
 import { FakeJobs } from './fake-jobs.ts';
 import { RecordingReply, RecordingSurface } from './recording-surface.ts';
 
@@ -195,11 +195,19 @@ describe('ConversationService', () => {
   });
 
   it('shows a submit refusal (queue full) privately after accepting', async () => {
-    jobs.submitError = new UserError(ErrorCode.QueueFull, 'The queue is full; try again in a minute.');
-    const reply = new RecordingReply();
-    await service.imagine(command({ text: 'a cat' }), reply);
-    expect(reply.calls.map((c) => c.method)).toEqual(['accept', 'privately']);
-    expect(reply.only('privately')[0]?.text).toBe('The queue is full; try again in a minute.');
+    const full = new FakeJobs({ limits: { queueDepth: 1 } });
+    const strict = new ConversationService({ jobs: full, settings: SETTINGS, random });
+    strict.attach(new RecordingSurface());
+    try {
+      await strict.imagine(command({ text: 'a dog', user: 'u2', interactionId: 'i0' }), new RecordingReply());
+      const reply = new RecordingReply();
+      await strict.imagine(command({ text: 'a cat' }), reply);
+      expect(reply.calls.map((c) => c.method)).toEqual(['accept', 'privately']);
+      expect(reply.only('privately')[0]?.text).toBe(queueFullError(1, 1, 30, { id: 'discord-i1' }).message);
+      expect(full.submitted).toEqual(['discord-i0']);
+    } finally {
+      await strict.close();
+    }
   });
 
   it('hides internal submit errors behind an error id', async () => {
@@ -262,20 +270,15 @@ describe('ConversationService', () => {
     const big = await png(512, 512);
     const limit = Math.floor(big.length / 3);
     const small = new RecordingSurface({ maxUploadBytes: limit });
-    const svc = new ConversationService({ jobs: new FakeJobs(), settings: SETTINGS, random });
-    try {
-      const fitted = await fitUpload(big, 'g', limit);
-      expect(fitted.data.length).toBeLessThanOrEqual(limit);
-      expect(['image/webp', 'image/jpeg']).toContain(fitted.contentType);
-      const meta = await sharp(fitted.data).metadata();
-      expect(meta.format).toBe(fitted.contentType === 'image/webp' ? 'webp' : 'jpeg');
-      // Only a truly tiny limit downscales.
-      const tiny = await fitUpload(big, 'g', 2000);
-      expect(tiny.data.length).toBeLessThanOrEqual(2000);
-      expect(small.limits.maxUploadBytes).toBe(limit);
-    } finally {
-      await svc.close();
-    }
+    const fitted = await fitUpload(big, 'g', limit);
+    expect(fitted.data.length).toBeLessThanOrEqual(limit);
+    expect(['image/webp', 'image/jpeg']).toContain(fitted.contentType);
+    const meta = await sharp(fitted.data).metadata();
+    expect(meta.format).toBe(fitted.contentType === 'image/webp' ? 'webp' : 'jpeg');
+    // Only a truly tiny limit downscales.
+    const tiny = await fitUpload(big, 'g', 2000);
+    expect(tiny.data.length).toBeLessThanOrEqual(2000);
+    expect(small.limits.maxUploadBytes).toBe(limit);
   });
 
   it('refine: four images on the pressed seed with the suffixes, as a new job', async () => {
@@ -378,17 +381,20 @@ describe('ConversationService', () => {
     const cancel = encodeControl({ action: 'cancel', recordId: 'discord-i1', index: 0 });
     const stranger = new RecordingReply();
     await service.press(press(cancel, { user: 'u9' }), stranger);
-    expect(stranger.only('privately')[0]?.text).toMatch(/Only the requester or an admin/);
+    expect(stranger.only('privately')[0]?.text).toBe(
+      notJobOwnerError('discord-i1', { surface: 'discord', user: 'u9' }).message,
+    );
     const admin = new RecordingReply();
     await service.press(press(cancel, { user: 'admin' }), admin);
     expect(admin.only('privately')).toHaveLength(0);
-    expect(jobs.records.get('discord-i1')?.status).toEqual({ state: 'cancelled', by: 'discord:admin' });
+    expect(jobs.records.get('discord-i1')?.status).toEqual({ state: 'cancelled', by: 'admin' });
     const cancelled = surface.only('cancelled');
     expect(cancelled).toHaveLength(1);
     expect(cancelled[0]?.view.text).toContain('Cancelled by @admin');
     const again = new RecordingReply();
     await service.press(press(cancel, { user: 'u1' }), again);
-    expect(again.only('privately')[0]?.text).toMatch(/already finished/);
+    expect(again.only('privately')[0]?.text).toBe(alreadyEndedError('discord-i1', 'cancelled').message);
+    expect(again.only('privately')[0]?.text).toMatch(/already been cancelled/);
   });
 
   it('failure messages: the reason when user-facing, otherwise only the error id', async () => {
