@@ -40,6 +40,10 @@ export class FakeJobs implements Jobs {
   readonly onceSteps = new Map<string, string>();
   readonly #delivery = new Map<Surface, DeliveryHandler>();
   readonly #progress = new Map<Surface, (event: ProgressEvent) => void>();
+  /** Deliveries for a surface with no handler yet, handed over when one subscribes. */
+  #pending: { event: DeliveryEvent; attempts: number }[] = [];
+  /** Deliveries handed over late whose every attempt threw (the real queue would go on retrying). */
+  readonly undelivered: { event: DeliveryEvent; error: unknown }[] = [];
   /** Set to make the next submit throw. */
   submitError: Error | undefined;
   now = 1_700_000_000_000;
@@ -139,6 +143,14 @@ export class FakeJobs implements Jobs {
 
   onDelivery(surface: Surface, handler: DeliveryHandler): Subscription {
     this.#delivery.set(surface, handler);
+    // Like the durable queue: what ended while nobody listened is delivered now.
+    const waiting = this.#pending.filter((p) => p.event.record.surface === surface);
+    this.#pending = this.#pending.filter((p) => p.event.record.surface !== surface);
+    for (const { event, attempts } of waiting) {
+      queueMicrotask(() => {
+        this.deliver(event, attempts).catch((error: unknown) => this.undelivered.push({ event, error }));
+      });
+    }
     return { close: async () => void this.#delivery.delete(surface) };
   }
 
@@ -206,7 +218,10 @@ export class FakeJobs implements Jobs {
   /** Runs the surface's delivery handler like the durable queue: retries on throw, `once` persists. */
   async deliver(event: DeliveryEvent, attempts = 3): Promise<void> {
     const handler = this.#delivery.get(event.record.surface);
-    if (handler === undefined) return;
+    if (handler === undefined) {
+      this.#pending.push({ event, attempts });
+      return;
+    }
     let lastError: unknown;
     for (let attempt = 1; attempt <= attempts; attempt++) {
       const ctx: DeliveryContext = {

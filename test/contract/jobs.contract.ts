@@ -3,7 +3,7 @@ import { ErrorCode, InternalError, UserError } from '../../core/errors.ts';
 import { jobIdFor, type Surface } from '../../core/jobspec.ts';
 import type { DeliveryEvent, Jobs, ProgressEvent } from '../../queue/index.ts';
 import { EventLog } from '../helpers/events.ts';
-import { makeSpec } from '../queue/helpers.ts';
+import { makeSpec, waitFor } from '../queue/helpers.ts';
 
 /**
  * One suite for every `Jobs`: the Redis-backed jobs (queue/) and the in-memory FakeJobs the service
@@ -312,6 +312,19 @@ export function jobsContract(name: string, make: MakeHarness): void {
       expect((await jobs.imagePng(a.jobId, 3))?.equals(image)).toBe(true);
       expect(await jobs.imagePng(a.jobId, 4)).toBeNull();
       expect(await jobs.gridPng('discord-nope')).toBeNull();
+    });
+
+    it('delivery: a job that ended while its surface had no handler is delivered once one subscribes', async () => {
+      const h = await harness();
+      const { jobs } = h;
+      const { jobId } = await jobs.submit(makeSpec({ surface: 'slack', steps: 1 }));
+      await h.run();
+      await waitFor('the job to end', async () => (await jobs.status(jobId))?.state === 'done');
+      // As after a restart: the handler comes after the result.
+      const deliveries = watchDeliveries(jobs, 'slack');
+      const seen = await deliveries.of(jobId, 'done');
+      expect(seen.event.record.status).toEqual({ state: 'done' });
+      expect(deliveries.posts.get(jobId)).toBe(1);
     });
 
     it('delivery: a throwing handler is retried, and a step it already did is not done again', async () => {
