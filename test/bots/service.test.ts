@@ -11,20 +11,13 @@ import {
   MESSAGES,
   type ServiceSettings,
 } from '../../bots/service.ts';
-import type { ControlPress, ImagineCommand } from '../../bots/surface.ts';
+import type { ControlPress, ImagineCommand, JobTarget } from '../../bots/surface.ts';
 import { DEFAULT_SUFFIXES } from '../../core/config.ts';
 import { JOB_ID_RE } from '../../core/jobspec.ts';
 import { alreadyEndedError, notJobOwnerError, queueFullError } from '../../queue/index.ts';
+import { EventLog } from '../helpers/events.ts';
 import { FakeJobs } from './fake-jobs.ts';
 import { RecordingReply, RecordingSurface } from './recording-surface.ts';
-
-async function poll(check: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('condition not met');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 const SETTINGS: ServiceSettings = {
   limits: {
@@ -130,29 +123,38 @@ describe('ConversationService', () => {
   });
 
   it('holds new-job work while acknowledgements are in flight (acks first), bounded', async () => {
+    // Fake timers: "still waiting at 99 ms, submitted at 100 ms" is then exact, with no real waits.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
     let release: () => void = () => {};
-    const held = new RecordingReply();
-    held.accept = () =>
-      new Promise<void>((resolve) => {
-        release = resolve;
-      });
-    const done = service.imagine(command({ text: 'a cat' }), held);
-    await new Promise((r) => setTimeout(r, 50));
-    expect(jobs.submitted).toEqual([]);
-    release();
-    await done;
-    expect(jobs.submitted).toEqual(['discord-i1']);
+    try {
+      const held = new RecordingReply();
+      held.accept = () =>
+        new Promise<void>((resolve) => {
+          release = resolve;
+        });
+      const done = service.imagine(command({ text: 'a cat' }), held);
+      // Within the bound (250 ms by default) nothing is submitted while the acknowledgement is in flight.
+      await vi.advanceTimersByTimeAsync(249);
+      expect(jobs.submitted).toEqual([]);
+      release();
+      await done;
+      expect(jobs.submitted).toEqual(['discord-i1']);
 
-    // An acknowledgement that never settles delays submission by at most ackPriorityMs.
-    const bounded = new ConversationService({ jobs, settings: SETTINGS, random, ackPriorityMs: 100 });
-    const detach = bounded.attach(new RecordingSurface({}, 'slack'));
-    const stuck = new RecordingReply();
-    stuck.accept = () => new Promise<void>(() => {});
-    const t0 = performance.now();
-    void bounded.imagine({ ...command({ text: 'a dog' }), surface: 'slack', interactionId: 'i9' }, stuck);
-    await poll(() => jobs.submitted.includes('slack-i9'), 2000);
-    expect(performance.now() - t0).toBeGreaterThanOrEqual(95);
-    await detach(); // (not close(): it would wait for the acknowledgement that never settles)
+      // An acknowledgement that never settles delays submission by ackPriorityMs, no more.
+      const bounded = new ConversationService({ jobs, settings: SETTINGS, random, ackPriorityMs: 100 });
+      const detach = bounded.attach(new RecordingSurface({}, 'slack'));
+      const stuck = new RecordingReply();
+      stuck.accept = () => new Promise<void>(() => {});
+      void bounded.imagine({ ...command({ text: 'a dog' }), surface: 'slack', interactionId: 'i9' }, stuck);
+      await vi.advanceTimersByTimeAsync(99);
+      expect(jobs.submitted).not.toContain('slack-i9');
+      await vi.advanceTimersByTimeAsync(1);
+      expect(jobs.submitted).toContain('slack-i9');
+      await detach(); // (not close(): it would wait for the acknowledgement that never settles)
+    } finally {
+      release(); // (so that a failed check does not leave close() waiting for it)
+      vi.useRealTimers();
+    }
   });
 
   it('accepts typed options and a user seed', async () => {
@@ -458,8 +460,15 @@ describe('ConversationService', () => {
     const surface2 = new RecordingSurface();
     service = new ConversationService({ jobs, settings: { ...SETTINGS, progressIntervalMs: 10 }, random });
     service.attach(surface2);
+    const shown = new EventLog<JobTarget>();
+    const show = surface2.showProgress.bind(surface2);
+    surface2.showProgress = async (target, view) => {
+      await show(target, view);
+      shown.push(target);
+    };
     jobs.progress({ jobId: 'discord-i1', step: 1, total: 4 });
-    await new Promise((r) => setTimeout(r, 50));
+    const target = await shown.until('a progress edit', () => true);
+    expect(target.messageRef).toEqual({ token: 't1', messageId: 'm-1' });
     expect(surface2.only('progress')[0]?.target.messageRef).toEqual({ token: 't1', messageId: 'm-1' });
   });
 });
