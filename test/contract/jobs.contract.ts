@@ -275,7 +275,8 @@ export function jobsContract(name: string, make: MakeHarness): void {
       jobs.onProgress('slack', (event) => progress.slack.push(event));
       const discord = watchDeliveries(jobs, 'discord');
       const slack = watchDeliveries(jobs, 'slack');
-      const a = await jobs.submit(makeSpec({ steps: 3, seeds: [10, 11, 12, 13] }));
+      const first = makeSpec({ steps: 3, seeds: [10, 11, 12, 13] });
+      const a = await jobs.submit(first);
       const b = await jobs.submit(makeSpec({ surface: 'slack', steps: 2 }));
       await h.run();
 
@@ -311,6 +312,10 @@ export function jobsContract(name: string, make: MakeHarness): void {
       expect((await jobs.gridPng(a.jobId))?.equals(done.event.grid)).toBe(true);
       expect((await jobs.imagePng(a.jobId, 3))?.equals(image)).toBe(true);
       expect(await jobs.imagePng(a.jobId, 4)).toBeNull();
+      // A redelivered interaction of a finished job: answered from the record, which stays done.
+      const again = await jobs.submit({ ...first, seeds: [1, 1, 1, 1] });
+      expect(again).toEqual({ jobId: a.jobId, seeds: [10, 11, 12, 13], position: 0, duplicate: true });
+      expect(await jobs.status(a.jobId)).toEqual({ state: 'done' });
       expect(await jobs.gridPng('discord-nope')).toBeNull();
     });
 
