@@ -1,16 +1,9 @@
-import { afterAll, beforeAll } from 'vitest';
 import { createJobs, createNoopEngine, type QueueWorker, startWorker } from '../../queue/index.ts';
-import { startTestRedis, type TestRedis, uniquePrefix } from '../helpers/redis.ts';
+import { uniquePrefix, useTestRedis } from '../helpers/use-redis.ts';
 import { captureLogger } from '../queue/helpers.ts';
 import { type JobsHarness, jobsContract } from './jobs.contract.ts';
 
-let redis: TestRedis;
-beforeAll(async () => {
-  redis = await startTestRedis();
-});
-afterAll(async () => {
-  await redis.stop();
-});
+const redis = useTestRedis();
 
 /** The Redis-backed jobs on a private redis-server, one key prefix per test; the real worker runs a fake engine. */
 jobsContract('Redis-backed jobs (queue/)', async (limits = {}): Promise<JobsHarness> => {
