@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { Queue, QueueEvents } from 'bullmq';
 import sharp from 'sharp';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ErrorCode, UserError } from '../../core/errors.ts';
 import { jobIdFor, type Surface } from '../../core/jobspec.ts';
 import { readPngText } from '../../models/png.ts';
@@ -20,21 +20,11 @@ import { PermanentDeliveryError, type ProgressEvent, RetryLaterError } from '../
 import { type QueueWorker, startWorker, type WorkerOptions } from '../../queue/worker.ts';
 import { runWorkerProcess } from '../../queue/worker-process.ts';
 import { EventLog } from '../helpers/events.ts';
-import { startTestRedis, type TestRedis, uniquePrefix } from '../helpers/redis.ts';
+import { uniquePrefix, useTestRedis } from '../helpers/use-redis.ts';
 import { captureLogger, makeSpec, recordDeliveries, recordMetrics, waitFor } from './helpers.ts';
 
-let redis: TestRedis;
-const cleanups: (() => Promise<void>)[] = [];
-
-beforeAll(async () => {
-  redis = await startTestRedis();
-});
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-afterAll(async () => {
-  await redis.stop();
-});
+const redis = useTestRedis();
+const cleanups = redis.cleanups;
 
 /**
  * The state of a grid's delivery job in its surface's BullMQ queue. 'completed' or 'failed' is
