@@ -18,6 +18,15 @@ import {
   DeliveryQueues,
   startDeliveryConsumer,
 } from './delivery.ts';
+import {
+  alreadyEndedError,
+  assertMessageRefPatch,
+  invalidSpecError,
+  jobGoneError,
+  notJobOwnerError,
+  queueFullError,
+  userCapError,
+} from './job-errors.ts';
 import { GENERATE_QUEUE, type QueueKeys, queueKeys } from './keys.ts';
 import type { QueueLogger } from './logger.ts';
 import { noopMetrics, type QueueMetrics } from './metrics.ts';
@@ -170,19 +179,6 @@ export async function loadRecord(
   return decodeRecord(id, await client.hgetall(keys.record(id)));
 }
 
-function finishedWord(state: string): string {
-  switch (state) {
-    case 'done':
-      return 'finished';
-    case 'failed':
-      return 'failed';
-    default:
-      return 'been cancelled';
-  }
-}
-
-const SAFE_REF_KEY = /^[A-Za-z0-9_.:-]{1,100}$/u;
-
 /** The Jobs interface on BullMQ and Redis. See queue/types.ts for the contract. */
 export function createJobs(options: JobsOptions): Jobs {
   const prefix = options.prefix ?? JOBS_DEFAULTS.prefix;
@@ -282,7 +278,7 @@ export function createJobs(options: JobsOptions): Jobs {
     const parsed = parseJobSpec(input);
     if (!parsed.ok) {
       metrics.submit('invalid');
-      throw new UserError(ErrorCode.InvalidRequest, `That request can't be run: ${parsed.message}`);
+      throw invalidSpecError(parsed.message);
     }
     const spec = parsed.spec;
     const origin = spec.origin;
@@ -334,21 +330,12 @@ export function createJobs(options: JobsOptions): Jobs {
       case 'user': {
         metrics.submit('refused_user_cap');
         const retryAfter = await retryAfterSeconds(client, keys);
-        throw new UserError(
-          ErrorCode.RateLimited,
-          `You already have ${detail} image ${Number(detail) === 1 ? 'job' : 'jobs'} queued or running ` +
-            `(the limit is ${perUser}). Wait for one to finish or cancel one, then try again.`,
-          { retryAfterSeconds: retryAfter, context: { id, user: origin.user, limit: perUser } },
-        );
+        throw userCapError(Number(detail), perUser, retryAfter, { id, user: origin.user });
       }
       case 'full': {
         metrics.submit('refused_queue_full');
         const retryAfter = await retryAfterSeconds(client, keys);
-        throw new UserError(
-          ErrorCode.QueueFull,
-          `The queue is full (${detail} jobs waiting or running). Please try again in about ${retryAfter} seconds.`,
-          { retryAfterSeconds: retryAfter, context: { id, depth: Number(detail), limit: queueDepth } },
-        );
+        throw queueFullError(Number(detail), queueDepth, retryAfter, { id });
       }
       case 'ok':
         break;
@@ -419,33 +406,21 @@ export function createJobs(options: JobsOptions): Jobs {
   async function cancelNow(id: string, by: CancelBy): Promise<JobStatus> {
     const record = await loadRecord(client, keys, id);
     if (record === null) {
-      throw new UserError(ErrorCode.NotFound, 'That job no longer exists (it may have expired).', {
-        context: { id },
-      });
+      throw jobGoneError(id);
     }
     const isOwner = record.owner.surface === by.surface && record.owner.user === by.user;
     if (!isOwner && !by.admin) {
-      throw new UserError(
-        ErrorCode.Forbidden,
-        'Only the person who asked for this job, or an admin, can cancel it.',
-        {
-          context: { id, by: by.user },
-        },
-      );
+      throw notJobOwnerError(id, by);
     }
     const cancelled: JobStatus = { state: 'cancelled', by: by.user };
     const [outcome, previous = ''] = stringReply(
       await runScript(client, CANCEL, [keys.record(id)], [JSON.stringify(cancelled), by.user, Date.now()]),
     );
     if (outcome === 'missing') {
-      throw new UserError(ErrorCode.NotFound, 'That job no longer exists (it may have expired).', {
-        context: { id },
-      });
+      throw jobGoneError(id);
     }
     if (outcome === 'terminal') {
-      throw new UserError(ErrorCode.AlreadyFinished, `This job has already ${finishedWord(previous)}.`, {
-        context: { id, state: previous },
-      });
+      throw alreadyEndedError(id, previous);
     }
     // Tell whichever worker runs it (any process); it aborts at the next step and delivers.
     await client.publish(keys.cancelChannel, id);
@@ -574,17 +549,11 @@ export function createJobs(options: JobsOptions): Jobs {
   }
 
   async function updateMessageRefNow(id: string, patch: Readonly<Record<string, string>>): Promise<void> {
-    for (const [key, value] of Object.entries(patch)) {
-      if (!SAFE_REF_KEY.test(key) || typeof value !== 'string' || value.length > 4000) {
-        throw new InternalError(ErrorCode.Internal, `invalid messageRef entry ${JSON.stringify(key)}`);
-      }
-    }
+    assertMessageRefPatch(patch);
     if (Object.keys(patch).length === 0) return;
     const updated = await runScript(client, MERGE_MESSAGE_REF, [keys.record(id)], [JSON.stringify(patch)]);
     if (Number(updated) !== 1) {
-      throw new UserError(ErrorCode.NotFound, 'That job no longer exists (it may have expired).', {
-        context: { id },
-      });
+      throw jobGoneError(id);
     }
   }
 
