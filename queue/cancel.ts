@@ -1,20 +1,8 @@
-import { ErrorCode, UserError } from '../core/errors.ts';
+import { alreadyEndedError, jobGoneError, notJobOwnerError } from './job-errors.ts';
 import type { JobsContext } from './jobs-context.ts';
 import { loadRecord } from './queue-state.ts';
-import { jobGoneError } from './records.ts';
 import { CANCEL, FINISH, runScript, stringReply } from './scripts.ts';
 import type { CancelBy, JobStatus } from './types.ts';
-
-function finishedWord(state: string): string {
-  switch (state) {
-    case 'done':
-      return 'finished';
-    case 'failed':
-      return 'failed';
-    default:
-      return 'been cancelled';
-  }
-}
 
 /**
  * Cancelling a job: checks who may, marks the record cancelled (CANCEL), tells the worker running
@@ -30,13 +18,7 @@ export function createCancel(ctx: JobsContext): (id: string, by: CancelBy) => Pr
     }
     const isOwner = record.spec.origin.surface === by.surface && record.spec.origin.user === by.user;
     if (!isOwner && !by.admin) {
-      throw new UserError(
-        ErrorCode.Forbidden,
-        'Only the person who asked for this job, or an admin, can cancel it.',
-        {
-          context: { id, by: by.user },
-        },
-      );
+      throw notJobOwnerError(id, by);
     }
     const cancelled: JobStatus = { state: 'cancelled', by: by.user };
     const [outcome, previous = ''] = stringReply(
@@ -46,9 +28,7 @@ export function createCancel(ctx: JobsContext): (id: string, by: CancelBy) => Pr
       throw jobGoneError(id);
     }
     if (outcome === 'terminal') {
-      throw new UserError(ErrorCode.AlreadyFinished, `This job has already ${finishedWord(previous)}.`, {
-        context: { id, state: previous },
-      });
+      throw alreadyEndedError(id, previous);
     }
     // Tell whichever worker runs it (any process); it aborts at the next step and delivers.
     await client.publish(keys.cancelChannel, id);

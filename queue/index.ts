@@ -6,6 +6,15 @@
 export { closeRedisClient, createRedisClient, type RedisConnection, whenConnected } from './connection.ts';
 export { DELIVERY_DEFAULTS, type DeliveryOptions } from './delivery.ts';
 export { cellOrigin, composeGrid, type GridLayout, gridLayout } from './grid.ts';
+export {
+  alreadyEndedError,
+  assertMessageRefPatch,
+  invalidSpecError,
+  jobGoneError,
+  notJobOwnerError,
+  queueFullError,
+  userCapError,
+} from './job-errors.ts';
 export { type BackoffOptions, createJobs, JOBS_DEFAULTS, type JobsOptions } from './jobs.ts';
 export { type QueueLogger, silentLogger } from './logger.ts';
 export {
@@ -23,8 +32,6 @@ export {
   expiredGridError,
   GRID_EXPIRED_MESSAGE,
   gridRecordSchema,
-  JOB_GONE_MESSAGE,
-  jobGoneError,
   mergeMessageRef,
   requireRecord,
   upgradeRecordHash,

@@ -19,12 +19,13 @@ import {
 } from './delivery.ts';
 import { CLOSE_TIMEOUT_MS, createJobEvents } from './events.ts';
 import { createGridImages, type GridImages } from './images.ts';
+import { assertMessageRefPatch, jobGoneError } from './job-errors.ts';
 import type { JobsContext } from './jobs-context.ts';
 import { GENERATE_QUEUE, queueKeys } from './keys.ts';
 import type { QueueLogger } from './logger.ts';
 import { noopMetrics, type QueueMetrics } from './metrics.ts';
 import { loadRecord, pipelineReplies, queuePosition, unavailableError } from './queue-state.ts';
-import { decodeStatus, jobGoneError } from './records.ts';
+import { decodeStatus } from './records.ts';
 import { MERGE_MESSAGE_REF, runScript } from './scripts.ts';
 import { createSubmit } from './submit.ts';
 import type {
@@ -112,8 +113,6 @@ export const JOBS_DEFAULTS = {
   orphanGraceMs: number;
   renderWaitMs: number;
 };
-
-const SAFE_REF_KEY = /^[A-Za-z0-9_.:-]{1,100}$/u;
 
 /**
  * The Jobs interface on BullMQ and Redis. See queue/types.ts for the contract. The parts live in
@@ -248,11 +247,7 @@ export function createJobs(options: JobsOptions): Jobs {
   }
 
   async function updateMessageRefNow(id: string, patch: MessageRef): Promise<void> {
-    for (const [key, value] of Object.entries(patch)) {
-      if (!SAFE_REF_KEY.test(key) || typeof value !== 'string' || value.length > 4000) {
-        throw new InternalError(ErrorCode.Internal, `invalid messageRef entry ${JSON.stringify(key)}`);
-      }
-    }
+    assertMessageRefPatch(patch);
     if (Object.keys(patch).length === 0) return;
     const updated = await runScript(client, MERGE_MESSAGE_REF, [keys.record(id)], [JSON.stringify(patch)]);
     if (Number(updated) !== 1) {

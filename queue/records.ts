@@ -221,13 +221,6 @@ export function decodeRecord(id: string, stored: Readonly<Record<string, string>
   return parsed.data;
 }
 
-/** What the chat side is told when a job's record is gone (never existed, or expired). */
-export const JOB_GONE_MESSAGE = 'That job no longer exists (it may have expired).';
-
-export function jobGoneError(id: string): UserError {
-  return new UserError(ErrorCode.NotFound, JOB_GONE_MESSAGE, { context: { id } });
-}
-
 /** Name of a generate-queue job that makes a finished grid's PNGs again (data: {@link RenderJobData}). */
 export const RENDER_JOB = 'render';
 

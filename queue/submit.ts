@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { ErrorCode, InternalError, UserError } from '../core/errors.ts';
+import { ErrorCode, InternalError } from '../core/errors.ts';
 import { type JobSpecInput, jobIdFor, parseJobSpec } from '../core/jobspec.ts';
 import { isUnavailableError, REQUEST_TIMEOUT_MS } from './connection.ts';
+import { invalidSpecError, queueFullError, userCapError } from './job-errors.ts';
 import type { JobsContext } from './jobs-context.ts';
 import { loadRecord, queuePosition, retryAfterSeconds } from './queue-state.ts';
 import { newRecord } from './records.ts';
@@ -65,7 +66,7 @@ export function createSubmit(
     const parsed = parseJobSpec(input);
     if (!parsed.ok) {
       metrics.submit('invalid');
-      throw new UserError(ErrorCode.InvalidRequest, `That request can't be run: ${parsed.message}`);
+      throw invalidSpecError(parsed.message);
     }
     const spec = parsed.spec;
     const origin = spec.origin;
@@ -107,21 +108,12 @@ export function createSubmit(
       case 'user': {
         metrics.submit('refused_user_cap');
         const retryAfter = await retryAfterSeconds(client, keys);
-        throw new UserError(
-          ErrorCode.RateLimited,
-          `You already have ${detail} image ${Number(detail) === 1 ? 'job' : 'jobs'} queued or running ` +
-            `(the limit is ${perUser}). Wait for one to finish or cancel one, then try again.`,
-          { retryAfterSeconds: retryAfter, context: { id, user: origin.user, limit: perUser } },
-        );
+        throw userCapError(Number(detail), perUser, retryAfter, { id, user: origin.user });
       }
       case 'full': {
         metrics.submit('refused_queue_full');
         const retryAfter = await retryAfterSeconds(client, keys);
-        throw new UserError(
-          ErrorCode.QueueFull,
-          `The queue is full (${detail} jobs waiting or running). Please try again in about ${retryAfter} seconds.`,
-          { retryAfterSeconds: retryAfter, context: { id, depth: Number(detail), limit: queueDepth } },
-        );
+        throw queueFullError(Number(detail), queueDepth, retryAfter, { id });
       }
       case 'ok':
         break;

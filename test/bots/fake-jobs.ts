@@ -1,28 +1,37 @@
-import { ErrorCode, UserError } from '../../core/errors.ts';
 import { jobIdFor, parseJobSpec, type Surface } from '../../core/jobspec.ts';
+import {
+  alreadyEndedError,
+  assertMessageRefPatch,
+  type CancelBy,
+  type DeliveryContext,
+  type DeliveryEvent,
+  type GridRecord,
+  invalidSpecError,
+  JOBS_DEFAULTS,
+  type JobStatus,
+  type Jobs,
+  jobGoneError,
+  notJobOwnerError,
+  type ProgressEvent,
+  queueFullError,
+  type SubmitResult,
+  type Subscription,
+  userCapError,
+} from '../../queue/index.ts';
 import { mergeMessageRef, recordSpec } from '../../queue/records.ts';
-import type {
-  CancelBy,
-  DeliveryContext,
-  DeliveryEvent,
-  GridRecord,
-  JobStatus,
-  Jobs,
-  ProgressEvent,
-  SubmitResult,
-  Subscription,
-} from '../../queue/types.ts';
-
-function withStatus(record: GridRecord, status: JobStatus): GridRecord {
-  return { ...record, state: { ...record.state, status } };
-}
 
 type DeliveryHandler = (event: DeliveryEvent, ctx: DeliveryContext) => Promise<void>;
 
+/** Retry-After the real jobs give before any job has been timed (queue/jobs.ts, about one average job). */
+const UNTIMED_RETRY_AFTER_S = 30;
+
 /**
  * An in-memory `Jobs` for service unit tests: the same interface as queue/, with test hooks to finish,
- * fail or expire a job and to push progress. Deliveries run like the real ones: a throwing handler is
- * retried (immediately, here) and `ctx.once` steps persist across attempts.
+ * fail or expire a job and to push progress. It answers like the Redis-backed jobs (the same coded
+ * errors and texts, from queue/job-errors.ts; test/contract checks both against one suite).
+ * Deliveries run like the real ones: a throwing handler is retried (immediately, here) and
+ * `ctx.once` steps persist across attempts. A cancel delivers at once, where the real queue delivers
+ * a running job's cancel when its worker stops it.
  */
 export class FakeJobs implements Jobs {
   readonly records = new Map<string, GridRecord>();
@@ -32,9 +41,20 @@ export class FakeJobs implements Jobs {
   readonly onceSteps = new Map<string, string>();
   readonly #delivery = new Map<Surface, DeliveryHandler>();
   readonly #progress = new Map<Surface, (event: ProgressEvent) => void>();
+  /** Deliveries for a surface with no handler yet, handed over when one subscribes. */
+  #pending: { event: DeliveryEvent; attempts: number }[] = [];
+  /** Deliveries handed over late whose every attempt threw (the real queue would go on retrying). */
+  readonly undelivered: { event: DeliveryEvent; error: unknown }[] = [];
   /** Set to make the next submit throw. */
   submitError: Error | undefined;
   now = 1_700_000_000_000;
+  readonly #perUser: number;
+  readonly #queueDepth: number;
+
+  constructor(options: { limits?: { perUser?: number; queueDepth?: number } } = {}) {
+    this.#perUser = options.limits?.perUser ?? JOBS_DEFAULTS.perUser;
+    this.#queueDepth = options.limits?.queueDepth ?? JOBS_DEFAULTS.queueDepth;
+  }
 
   async submit(input: Parameters<Jobs['submit']>[0]): Promise<SubmitResult> {
     if (this.submitError !== undefined) {
@@ -43,18 +63,30 @@ export class FakeJobs implements Jobs {
       throw error;
     }
     const parsed = parseJobSpec(input);
-    if (!parsed.ok) throw new Error(`invalid spec: ${parsed.message}`);
+    if (!parsed.ok) throw invalidSpecError(parsed.message);
     const spec = parsed.spec;
     const id = jobIdFor(spec.origin.surface, spec.origin.interactionId);
     const existing = this.records.get(id);
-    if (existing !== undefined)
-      return { jobId: id, seeds: existing.spec.seeds, position: 0, duplicate: true };
-    const position = [...this.records.values()].filter((r) => r.state.status.state === 'queued').length;
+    if (existing !== undefined) {
+      const position = existing.state.status.state === 'queued' ? this.#position(id) : 0;
+      return { jobId: id, seeds: existing.spec.seeds, position, duplicate: true };
+    }
+    const unfinished = [...this.records.values()].filter((r) => !isEnded(r.state.status));
+    const mine = unfinished.filter(
+      (r) => r.spec.origin.surface === spec.origin.surface && r.spec.origin.user === spec.origin.user,
+    ).length;
+    if (mine >= this.#perUser) {
+      throw userCapError(mine, this.#perUser, UNTIMED_RETRY_AFTER_S, { id, user: spec.origin.user });
+    }
+    if (unfinished.length >= this.#queueDepth) {
+      throw queueFullError(unfinished.length, this.#queueDepth, UNTIMED_RETRY_AFTER_S, { id });
+    }
     this.records.set(id, {
       id,
       spec: recordSpec(spec),
       state: {
-        status: { state: 'queued', position },
+        // As stored by the real queue; status() answers the live position.
+        status: { state: 'queued', position: 0 },
         messageRef: spec.origin.messageRef,
         attempts: 0,
         timings: { queuedAt: this.now },
@@ -62,26 +94,27 @@ export class FakeJobs implements Jobs {
       },
     });
     this.submitted.push(id);
-    return { jobId: id, seeds: spec.seeds, position, duplicate: false };
+    return { jobId: id, seeds: spec.seeds, position: this.#position(id), duplicate: false };
   }
 
   async status(id: string): Promise<JobStatus | null> {
-    return this.records.get(id)?.state.status ?? null;
+    const status = this.records.get(id)?.state.status;
+    if (status === undefined) return null;
+    return status.state === 'queued' ? { state: 'queued', position: this.#position(id) } : status;
   }
 
   async cancel(id: string, by: CancelBy): Promise<JobStatus> {
     const record = this.records.get(id);
-    if (record === undefined) throw new UserError(ErrorCode.NotFound, 'That job does not exist.');
+    if (record === undefined) throw jobGoneError(id);
     if (!by.admin && !(record.spec.origin.surface === by.surface && record.spec.origin.user === by.user)) {
-      throw new UserError(ErrorCode.Forbidden, 'Only the requester or an admin can cancel this job.');
+      throw notJobOwnerError(id, by);
     }
-    if (record.state.status.state !== 'queued' && record.state.status.state !== 'running') {
-      throw new UserError(ErrorCode.AlreadyFinished, 'This job has already finished.');
-    }
-    const status: JobStatus = { state: 'cancelled', by: `${by.surface}:${by.user}` };
+    if (isEnded(record.state.status)) throw alreadyEndedError(id, record.state.status.state);
+    // The real queue records the user id alone (the surface is the job's).
+    const status: JobStatus = { state: 'cancelled', by: by.user };
     const updated = withStatus(record, status);
     this.records.set(id, updated);
-    await this.deliver({ type: 'cancelled', record: updated, by: `${by.surface}:${by.user}` });
+    await this.deliver({ type: 'cancelled', record: updated, by: by.user });
     return status;
   }
 
@@ -98,8 +131,10 @@ export class FakeJobs implements Jobs {
   }
 
   async updateMessageRef(id: string, patch: Readonly<Record<string, string>>): Promise<void> {
+    assertMessageRefPatch(patch);
+    if (Object.keys(patch).length === 0) return;
     const record = this.records.get(id);
-    if (record === undefined) return;
+    if (record === undefined) throw jobGoneError(id);
     this.records.set(id, {
       ...record,
       state: { ...record.state, messageRef: mergeMessageRef(record.state.messageRef, patch) },
@@ -108,6 +143,14 @@ export class FakeJobs implements Jobs {
 
   onDelivery(surface: Surface, handler: DeliveryHandler): Subscription {
     this.#delivery.set(surface, handler);
+    // Like the durable queue: what ended while nobody listened is delivered now.
+    const waiting = this.#pending.filter((p) => p.event.record.spec.origin.surface === surface);
+    this.#pending = this.#pending.filter((p) => p.event.record.spec.origin.surface !== surface);
+    for (const { event, attempts } of waiting) {
+      queueMicrotask(() => {
+        this.deliver(event, attempts).catch((error: unknown) => this.undelivered.push({ event, error }));
+      });
+    }
     return { close: async () => void this.#delivery.delete(surface) };
   }
 
@@ -158,7 +201,8 @@ export class FakeJobs implements Jobs {
   }
 
   setRunning(id: string): void {
-    this.records.set(id, withStatus(this.#get(id), { state: 'running', step: 0, total: 1 }));
+    const record = this.#get(id);
+    this.records.set(id, withStatus(record, { state: 'running', step: 0, total: record.spec.steps }));
   }
 
   expire(id: string): void {
@@ -175,7 +219,10 @@ export class FakeJobs implements Jobs {
   /** Runs the surface's delivery handler like the durable queue: retries on throw, `once` persists. */
   async deliver(event: DeliveryEvent, attempts = 3): Promise<void> {
     const handler = this.#delivery.get(event.record.spec.origin.surface);
-    if (handler === undefined) return;
+    if (handler === undefined) {
+      this.#pending.push({ event, attempts });
+      return;
+    }
     let lastError: unknown;
     for (let attempt = 1; attempt <= attempts; attempt++) {
       const ctx: DeliveryContext = {
@@ -199,9 +246,27 @@ export class FakeJobs implements Jobs {
     throw lastError;
   }
 
+  /** Jobs queued before this one that are still queued (the real queue: jobs ahead in the wait list). */
+  #position(id: string): number {
+    let ahead = 0;
+    for (const [other, record] of this.records) {
+      if (other === id) return ahead;
+      if (record.state.status.state === 'queued') ahead++;
+    }
+    return ahead;
+  }
+
   #get(id: string): GridRecord {
     const record = this.records.get(id);
     if (record === undefined) throw new Error(`no record ${id}`);
     return record;
   }
+}
+
+function isEnded(status: JobStatus): boolean {
+  return status.state !== 'queued' && status.state !== 'running';
+}
+
+function withStatus(record: GridRecord, status: JobStatus): GridRecord {
+  return { ...record, state: { ...record.state, status } };
 }

@@ -11,20 +11,13 @@ import {
   MESSAGES,
   type ServiceSettings,
 } from '../../bots/service.ts';
-import type { ControlPress, ImagineCommand } from '../../bots/surface.ts';
+import type { ControlPress, ImagineCommand, JobTarget } from '../../bots/surface.ts';
 import { DEFAULT_SUFFIXES } from '../../core/config.ts';
-import { ErrorCode, UserError } from '../../core/errors.ts';
 import { JOB_ID_RE } from '../../core/jobspec.ts';
+import { alreadyEndedError, notJobOwnerError, queueFullError } from '../../queue/index.ts';
+import { EventLog } from '../helpers/events.ts';
 import { FakeJobs } from './fake-jobs.ts';
 import { RecordingReply, RecordingSurface } from './recording-surface.ts';
-
-async function poll(check: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('condition not met');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 const SETTINGS: ServiceSettings = {
   limits: {
@@ -130,29 +123,38 @@ describe('ConversationService', () => {
   });
 
   it('holds new-job work while acknowledgements are in flight (acks first), bounded', async () => {
+    // Fake timers: "still waiting at 99 ms, submitted at 100 ms" is then exact, with no real waits.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
     let release: () => void = () => {};
-    const held = new RecordingReply();
-    held.accept = () =>
-      new Promise<void>((resolve) => {
-        release = resolve;
-      });
-    const done = service.imagine(command({ text: 'a cat' }), held);
-    await new Promise((r) => setTimeout(r, 50));
-    expect(jobs.submitted).toEqual([]);
-    release();
-    await done;
-    expect(jobs.submitted).toEqual(['discord-i1']);
+    try {
+      const held = new RecordingReply();
+      held.accept = () =>
+        new Promise<void>((resolve) => {
+          release = resolve;
+        });
+      const done = service.imagine(command({ text: 'a cat' }), held);
+      // Within the bound (250 ms by default) nothing is submitted while the acknowledgement is in flight.
+      await vi.advanceTimersByTimeAsync(249);
+      expect(jobs.submitted).toEqual([]);
+      release();
+      await done;
+      expect(jobs.submitted).toEqual(['discord-i1']);
 
-    // An acknowledgement that never settles delays submission by at most ackPriorityMs.
-    const bounded = new ConversationService({ jobs, settings: SETTINGS, random, ackPriorityMs: 100 });
-    const detach = bounded.attach(new RecordingSurface({}, 'slack'));
-    const stuck = new RecordingReply();
-    stuck.accept = () => new Promise<void>(() => {});
-    const t0 = performance.now();
-    void bounded.imagine({ ...command({ text: 'a dog' }), surface: 'slack', interactionId: 'i9' }, stuck);
-    await poll(() => jobs.submitted.includes('slack-i9'), 2000);
-    expect(performance.now() - t0).toBeGreaterThanOrEqual(95);
-    await detach(); // (not close(): it would wait for the acknowledgement that never settles)
+      // An acknowledgement that never settles delays submission by ackPriorityMs, no more.
+      const bounded = new ConversationService({ jobs, settings: SETTINGS, random, ackPriorityMs: 100 });
+      const detach = bounded.attach(new RecordingSurface({}, 'slack'));
+      const stuck = new RecordingReply();
+      stuck.accept = () => new Promise<void>(() => {});
+      void bounded.imagine({ ...command({ text: 'a dog' }), surface: 'slack', interactionId: 'i9' }, stuck);
+      await vi.advanceTimersByTimeAsync(99);
+      expect(jobs.submitted).not.toContain('slack-i9');
+      await vi.advanceTimersByTimeAsync(1);
+      expect(jobs.submitted).toContain('slack-i9');
+      await detach(); // (not close(): it would wait for the acknowledgement that never settles)
+    } finally {
+      release(); // (so that a failed check does not leave close() waiting for it)
+      vi.useRealTimers();
+    }
   });
 
   it('accepts typed options and a user seed', async () => {
@@ -195,11 +197,19 @@ describe('ConversationService', () => {
   });
 
   it('shows a submit refusal (queue full) privately after accepting', async () => {
-    jobs.submitError = new UserError(ErrorCode.QueueFull, 'The queue is full; try again in a minute.');
-    const reply = new RecordingReply();
-    await service.imagine(command({ text: 'a cat' }), reply);
-    expect(reply.calls.map((c) => c.method)).toEqual(['accept', 'privately']);
-    expect(reply.only('privately')[0]?.text).toBe('The queue is full; try again in a minute.');
+    const full = new FakeJobs({ limits: { queueDepth: 1 } });
+    const strict = new ConversationService({ jobs: full, settings: SETTINGS, random });
+    strict.attach(new RecordingSurface());
+    try {
+      await strict.imagine(command({ text: 'a dog', user: 'u2', interactionId: 'i0' }), new RecordingReply());
+      const reply = new RecordingReply();
+      await strict.imagine(command({ text: 'a cat' }), reply);
+      expect(reply.calls.map((c) => c.method)).toEqual(['accept', 'privately']);
+      expect(reply.only('privately')[0]?.text).toBe(queueFullError(1, 1, 30, { id: 'discord-i1' }).message);
+      expect(full.submitted).toEqual(['discord-i0']);
+    } finally {
+      await strict.close();
+    }
   });
 
   it('hides internal submit errors behind an error id', async () => {
@@ -262,20 +272,15 @@ describe('ConversationService', () => {
     const big = await png(512, 512);
     const limit = Math.floor(big.length / 3);
     const small = new RecordingSurface({ maxUploadBytes: limit });
-    const svc = new ConversationService({ jobs: new FakeJobs(), settings: SETTINGS, random });
-    try {
-      const fitted = await fitUpload(big, 'g', limit);
-      expect(fitted.data.length).toBeLessThanOrEqual(limit);
-      expect(['image/webp', 'image/jpeg']).toContain(fitted.contentType);
-      const meta = await sharp(fitted.data).metadata();
-      expect(meta.format).toBe(fitted.contentType === 'image/webp' ? 'webp' : 'jpeg');
-      // Only a truly tiny limit downscales.
-      const tiny = await fitUpload(big, 'g', 2000);
-      expect(tiny.data.length).toBeLessThanOrEqual(2000);
-      expect(small.limits.maxUploadBytes).toBe(limit);
-    } finally {
-      await svc.close();
-    }
+    const fitted = await fitUpload(big, 'g', limit);
+    expect(fitted.data.length).toBeLessThanOrEqual(limit);
+    expect(['image/webp', 'image/jpeg']).toContain(fitted.contentType);
+    const meta = await sharp(fitted.data).metadata();
+    expect(meta.format).toBe(fitted.contentType === 'image/webp' ? 'webp' : 'jpeg');
+    // Only a truly tiny limit downscales.
+    const tiny = await fitUpload(big, 'g', 2000);
+    expect(tiny.data.length).toBeLessThanOrEqual(2000);
+    expect(small.limits.maxUploadBytes).toBe(limit);
   });
 
   it('refine: four images on the pressed seed with the suffixes, as a new job', async () => {
@@ -378,17 +383,20 @@ describe('ConversationService', () => {
     const cancel = encodeControl({ action: 'cancel', recordId: 'discord-i1', index: 0 });
     const stranger = new RecordingReply();
     await service.press(press(cancel, { user: 'u9' }), stranger);
-    expect(stranger.only('privately')[0]?.text).toMatch(/Only the requester or an admin/);
+    expect(stranger.only('privately')[0]?.text).toBe(
+      notJobOwnerError('discord-i1', { surface: 'discord', user: 'u9' }).message,
+    );
     const admin = new RecordingReply();
     await service.press(press(cancel, { user: 'admin' }), admin);
     expect(admin.only('privately')).toHaveLength(0);
-    expect(jobs.records.get('discord-i1')?.state.status).toEqual({ state: 'cancelled', by: 'discord:admin' });
+    expect(jobs.records.get('discord-i1')?.state.status).toEqual({ state: 'cancelled', by: 'admin' });
     const cancelled = surface.only('cancelled');
     expect(cancelled).toHaveLength(1);
     expect(cancelled[0]?.view.text).toContain('Cancelled by @admin');
     const again = new RecordingReply();
     await service.press(press(cancel, { user: 'u1' }), again);
-    expect(again.only('privately')[0]?.text).toMatch(/already finished/);
+    expect(again.only('privately')[0]?.text).toBe(alreadyEndedError('discord-i1', 'cancelled').message);
+    expect(again.only('privately')[0]?.text).toMatch(/already been cancelled/);
   });
 
   it('failure messages: the reason when user-facing, otherwise only the error id', async () => {
@@ -452,8 +460,15 @@ describe('ConversationService', () => {
     const surface2 = new RecordingSurface();
     service = new ConversationService({ jobs, settings: { ...SETTINGS, progressIntervalMs: 10 }, random });
     service.attach(surface2);
+    const shown = new EventLog<JobTarget>();
+    const show = surface2.showProgress.bind(surface2);
+    surface2.showProgress = async (target, view) => {
+      await show(target, view);
+      shown.push(target);
+    };
     jobs.progress({ jobId: 'discord-i1', step: 1, total: 4 });
-    await new Promise((r) => setTimeout(r, 50));
+    const target = await shown.until('a progress edit', () => true);
+    expect(target.messageRef).toEqual({ token: 't1', messageId: 'm-1' });
     expect(surface2.only('progress')[0]?.target.messageRef).toEqual({ token: 't1', messageId: 'm-1' });
   });
 });

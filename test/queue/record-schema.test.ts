@@ -3,13 +3,13 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode, InternalError, UserError } from '../../core/errors.ts';
 import { type JobSpec, jobIdFor, parseJobSpec } from '../../core/jobspec.ts';
+import { jobGoneError } from '../../queue/job-errors.ts';
 import { createJobs } from '../../queue/jobs.ts';
 import { queueKeys } from '../../queue/keys.ts';
 import { createNoopEngine } from '../../queue/noop-engine.ts';
 import {
   checkRecord,
   gridRecordSchema,
-  JOB_GONE_MESSAGE,
   mergeMessageRef,
   newRecord,
   upgradeRecordHash,
@@ -317,7 +317,10 @@ describe('a job that is gone', () => {
     const update = await jobs.updateMessageRef('discord-none', { messageId: 'm' }).catch((e) => e);
     for (const error of [cancel, update]) {
       expect(error).toBeInstanceOf(UserError);
-      expect(error).toMatchObject({ code: ErrorCode.NotFound, message: JOB_GONE_MESSAGE });
+      expect(error).toMatchObject({
+        code: ErrorCode.NotFound,
+        message: jobGoneError('discord-none').message,
+      });
     }
   });
 });
