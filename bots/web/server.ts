@@ -3,7 +3,6 @@ import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { isLoopbackHost } from '../../core/config.ts';
 import { ErrorCode } from '../../core/errors.ts';
-import { jobIdFor } from '../../core/jobspec.ts';
 import { FLAG_HELP } from '../../core/request.ts';
 import { SAMPLERS } from '../../core/samplers.ts';
 import { GRID_SIZE } from '../../core/seeds.ts';
@@ -26,7 +25,7 @@ import {
 import type { Metrics } from '../ops/metrics.ts';
 import { listen, type RunningServer } from '../ops/server.ts';
 import { encodeControl } from '../service/controls.ts';
-import type { ControlAction, ControlPress, ImagineCommand } from '../surface.ts';
+import type { ControlAction, ControlPress, ImagineCommand, InteractionResult } from '../surface.ts';
 import { Access, checkOrigin, Identities, type IdentityIssueLimit, isSecure } from './auth.ts';
 import { imagineBody } from './body.ts';
 import { HttpReply, type WebSurface } from './surface.ts';
@@ -34,8 +33,10 @@ import { jobJson, jobUrl } from './view.ts';
 
 /** The part of the conversation service the playground drives (ConversationService satisfies it). */
 export interface PlaygroundService {
-  imagine(command: ImagineCommand, reply: HttpReply): Promise<void>;
-  press(press: ControlPress, reply: HttpReply): Promise<void>;
+  /** Answers with the id of the job made (the queue's, never predicted here), when one was. */
+  imagine(command: ImagineCommand, reply: HttpReply): Promise<InteractionResult | undefined>;
+  /** Answers with the id of the job made (refine, reroll) or acted on (cancel, full size). */
+  press(press: ControlPress, reply: HttpReply): Promise<InteractionResult | undefined>;
 }
 
 export interface PlaygroundOptions {
@@ -225,19 +226,17 @@ export async function startPlayground(options: PlaygroundOptions): Promise<Runni
     await readEmptyBody(ctx.req, bodyLimit);
     await requireRecord(id);
     const reply = new HttpReply();
-    const interaction = interactionId(ctx.req, ctx.user);
-    await options.service.press(
+    const result = await options.service.press(
       {
         surface: 'web',
         user: ctx.user,
         channel: PLAYGROUND_CHANNEL,
-        interactionId: interaction,
+        interactionId: interactionId(ctx.req, ctx.user),
         controlId: encodeControl({ action, recordId: id, index }),
       },
       reply,
     );
-    const made = action === 'refine' || action === 'reroll' ? jobIdFor('web', interaction) : id;
-    await answer(ctx, reply, made);
+    await answer(ctx, reply, result?.jobId);
   };
 
   const routes: Route[] = [
@@ -246,15 +245,13 @@ export async function startPlayground(options: PlaygroundOptions): Promise<Runni
       methods: {
         POST: async (ctx) => {
           let command: ImagineCommand;
-          let interaction: string;
           try {
             const body = imagineBody(await readJsonObject(ctx.req, { limitBytes: bodyLimit }));
-            interaction = interactionId(ctx.req, ctx.user);
             const base = {
               surface: 'web' as const,
               user: ctx.user,
               channel: PLAYGROUND_CHANNEL,
-              interactionId: interaction,
+              interactionId: interactionId(ctx.req, ctx.user),
             };
             command = 'text' in body ? { ...base, text: body.text } : { ...base, options: body.options };
           } catch (error) {
@@ -263,8 +260,8 @@ export async function startPlayground(options: PlaygroundOptions): Promise<Runni
             throw error;
           }
           const reply = new HttpReply();
-          await options.service.imagine(command, reply);
-          await answer(ctx, reply, jobIdFor('web', interaction));
+          const result = await options.service.imagine(command, reply);
+          await answer(ctx, reply, result?.jobId);
         },
       },
     },

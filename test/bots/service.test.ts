@@ -378,7 +378,13 @@ describe('ConversationService', () => {
     const cancel = encodeControl({ action: 'cancel', recordId: 'discord-i1', index: 0 });
     const stranger = new RecordingReply();
     await service.press(press(cancel, { user: 'u9' }), stranger);
-    expect(stranger.only('privately')[0]?.text).toMatch(/Only the requester or an admin/);
+    expect(stranger.only('privately')[0]?.text).toBe(MESSAGES.notCanceller);
+    // The same user id on another surface is another person.
+    service.attach(new RecordingSurface({}, 'slack'));
+    const elsewhere = new RecordingReply();
+    await service.press(press(cancel, { surface: 'slack', user: 'u1' }), elsewhere);
+    expect(elsewhere.only('privately')[0]?.text).toBe(MESSAGES.notCanceller);
+    expect(jobs.records.get('discord-i1')?.status.state).toBe('queued');
     const admin = new RecordingReply();
     await service.press(press(cancel, { user: 'admin' }), admin);
     expect(admin.only('privately')).toHaveLength(0);
