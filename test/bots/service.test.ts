@@ -185,13 +185,46 @@ describe('ConversationService', () => {
     const first = new RecordingReply();
     const second = new RecordingReply();
     second.failAccept = true;
-    await Promise.all([
+    const results = await Promise.all([
       service.imagine(command({ text: 'a cat' }), first),
       service.imagine(command({ text: 'a cat' }), second),
     ]);
     expect(jobs.submitted).toEqual(['discord-i1']);
+    // Both answer with the queue's id for the one job, the redelivery included.
+    expect(results).toEqual([{ jobId: 'discord-i1' }, { jobId: 'discord-i1' }]);
     expect(first.only('queued')).toHaveLength(1);
     expect(second.only('queued')).toHaveLength(0);
+  });
+
+  it('a result that arrives while the queued message is being posted is shown after it', async () => {
+    const grid = await png(16, 16);
+    const reply = new RecordingReply();
+    let posting: () => void = () => {};
+    const posted = new Promise<void>((resolve) => {
+      posting = resolve;
+    });
+    let release: () => void = () => {};
+    reply.queued = async (view) => {
+      reply.calls.push({ method: 'queued', view });
+      posting();
+      await new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      return { messageId: 'm-1' };
+    };
+    const made = service.imagine(command({ text: 'a cat' }), reply);
+    await posted;
+    // The worker finishes now: the service knows the job only from the record's origin, not its id.
+    const delivered = jobs.complete('discord-i1', { grid, images: [grid, grid, grid, grid] });
+    await vi.waitFor(() => expect(jobs.records.get('discord-i1')?.status.state).toBe('done'));
+    expect(surface.only('grid')).toHaveLength(0);
+    release();
+    expect(await made).toEqual({ jobId: 'discord-i1' });
+    await delivered;
+    const [shown] = surface.only('grid');
+    // Shown once, on the message the queued reply made.
+    expect(surface.only('grid')).toHaveLength(1);
+    expect(shown?.target.messageRef).toEqual({ token: 't1', messageId: 'm-1' });
   });
 
   it('shows a submit refusal (queue full) privately after accepting', async () => {
@@ -285,7 +318,8 @@ describe('ConversationService', () => {
     const reply = new RecordingReply();
     const refineTwo = surface.only('grid')[0]!.view.controls[0]![1]!;
     expect(refineTwo.label).toBe('2');
-    await service.press(press(refineTwo.id, { user: 'u2', interactionId: 'press-1' }), reply);
+    const result = await service.press(press(refineTwo.id, { user: 'u2', interactionId: 'press-1' }), reply);
+    expect(result).toEqual({ jobId: 'discord-press-1' });
     expect(reply.calls.map((c) => c.method)).toEqual(['accept', 'queued']);
     const record = jobs.records.get('discord-press-1')!;
     expect(record.spec.kind).toBe('refine');
@@ -386,7 +420,7 @@ describe('ConversationService', () => {
     expect(elsewhere.only('privately')[0]?.text).toBe(MESSAGES.notCanceller);
     expect(jobs.records.get('discord-i1')?.status.state).toBe('queued');
     const admin = new RecordingReply();
-    await service.press(press(cancel, { user: 'admin' }), admin);
+    expect(await service.press(press(cancel, { user: 'admin' }), admin)).toEqual({ jobId: 'discord-i1' });
     expect(admin.only('privately')).toHaveLength(0);
     expect(jobs.records.get('discord-i1')?.status).toEqual({ state: 'cancelled', by: 'discord:admin' });
     const cancelled = surface.only('cancelled');
