@@ -155,6 +155,44 @@ describe('ConversationService', () => {
     await detach(); // (not close(): it would wait for the acknowledgement that never settles)
   });
 
+  it('lets a bounded number of interactions work at once on every surface (acknowledged first)', async () => {
+    const bounded = new ConversationService({
+      jobs,
+      settings: SETTINGS,
+      random,
+      maxConcurrentInteractions: 1,
+    });
+    bounded.attach(new RecordingSurface({}, 'slack'));
+    const submit = jobs.submit.bind(jobs);
+    let release: () => void = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const started: string[] = [];
+    jobs.submit = async (spec) => {
+      started.push(spec.origin.interactionId);
+      if (spec.origin.interactionId === 's1') await held;
+      return submit(spec);
+    };
+    const first = new RecordingReply();
+    const second = new RecordingReply();
+    const slack = (id: string) => ({
+      ...command({ text: 'a cat' }),
+      surface: 'slack' as const,
+      interactionId: id,
+    });
+    const a = bounded.imagine(slack('s1'), first);
+    const b = bounded.imagine(slack('s2'), second);
+    await vi.waitFor(() => expect(started).toEqual(['s1']));
+    // Both were acknowledged at once; the second waits for the slot, not for its acknowledgement.
+    expect(second.calls.map((c) => c.method)).toEqual(['accept']);
+    expect(started).toEqual(['s1']);
+    release();
+    expect(await Promise.all([a, b])).toEqual([{ jobId: 'slack-s1' }, { jobId: 'slack-s2' }]);
+    expect(started).toEqual(['s1', 's2']);
+    await bounded.close();
+  });
+
   it('accepts typed options and a user seed', async () => {
     const reply = new RecordingReply();
     await service.imagine(
