@@ -235,7 +235,7 @@ export class SlackAdapter implements ChatSurface {
         .stop()
         .catch((error: unknown) => this.#log.warn({ err: error }, 'stopping bolt failed'));
     }
-    await Promise.all(this.#inFlight);
+    await Promise.allSettled(this.#inFlight);
     const detach = this.#detach;
     this.#detach = undefined;
     await detach?.();
