@@ -13,7 +13,7 @@ import {
 } from '../../bots/service.ts';
 import type { ControlPress, ImagineCommand } from '../../bots/surface.ts';
 import { DEFAULT_SUFFIXES } from '../../core/config.ts';
-import { ErrorCode, UserError } from '../../core/errors.ts';
+import { ErrorCode, somethingWentWrong, UserError } from '../../core/errors.ts';
 import { JOB_ID_RE } from '../../core/jobspec.ts';
 import { FakeJobs } from './fake-jobs.ts';
 import { RecordingReply, RecordingSurface } from './recording-surface.ts';
@@ -480,6 +480,8 @@ describe('ConversationService', () => {
     expect(a?.view.text).toContain('The image was too large for this worker.');
     expect(b?.view.text).toContain('err_abc');
     expect(b?.view.text).not.toContain('CUDA');
+    // The one "something went wrong" text, core's, as every internal error shows it.
+    expect(b?.view.reason).toBe(somethingWentWrong('err_abc'));
   });
 
   it('progress: at most one edit per interval, the latest shown, none after the result', async () => {
