@@ -10,6 +10,12 @@ export interface GenerateRequest {
   readonly prompts: readonly string[];
   /** Empty string: no negative prompt (the unconditional half uses the empty prompt, as diffusers does). */
   readonly negative: string;
+  /**
+   * True when `negative` was given even if empty (diffusers' `negative_prompt=""` rather than `None`).
+   * Only SDXL tells them apart: with `force_zeros_for_empty_prompt`, no negative prompt means zero
+   * unconditional embeddings, an explicit empty one is encoded. @defaultValue `false`
+   */
+  readonly negativeGiven?: boolean;
   readonly seeds: readonly number[];
   readonly scheduler: SamplerName;
   readonly steps: number;
@@ -78,6 +84,8 @@ export interface ModelInfo {
   readonly dtype: 'float32' | 'float16';
   readonly executionProvider: string;
   readonly hasSafetyChecker: boolean;
+  /** The Stable Diffusion family the loader recognised (absent for engines that are not a model). */
+  readonly family?: 'sd1' | 'sd2' | 'sdxl';
 }
 
 export interface Engine {

@@ -2,6 +2,7 @@ import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { InferenceSession } from 'onnxruntime-node';
 import { CodedError, ErrorCode, InternalError } from '../core/errors.ts';
+import { checkFamily, type FamilyName, folderKind, SDXL_EXTRA_FILES } from './family.ts';
 import { REQUIRED_MODEL_FILES } from './layout.ts';
 import { createSession, type ProviderOptions } from './providers.ts';
 import {
@@ -23,7 +24,8 @@ import { ClipTokenizer } from './tokenizer.ts';
 import type { SchedulerConfig } from './types.ts';
 
 /**
- * Loads an SD 1.x ONNX model folder (diffusers' ONNX exporter, 2022-era exports, optimum; fp32 or fp16)
+ * Loads an SD 1.x, SD 2.x or SDXL ONNX model folder (diffusers' ONNX exporter, 2022-era exports,
+ * optimum; fp32 or fp16; the family is told by family.ts)
  * into sessions plus a description of each session's inputs, read from the session's own metadata
  * (session-roles.ts).
  * Nothing about names, element types or ranks is assumed beyond the roles the pipeline feeds.
@@ -43,9 +45,17 @@ export interface LoadedModel {
   readonly name: string;
   readonly demo: boolean;
   readonly dtype: FloatElement;
+  readonly family: FamilyName;
   readonly tokenizer: ClipTokenizer;
+  /** SDXL's second tokenizer and text encoder (OpenCLIP ViT-bigG); null for SD 1.x/2.x. */
+  readonly second: { readonly tokenizer: ClipTokenizer; readonly textEncoder: TextEncoderModel } | null;
+  /**
+   * model_index.json `force_zeros_for_empty_prompt` (SDXL; diffusers' default true): with no negative
+   * prompt at all, the unconditional embeddings are zeros instead of the encoded empty prompt.
+   */
+  readonly forceZerosForEmptyPrompt: boolean;
   readonly schedulerConfig: SchedulerConfig;
-  /** vae_decoder/config.json `scaling_factor` (0.18215 for SD 1.x). */
+  /** vae_decoder/config.json `scaling_factor` (0.18215 for SD 1.x/2.x, 0.13025 for SDXL). */
   readonly vaeScalingFactor: number;
   /** Pixels per latent cell: 2^(len(block_out_channels) - 1), 8 for SD 1.x. */
   readonly vaeScaleFactor: number;
@@ -83,9 +93,10 @@ function missingFile(dir: string, files: readonly string[]): CodedError {
   const list = files.map((f) => path.join(dir, f)).join(', ');
   return new InternalError(
     ErrorCode.ModelMissingFile,
-    `Model folder ${dir} is incomplete: missing ${list}. Expected a Stable Diffusion 1.x ONNX folder ` +
+    `Model folder ${dir} is incomplete: missing ${list}. Expected a Stable Diffusion ONNX folder ` +
       '(text_encoder/, unet/, vae_decoder/ each with model.onnx, tokenizer/vocab.json + merges.txt, ' +
-      'scheduler/scheduler_config.json), as written by diffusers or optimum, or by `imagine models download`.',
+      'scheduler/scheduler_config.json; SDXL also text_encoder_2/ and tokenizer_2/), as written by ' +
+      'diffusers or optimum, or by `imagine models download`.',
     { context: { dir, missing: files } },
   );
 }
@@ -225,12 +236,17 @@ export async function loadModel(modelDir: string, options: LoadModelOptions = {}
       { context: { dir } },
     );
   }
-  const present = await Promise.all(REQUIRED_FILES.map((f) => isFile(path.join(dir, f))));
-  const missing = REQUIRED_FILES.filter((_, i) => !present[i]);
+  const index = await readJsonObject(
+    path.join(dir, 'model_index.json'),
+    'the diffusers model_index.json',
+    {},
+  );
+  const kind = folderKind(dir, index, await isFile(path.join(dir, SDXL_EXTRA_FILES[0])));
+  const required = kind === 'sdxl' ? [...REQUIRED_FILES, ...SDXL_EXTRA_FILES] : REQUIRED_FILES;
+  const present = await Promise.all(required.map((f) => isFile(path.join(dir, f))));
+  const missing = required.filter((_, i) => !present[i]);
   if (missing.length > 0) throw missingFile(dir, missing);
 
-  // Read only to fail early on a corrupt file; nothing in it changes how the pipeline runs.
-  await readJsonObject(path.join(dir, 'model_index.json'), 'the diffusers model_index.json', {});
   const marker = await readJsonObject(path.join(dir, DEMO_MARKER_FILE), 'the demo model marker', {});
   const demo = marker.demo === true;
   const schedulerConfig = await readJsonObject(
@@ -253,18 +269,8 @@ export async function loadModel(modelDir: string, options: LoadModelOptions = {}
   const vaeScaleFactor = Array.isArray(blocks) && blocks.length > 0 ? 2 ** (blocks.length - 1) : 8;
   const latentChannels = num(vaeConfig.latent_channels, 4);
 
-  let tokenizer: ClipTokenizer;
-  try {
-    tokenizer = await ClipTokenizer.fromModelDir(dir);
-  } catch (error) {
-    if (error instanceof CodedError) throw error;
-    throw new InternalError(
-      ErrorCode.ModelLoad,
-      `Cannot load the tokenizer in ${path.join(dir, 'tokenizer')}: ${(error as Error).message}. Expected CLIP's ` +
-        'vocab.json (49408 entries) and merges.txt.',
-      { cause: error, context: { file: path.join(dir, 'tokenizer') } },
-    );
-  }
+  const tokenizer = await loadTokenizer(dir, 'tokenizer');
+  const tokenizer2 = kind === 'sdxl' ? await loadTokenizer(dir, 'tokenizer_2') : null;
 
   // The safety checker's files are checked first so that every session can open at once.
   let safety: { file: string; preprocess: ClipImagePreprocess } | null = null;
@@ -292,6 +298,8 @@ export async function loadModel(modelDir: string, options: LoadModelOptions = {}
     { file: unetFile, what: 'UNet' },
     { file: vaeFile, what: 'VAE decoder' },
   ];
+  const te2File = path.join(dir, 'text_encoder_2/model.onnx');
+  if (kind === 'sdxl') toOpen.push({ file: te2File, what: 'second text encoder' });
   if (safety !== null) toOpen.push({ file: safety.file, what: 'safety checker' });
   const sessions = await openSessions(toOpen, options);
   const releaseAll = async () => {
@@ -303,18 +311,27 @@ export async function loadModel(modelDir: string, options: LoadModelOptions = {}
     const textEncoder = describeTextEncoder(teFile, sessions[0]!);
     const unet = describeUnet(unetFile, sessions[1]!, latentChannels);
     const vaeDecoder = describeVae(vaeFile, sessions[2]!);
+    const textEncoder2 = kind === 'sdxl' ? describeTextEncoder(te2File, sessions[3]!) : null;
+    const openClip = tokenizer.padTokenId !== tokenizer.eosTokenId;
+    const family = checkFamily(dir, kind, unet, textEncoder, textEncoder2, openClip);
 
     const teOut = ioSpecs(textEncoder.session, 'output').find((o) => o.name === textEncoder.output);
     const teDim = teOut === undefined ? null : fixedDim(teOut, 2);
     const unetDim = fixedDim(unet.encoderHiddenStates, 2);
-    if (teDim !== null && unetDim !== null && teDim !== unetDim) {
+    if (family !== 'sdxl' && teDim !== null && unetDim !== null && teDim !== unetDim) {
       throw badModel(
         unetFile,
         `encoder_hidden_states expects width ${unetDim} but the text encoder produces ${teDim}: the folder mixes models`,
       );
     }
     const safetyChecker =
-      safety === null ? null : describeSafetyChecker(safety.file, sessions[3]!, safety.preprocess);
+      safety === null ? null : describeSafetyChecker(safety.file, sessions.at(-1)!, safety.preprocess);
+    if (family === 'sdxl' && vaeDecoder.latent.type === 'float16') {
+      options.warn?.(
+        `${vaeFile} is float16: SDXL's original VAE overflows in float16 (black or noisy images); ` +
+          'use a float32 VAE or the fp16-fixed one.',
+      );
+    }
 
     let closed = false;
     return {
@@ -322,7 +339,13 @@ export async function loadModel(modelDir: string, options: LoadModelOptions = {}
       name: demo && typeof marker.label === 'string' ? marker.label : path.basename(dir),
       demo,
       dtype: unet.sample.type,
+      family,
       tokenizer,
+      second:
+        textEncoder2 === null || tokenizer2 === null
+          ? null
+          : { tokenizer: tokenizer2, textEncoder: textEncoder2 },
+      forceZerosForEmptyPrompt: family === 'sdxl' && index.force_zeros_for_empty_prompt !== false,
       schedulerConfig,
       vaeScalingFactor: typeof scaling === 'number' ? scaling : DEFAULT_VAE_SCALING_FACTOR,
       vaeScaleFactor,
@@ -340,5 +363,19 @@ export async function loadModel(modelDir: string, options: LoadModelOptions = {}
   } catch (error) {
     await releaseAll();
     throw error;
+  }
+}
+
+async function loadTokenizer(dir: string, folder: string): Promise<ClipTokenizer> {
+  try {
+    return await ClipTokenizer.fromModelDir(dir, folder);
+  } catch (error) {
+    if (error instanceof CodedError) throw error;
+    throw new InternalError(
+      ErrorCode.ModelLoad,
+      `Cannot load the tokenizer in ${path.join(dir, folder)}: ${(error as Error).message}. Expected CLIP's ` +
+        'vocab.json (49408 entries) and merges.txt.',
+      { cause: error, context: { file: path.join(dir, folder) } },
+    );
   }
 }

@@ -14,6 +14,7 @@ import { denoise, pipelineScheduler } from './pipeline/denoise.ts';
 import { cancelled, invalid } from './pipeline/errors.ts';
 import type { LatentsMode, ModelFamily } from './pipeline/parts.ts';
 import { sd1Family } from './pipeline/sd1.ts';
+import { sdxlFamily } from './pipeline/sdxl.ts';
 import { SessionRunner } from './pipeline/session.ts';
 import { textToImage } from './pipeline/txt2img.ts';
 import { prepareUnet, timestepCondInput } from './pipeline/unet.ts';
@@ -23,14 +24,14 @@ import { createGenerator } from './rng/index.ts';
 export { guidanceScaleEmbedding } from './pipeline/unet.ts';
 
 /**
- * The Stable Diffusion 1.x text-to-image pipeline on onnxruntime, step for step what diffusers'
- * `StableDiffusionPipeline.__call__` does with `generator=[torch.Generator().manual_seed(s) for s in seeds]`:
+ * The Stable Diffusion text-to-image pipeline on onnxruntime (SD 1.x, 2.x and SDXL), step for step what
+ * diffusers' `StableDiffusionPipeline.__call__` (and `StableDiffusionXLPipeline.__call__`) does with `generator=[torch.Generator().manual_seed(s) for s in seeds]`:
  * per-image generators for the initial latents and for stochastic scheduler steps, classifier-free guidance
  * with the unconditional and conditional halves in one UNet batch ([uncond..., cond...]), guidance in float32.
  * Image k depends only on (prompts[k], seeds[k]).
  *
  * This file is the engine: validation, one batch at a time, and the order of the parts. The parts live in
- * pipeline/: the family's text conditioning (sd1.ts), the mode's start latents (txt2img.ts), the shared
+ * pipeline/: the family's text conditioning (sd1.ts for SD 1.x/2.x, sdxl.ts), the mode's start latents (txt2img.ts), the shared
  * denoising loop (denoise.ts, unet.ts) and decoding (decode.ts); see pipeline/parts.ts for the seams.
  */
 
@@ -84,7 +85,7 @@ class StableDiffusionEngine implements Engine {
 
   constructor(model: LoadedModel, options: EngineOptions, ep: ExecutionProviderName) {
     this.model = model;
-    this.family = sd1Family(model, this.runner);
+    this.family = model.family === 'sdxl' ? sdxlFamily(model, this.runner) : sd1Family(model, this.runner);
     this.defaultGenerator = options.generator ?? DEFAULT_ENGINE_OPTIONS.generator;
     this.logger = options.logger;
     this.info = {
@@ -94,6 +95,7 @@ class StableDiffusionEngine implements Engine {
       dtype: model.dtype,
       executionProvider: ep,
       hasSafetyChecker: model.safetyChecker !== null,
+      family: model.family,
     };
   }
 
@@ -118,6 +120,9 @@ class StableDiffusionEngine implements Engine {
     if (!Array.isArray(prompts) || prompts.length === 0) throw invalid('At least one prompt is required.');
     if (!prompts.every((p) => typeof p === 'string')) throw invalid('Prompts must be strings.');
     if (typeof request.negative !== 'string') throw invalid('The negative prompt must be a string.');
+    if (request.negativeGiven !== undefined && typeof request.negativeGiven !== 'boolean') {
+      throw invalid(`negativeGiven must be true or false, got ${String(request.negativeGiven)}.`);
+    }
     if (!Array.isArray(seeds) || seeds.length !== prompts.length) {
       throw invalid(
         `Need one seed per prompt: got ${prompts.length} prompts and ${seeds?.length ?? 0} seeds.`,

@@ -21,6 +21,13 @@ export interface TextEncoderModel {
   /** Present only in exports that take a mask; fed all ones (what diffusers' `attention_mask=None` means). */
   readonly attentionMask: (IoSpec & { readonly type: IntElement }) | null;
   readonly output: string;
+  /**
+   * The penultimate hidden state (`hidden_states.{N-1}` of an optimum export with `hidden_states.0..N`),
+   * what SDXL conditions on; null when the export has no hidden-state outputs.
+   */
+  readonly penultimate: string | null;
+  /** The projected pooled embedding (`text_embeds` of CLIPTextModelWithProjection), or null. */
+  readonly textEmbeds: string | null;
   /** Fixed batch size of the export, or null when dynamic. */
   readonly fixedBatch: number | null;
 }
@@ -33,6 +40,10 @@ export interface UnetModel {
   readonly encoderHiddenStates: IoSpec & { readonly type: FloatElement };
   /** LCM-distilled UNets (time_cond_proj_dim): the guidance-scale embedding, [B, dim]. */
   readonly timestepCond: (IoSpec & { readonly type: FloatElement }) | null;
+  /** SDXL UNets: the pooled text embedding [B, dim], from the second text encoder. */
+  readonly textEmbeds: (IoSpec & { readonly type: FloatElement }) | null;
+  /** SDXL UNets: (original size, crop top-left, target size) [B, 6]. */
+  readonly timeIds: (IoSpec & { readonly type: FloatElement }) | null;
   readonly output: string;
   readonly fixedBatch: number | null;
   /** Fixed latent height/width of a static-shape export, or null when dynamic. */
@@ -105,7 +116,8 @@ function requireFloat(file: string, spec: IoSpec | undefined, role: string, all:
   if (spec === undefined || !isFloatElement(spec.type)) {
     throw badModel(
       file,
-      `has no float32/float16 input for ${role} (inputs: ${describe(all)}). Expected a Stable Diffusion 1.x export.`,
+      `has no float32/float16 input for ${role} (inputs: ${describe(all)}). Expected a Stable Diffusion 1.x, ` +
+        '2.x or SDXL export.',
     );
   }
   return spec as IoSpec & { readonly type: FloatElement };
@@ -117,7 +129,8 @@ function leftovers(file: string, specs: readonly IoSpec[], taken: Set<string>, e
     throw badModel(
       file,
       `has inputs this pipeline cannot feed: ${describe(extra)} (expected ${expected}). ` +
-        'Is this a ControlNet, inpainting or SDXL model? Only SD 1.x text-to-image folders are supported.',
+        'Is this a ControlNet, inpainting or refiner model? Only SD 1.x, SD 2.x and SDXL text-to-image ' +
+        'folders are supported.',
     );
   }
 }
@@ -143,11 +156,19 @@ export function describeTextEncoder(file: string, session: InferenceSession): Te
   if (out === undefined || !isFloatElement(out.type)) {
     throw badModel(file, `expected a float last_hidden_state output, found ${describe(outputs)}`);
   }
+  // optimum names them hidden_states.0 (embeddings) .. hidden_states.N (last layer): N+1 outputs.
+  const hidden = outputs
+    .map((o) => ({ name: o.name, index: /^hidden_states\.(\d+)$/u.exec(o.name)?.[1] }))
+    .filter((h): h is { name: string; index: string } => h.index !== undefined)
+    .sort((a, b) => Number(a.index) - Number(b.index));
+  const pooled = outputs.find((o) => o.name === 'text_embeds' && isFloatElement(o.type));
   return {
     session,
     inputIds: ids as IoSpec & { type: IntElement },
     attentionMask: mask === undefined ? null : (mask as IoSpec & { type: IntElement }),
     output: out.name,
+    penultimate: hidden.length >= 2 ? hidden[hidden.length - 2]!.name : null,
+    textEmbeds: pooled?.name ?? null,
     fixedBatch: fixedDim(ids, 0),
   };
 }
@@ -176,8 +197,25 @@ export function describeUnet(file: string, session: InferenceSession, latentChan
     throw badModel(file, `expected a numeric timestep input of rank 0 or 1, found ${describe(inputs)}`);
   }
   if (timestep.shape.length > 1) throw badModel(file, `timestep input has rank ${timestep.shape.length}`);
+  // By name only, and before timestep_cond (whose fallback takes any [B, n] float): SDXL's two extra
+  // inputs are [B, n] floats too, so shapes cannot tell them apart.
+  const textEmbeds = pick(inputs, taken, ['text_embeds'], () => false);
+  const timeIds = pick(inputs, taken, ['time_ids'], () => false);
   const cond = pick(inputs, taken, ['timestep_cond'], (s) => isFloatElement(s.type) && s.shape.length === 2);
-  leftovers(file, inputs, taken, 'sample, timestep, encoder_hidden_states[, timestep_cond]');
+  for (const spec of [textEmbeds, timeIds]) {
+    if (spec !== undefined && (!isFloatElement(spec.type) || spec.shape.length !== 2)) {
+      throw badModel(
+        file,
+        `expected ${spec.name} to be float32/float16 [batch, n], found ${describe([spec])}`,
+      );
+    }
+  }
+  leftovers(
+    file,
+    inputs,
+    taken,
+    'sample, timestep, encoder_hidden_states[, timestep_cond] (SD 1.x/2.x), plus text_embeds and time_ids (SDXL)',
+  );
   const channels = fixedDim(sample, 1);
   if (channels !== null && channels !== latentChannels) {
     throw badModel(
@@ -198,6 +236,8 @@ export function describeUnet(file: string, session: InferenceSession, latentChan
     timestep,
     encoderHiddenStates: ehs,
     timestepCond: cond === undefined ? null : (cond as IoSpec & { type: FloatElement }),
+    textEmbeds: textEmbeds === undefined ? null : (textEmbeds as IoSpec & { type: FloatElement }),
+    timeIds: timeIds === undefined ? null : (timeIds as IoSpec & { type: FloatElement }),
     output: out.name,
     fixedBatch: fixedDim(sample, 0),
     fixedLatentSize: h !== null && w !== null ? { height: h, width: w } : null,

@@ -14,7 +14,8 @@ import { bpeWord, type MergeRanks } from './tokenizer/bpe.ts';
  *    non-space characters; whitespace is dropped), each piece UTF-8 encoded and mapped through
  *    GPT-2's byte→unicode table;
  * 4. BPE with `</w>` marking the end of each piece;
- * 5. `[BOS] tokens[:75] [EOS]`, padded to 77 with EOS.
+ * 5. `[BOS] tokens[:75] [EOS]`, padded to 77 with the pad token: EOS for SD 1.x, `!` (id 0) for
+ *    OpenCLIP tokenizers (SD 2.x, SDXL's second tokenizer), as their `tokenizer_config.json` says.
  *
  * Unlike the old slow tokenizer, this pipeline does not run ftfy or HTML unescaping: the oracle
  * (transformers 5.18) keeps curly quotes and `&amp;` as they are, and so do we.
@@ -25,7 +26,7 @@ const BOS_TOKEN = '<|startoftext|>';
 const EOS_TOKEN = '<|endoftext|>';
 
 export interface ClipEncoding {
-  /** 77 token ids: BOS, up to 75 prompt tokens, EOS, then EOS padding. */
+  /** 77 token ids: BOS, up to 75 prompt tokens, EOS, then padding (EOS unless the config names another). */
   readonly ids: Int32Array;
   /** Length of the untruncated encoding, BOS and EOS included. */
   readonly tokenCount: number;
@@ -72,17 +73,32 @@ export class ClipTokenizer {
   private readonly ranks: MergeRanks;
   private readonly bosId: number;
   private readonly eosId: number;
+  private readonly padId: number;
   private readonly cache = new Map<string, readonly number[]>();
 
-  private constructor(vocab: ReadonlyMap<string, number>, ranks: MergeRanks, bosId: number, eosId: number) {
+  private constructor(
+    vocab: ReadonlyMap<string, number>,
+    ranks: MergeRanks,
+    bosId: number,
+    eosId: number,
+    padId: number,
+  ) {
     this.vocab = vocab;
     this.ranks = ranks;
     this.bosId = bosId;
     this.eosId = eosId;
+    this.padId = padId;
   }
 
-  /** Loads `vocab.json` and `merges.txt` (the files of a diffusers `tokenizer/` folder). */
-  static async fromFiles(vocabJsonPath: string, mergesTxtPath: string): Promise<ClipTokenizer> {
+  /**
+   * Loads `vocab.json` and `merges.txt` (the files of a diffusers `tokenizer/` folder). `padToken` is the
+   * config's `pad_token`; absent, padding is EOS (CLIP's own choice).
+   */
+  static async fromFiles(
+    vocabJsonPath: string,
+    mergesTxtPath: string,
+    padToken?: string,
+  ): Promise<ClipTokenizer> {
     const [vocabText, mergesText] = await Promise.all([
       readTokenizerFile(vocabJsonPath, 'the CLIP vocabulary (vocab.json, a JSON object of token → id)'),
       readTokenizerFile(mergesTxtPath, 'the CLIP BPE merges (merges.txt, one "left right" pair per line)'),
@@ -98,15 +114,32 @@ export class ClipTokenizer {
         { context: { file: vocabJsonPath } },
       );
     }
-    return new ClipTokenizer(vocab, ranks, bosId, eosId);
+    const padId = padToken === undefined ? eosId : vocab.get(padToken);
+    if (padId === undefined) {
+      throw new InternalError(
+        ErrorCode.ModelLoad,
+        `Tokenizer vocabulary ${vocabJsonPath} has no entry for the pad token ${JSON.stringify(padToken)} its config names`,
+        { context: { file: vocabJsonPath } },
+      );
+    }
+    return new ClipTokenizer(vocab, ranks, bosId, eosId, padId);
   }
 
-  /** Loads `<dir>/tokenizer/vocab.json` and `<dir>/tokenizer/merges.txt` of a diffusers model folder. */
-  static async fromModelDir(dir: string): Promise<ClipTokenizer> {
+  /**
+   * Loads `<dir>/<folder>/vocab.json` and `merges.txt` of a diffusers model folder, padding with the
+   * `pad_token` of its `tokenizer_config.json` (else `special_tokens_map.json`, else EOS).
+   */
+  static async fromModelDir(dir: string, folder = 'tokenizer'): Promise<ClipTokenizer> {
+    const padToken = await readPadToken(join(dir, folder));
     return ClipTokenizer.fromFiles(
-      join(dir, 'tokenizer', 'vocab.json'),
-      join(dir, 'tokenizer', 'merges.txt'),
+      join(dir, folder, 'vocab.json'),
+      join(dir, folder, 'merges.txt'),
+      padToken,
     );
+  }
+
+  get padTokenId(): number {
+    return this.padId;
   }
 
   get bosTokenId(): number {
@@ -148,11 +181,11 @@ export class ClipTokenizer {
   /** `CLIPTokenizer(text, padding="max_length", max_length=77, truncation=True)`, plus truncation info. */
   encode(text: string): ClipEncoding {
     const tokens = this.tokenize(text);
-    const ids = new Int32Array(CLIP_MAX_LENGTH).fill(this.eosId);
+    const ids = new Int32Array(CLIP_MAX_LENGTH).fill(this.padId);
     ids[0] = this.bosId;
     const kept = Math.min(tokens.length, CLIP_MAX_LENGTH - 2);
     for (let i = 0; i < kept; i++) ids[i + 1] = tokens[i]!;
-    // ids[kept + 1] is already EOS; the rest is EOS padding.
+    ids[kept + 1] = this.eosId;
     const tokenCount = tokens.length + 2;
     return { ids, tokenCount, truncatedTokens: Math.max(0, tokenCount - CLIP_MAX_LENGTH) };
   }
@@ -179,6 +212,41 @@ function toByteLevel(piece: string): string {
   let out = '';
   for (const b of bytes) out += BYTE_TO_UNICODE[b]!;
   return out;
+}
+
+/** A `pad_token` entry: a string, or transformers' AddedToken form `{content: "..."}`. */
+function tokenText(value: unknown): string | undefined {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'object' && value !== null) {
+    const content = (value as Record<string, unknown>).content;
+    if (typeof content === 'string') return content;
+  }
+  return undefined;
+}
+
+/** The pad token a tokenizer folder's configs name; absent or unreadable configs mean CLIP's default (EOS). */
+async function readPadToken(folder: string): Promise<string | undefined> {
+  for (const file of ['tokenizer_config.json', 'special_tokens_map.json']) {
+    let text: string;
+    try {
+      text = await readFile(join(folder, file), 'utf8');
+    } catch {
+      continue;
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch (cause) {
+      throw new InternalError(
+        ErrorCode.ModelLoad,
+        `Tokenizer config ${join(folder, file)} is not valid JSON; expected an object with pad_token`,
+        { cause, context: { file: join(folder, file) } },
+      );
+    }
+    const pad = tokenText((parsed as Record<string, unknown> | null)?.pad_token);
+    if (pad !== undefined) return pad;
+  }
+  return undefined;
 }
 
 async function readTokenizerFile(path: string, what: string): Promise<string> {

@@ -46,8 +46,8 @@ export const EXIT_USAGE = 2;
 
 export const USAGE = `Usage:
   imagine generate --prompt P [--prompt P2 ...] [--seed S [--seed S2 ...]] [options]
-      --model DIR         SD 1.x ONNX folder (default: the demo model, built into $MODELS_DIR/demo)
-      --negative N        negative prompt (default: none)
+      --model DIR         SD 1.x, SD 2.x or SDXL ONNX folder (default: the demo model, built into $MODELS_DIR/demo)
+      --negative N        negative prompt (default: none; --negative "" is an explicit empty one, which SDXL encodes)
       --scheduler NAME    ${SAMPLERS.join(' | ')} (default: pndm)
       --steps N           denoising steps (default: 25)
       --guidance G        classifier-free guidance scale; <= 1 turns it off (default: 7.5)
@@ -191,6 +191,8 @@ async function generate(args: readonly string[], env: CliEnv, io: CliIo): Promis
       {
         prompts: batchPrompts,
         negative: values.negative ?? '',
+        // `--negative ""` is an explicit empty negative prompt; SDXL encodes it instead of zeros.
+        negativeGiven: values.negative !== undefined,
         seeds: batchSeeds,
         scheduler: scheduler as SamplerName,
         steps,
@@ -341,11 +343,24 @@ async function inspect(args: readonly string[], env: CliEnv, io: CliIo): Promise
           name: model.name,
           demo: model.demo,
           dtype: model.dtype,
+          family: model.family,
           textEncoder: { inputIds: model.textEncoder.inputIds, output: model.textEncoder.output },
+          ...(model.second === null
+            ? {}
+            : {
+                textEncoders: [model.textEncoder, model.second.textEncoder].map((te) => ({
+                  inputIds: te.inputIds,
+                  penultimate: te.penultimate,
+                  textEmbeds: te.textEmbeds,
+                })),
+                forceZerosForEmptyPrompt: model.forceZerosForEmptyPrompt,
+              }),
           unet: {
             sample: u.sample,
             timestep: u.timestep,
             encoderHiddenStates: u.encoderHiddenStates,
+            ...(u.textEmbeds === null ? {} : { textEmbeds: u.textEmbeds }),
+            ...(u.timeIds === null ? {} : { timeIds: u.timeIds }),
             output: u.output,
           },
           vaeDecoder: { latent: model.vaeDecoder.latent, output: model.vaeDecoder.output },

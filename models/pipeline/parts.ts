@@ -8,10 +8,11 @@ import type { NoiseGenerator, Scheduler } from '../types.ts';
  * UNet conditioning (`encodePrompt`), a mode makes the start latents (`prepareLatents`); the denoising
  * loop (denoise.ts) is shared. A new family or mode is a new file implementing one of these.
  *
- * Planned next (shapes chosen to fit, not built): SD 2.x is SD 1.x's encodePrompt with another hidden
- * size; SDXL's encodePrompt runs two text encoders and returns `text_embeds` (pooled) and `time_ids` as
- * extra UNet inputs beside `encoder_hidden_states`; image-to-image's prepareLatents VAE-encodes the
- * image, samples it with generator k (drawn before the noise), and adds noise at the strength's timestep.
+ * Families: SD 1.x and 2.x share sd1.ts (2.x differs only in tokenizer padding and scheduler config);
+ * SDXL's encodePrompt (sdxl.ts) runs two text encoders and returns `text_embeds` (pooled) and `time_ids`
+ * as extra UNet inputs beside `encoder_hidden_states`. Planned next (not built): image-to-image's
+ * prepareLatents VAE-encodes the image, samples it with generator k (drawn before the noise), and adds
+ * noise at the strength's timestep.
  */
 
 /** A UNet input that stays the same at every step, one row per UNet batch row. */
@@ -37,7 +38,7 @@ export interface PromptConditioning {
   readonly textEncodeMs: number;
 }
 
-/** A model family's text conditioning (SD 1.x: one CLIP encoder). */
+/** A model family's text conditioning (SD 1.x/2.x: one CLIP encoder; SDXL: two). */
 export interface ModelFamily {
   encodePrompt(request: GenerateRequest, cfg: boolean): Promise<PromptConditioning>;
 }

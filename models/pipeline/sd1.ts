@@ -5,11 +5,12 @@ import { intTensor } from '../tensors.ts';
 import type { ModelFamily, PromptConditioning } from './parts.ts';
 import type { SessionRunner } from './session.ts';
 
-/** CLIP's token window: every SD 1.x text encoder takes 77 ids. */
-const SEQ_LEN = 77;
+/** CLIP's token window: every SD text encoder takes 77 ids. */
+export const SEQ_LEN = 77;
 
 /**
- * Stable Diffusion 1.x text conditioning: diffusers' `encode_prompt` with one CLIP text encoder. Each
+ * Stable Diffusion 1.x and 2.x text conditioning: diffusers' `encode_prompt` with one CLIP text encoder
+ * (2.x differs only in its tokenizer's `!` padding, which the tokenizer reads from its config). Each
  * distinct text (negative and prompts) is tokenized and encoded once; the rows are laid out
  * [negative x B, prompt k ...] with guidance, [prompt k ...] without.
  */
@@ -23,11 +24,9 @@ export function sd1Family(model: LoadedModel, runner: SessionRunner): ModelFamil
       const tokenizeMs = performance.now() - t0;
 
       const t1 = performance.now();
-      const embeddings = await encodeTexts(
-        model.textEncoder,
-        runner,
-        encodings.map((e) => e.ids),
-      );
+      const ids = encodings.map((e) => e.ids);
+      const te = model.textEncoder;
+      const embeddings = (await encodeTexts(te, runner, ids, [te.output], 'text encoder'))[0]!;
       const textEncodeMs = performance.now() - t1;
       const index = (text: string) => texts.indexOf(text);
       const hidden = embeddings[0]!.length / SEQ_LEN;
@@ -50,14 +49,19 @@ export function sd1Family(model: LoadedModel, runner: SessionRunner): ModelFamil
   };
 }
 
-/** Embeddings [77 * hidden] per id row, running the text encoder in as few batches as it allows. */
-async function encodeTexts(
+/**
+ * Per output, its rows (one per id row; e.g. [77 * hidden] for a hidden state), running the text
+ * encoder in as few batches as it allows.
+ */
+export async function encodeTexts(
   te: TextEncoderModel,
   runner: SessionRunner,
   idRows: readonly Int32Array[],
-): Promise<Float32Array[]> {
+  outputs: readonly string[],
+  what: string,
+): Promise<Float32Array[][]> {
   const limit = te.fixedBatch ?? idRows.length;
-  const result: Float32Array[] = [];
+  const result: Float32Array[][] = outputs.map(() => []);
   for (let start = 0; start < idRows.length; start += limit) {
     const chunk = idRows.slice(start, start + limit);
     // A fixed-batch export needs exactly `limit` rows: pad with the first and drop the extra outputs.
@@ -74,9 +78,11 @@ async function encodeTexts(
         SEQ_LEN,
       ]);
     }
-    const out = await runner.run(te.session, feeds, te.output, 'text encoder');
-    const rowSize = out.length / padded.length;
-    for (let i = 0; i < chunk.length; i++) result.push(out.slice(i * rowSize, (i + 1) * rowSize));
+    const outs = await runner.runOutputs(te.session, feeds, outputs, what);
+    for (const [o, out] of outs.entries()) {
+      const rowSize = out.length / padded.length;
+      for (let i = 0; i < chunk.length; i++) result[o]!.push(out.slice(i * rowSize, (i + 1) * rowSize));
+    }
   }
   return result;
 }

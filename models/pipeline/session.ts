@@ -16,10 +16,20 @@ export class SessionRunner {
     output: string,
     what: string,
   ): Promise<Float32Array> {
+    return (await this.runOutputs(session, feeds, [output], what))[0]!;
+  }
+
+  /** Several outputs of one run (SDXL's second text encoder: hidden state and pooled embedding). */
+  async runOutputs(
+    session: InferenceSession,
+    feeds: Record<string, Tensor>,
+    names: readonly string[],
+    what: string,
+  ): Promise<Float32Array[]> {
     let outputs: Record<string, Tensor>;
     const start = performance.now();
     try {
-      outputs = await session.run(feeds, [output]);
+      outputs = await session.run(feeds, [...names]);
     } catch (error) {
       throw new InternalError(ErrorCode.Inference, `${what} failed: ${(error as Error).message}`, {
         cause: error,
@@ -27,8 +37,10 @@ export class SessionRunner {
     } finally {
       this.totalMs += performance.now() - start;
     }
-    const tensor = outputs[output];
-    if (tensor === undefined) throw new InternalError(ErrorCode.Inference, `${what} returned no ${output}`);
-    return tensorToFloat32(tensor, what);
+    return names.map((name) => {
+      const tensor = outputs[name];
+      if (tensor === undefined) throw new InternalError(ErrorCode.Inference, `${what} returned no ${name}`);
+      return tensorToFloat32(tensor, what);
+    });
   }
 }

@@ -22,14 +22,25 @@ export interface OracleCase {
   readonly images: { readonly file: string; readonly sha256_rgb: string; readonly mean: number }[];
 }
 
-export const CASES: readonly OracleCase[] = JSON.parse(
-  readFileSync(path.join(TINY_SD_CASES, 'cases.json'), 'utf8'),
-);
+/** The oracle cases in `<casesDir>/cases.json`. */
+export function loadCases(casesDir: string): readonly OracleCase[] {
+  return JSON.parse(readFileSync(path.join(casesDir, 'cases.json'), 'utf8'));
+}
 
+export const CASES: readonly OracleCase[] = loadCases(TINY_SD_CASES);
+
+/** The other families' fixtures (see each folder's README). */
+export const TINY_SD2 = path.join(FIXTURES, 'tiny-sd2');
+export const TINY_SD2_CASES = path.join(FIXTURES, 'tiny-sd2-cases');
+export const TINY_SDXL = path.join(FIXTURES, 'tiny-sdxl');
+export const TINY_SDXL_CASES = path.join(FIXTURES, 'tiny-sdxl-cases');
+
+/** The case as diffusers ran it: a case without `negative` had none (`None`), not an empty one. */
 export function requestOf(c: OracleCase): GenerateRequest {
   return {
     prompts: c.prompts,
     negative: c.negative ?? '',
+    negativeGiven: c.negative !== undefined,
     seeds: c.seeds,
     scheduler: c.scheduler,
     steps: c.steps,
@@ -39,9 +50,9 @@ export function requestOf(c: OracleCase): GenerateRequest {
   };
 }
 
-/** The oracle PNG as interleaved RGB bytes. */
-export async function referenceRgb(file: string): Promise<Uint8Array> {
-  const { data, info } = await sharp(path.join(TINY_SD_CASES, file))
+/** The oracle PNG (in `casesDir`, tiny-sd's by default) as interleaved RGB bytes. */
+export async function referenceRgb(file: string, casesDir = TINY_SD_CASES): Promise<Uint8Array> {
+  const { data, info } = await sharp(path.join(casesDir, file))
     .removeAlpha()
     .raw()
     .toBuffer({ resolveWithObject: true });

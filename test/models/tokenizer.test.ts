@@ -89,6 +89,47 @@ describe('ClipTokenizer structure on arbitrary text', () => {
   });
 });
 
+describe('OpenCLIP padding (SD 2.x, SDXL tokenizer_2): pad_token "!" from the tokenizer config', () => {
+  let openClip: ClipTokenizer;
+  beforeAll(async () => {
+    const dir = join(scratch, 'openclip');
+    await mkdir(join(dir, 'tokenizer'), { recursive: true });
+    await copyFile(vocabPath, join(dir, 'tokenizer', 'vocab.json'));
+    await copyFile(mergesPath, join(dir, 'tokenizer', 'merges.txt'));
+    // transformers may save the token as an AddedToken object; both forms name the same token.
+    await writeFile(
+      join(dir, 'tokenizer', 'tokenizer_config.json'),
+      JSON.stringify({ pad_token: { content: '!' } }),
+    );
+    openClip = await ClipTokenizer.fromModelDir(dir);
+  });
+
+  it('pads every reference case with id 0 after EOS, and keeps EOS last when truncating', () => {
+    expect(openClip.padTokenId).toBe(0);
+    for (const c of cases) {
+      const kept = Math.min(c.untruncated_length, CLIP_MAX_LENGTH);
+      const expected = c.input_ids.map((id, i) => (i < kept ? id : 0));
+      expect(Array.from(openClip.encode(c.text).ids), c.text).toEqual(expected);
+      expect(openClip.encode(c.text).ids[kept - 1]).toBe(EOS);
+    }
+  });
+
+  it('names a pad token the vocabulary lacks', async () => {
+    const dir = join(scratch, 'bad-pad');
+    await mkdir(join(dir, 'tokenizer'), { recursive: true });
+    await copyFile(vocabPath, join(dir, 'tokenizer', 'vocab.json'));
+    await copyFile(mergesPath, join(dir, 'tokenizer', 'merges.txt'));
+    await writeFile(
+      join(dir, 'tokenizer', 'special_tokens_map.json'),
+      JSON.stringify({ pad_token: '<pad>' }),
+    );
+    await expect(ClipTokenizer.fromModelDir(dir)).rejects.toMatchObject({
+      code: ErrorCode.ModelLoad,
+      message: expect.stringContaining('"<pad>"'),
+    });
+  });
+});
+
 describe('ClipTokenizer loading', () => {
   it('loads <dir>/tokenizer/{vocab.json,merges.txt} from a model folder', async () => {
     const modelDir = join(scratch, 'model');

@@ -1,10 +1,9 @@
-import { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createJobs, type JobsOptions } from '../../queue/jobs.ts';
 import { createNoopEngine } from '../../queue/noop-engine.ts';
 import type { GridRecord, Jobs } from '../../queue/types.ts';
 import { startWorker } from '../../queue/worker.ts';
-import { startTestRedis, type TestRedis, uniquePrefix } from '../helpers/redis.ts';
+import { uniquePrefix, useTestRedis } from '../helpers/use-redis.ts';
 import { type Child, spawnChild } from './child.ts';
 import { captureLogger, makeSpec, recordDeliveries, waitFor } from './helpers.ts';
 
@@ -13,21 +12,8 @@ import { captureLogger, makeSpec, recordDeliveries, waitFor } from './helpers.ts
  * (test/queue/*-child.ts) and get SIGKILL mid-job. Short locks and stall intervals keep it quick.
  */
 
-let redis: TestRedis;
-let admin: Redis;
-const cleanups: (() => Promise<unknown>)[] = [];
-
-beforeAll(async () => {
-  redis = await startTestRedis();
-  admin = new Redis(redis.url);
-});
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-afterAll(async () => {
-  admin.disconnect();
-  await redis.stop();
-});
+const redis = useTestRedis();
+const { cleanups } = redis;
 
 function open(
   prefix: string,
@@ -159,13 +145,13 @@ describe('crashes', () => {
     const posted = await child.waitFor((line) => line.event === 'posted');
     expect(posted).toMatchObject({ id: jobId, attempt: 1 });
     await child.kill('SIGKILL');
-    expect(await admin.get(counterKey)).toBe('1');
+    expect(await redis.admin.get(counterKey)).toBe('1');
 
     // The bot comes back: the same delivery is handed over again, and `once` skips the post.
     const seen: { attempt: number; post: string; edit: string }[] = [];
     const subscription = jobs.onDelivery('discord', async (event, ctx) => {
       const post = await ctx.once('post', async () => {
-        await admin.incr(counterKey);
+        await redis.admin.incr(counterKey);
         return 'posted-again';
       });
       const edit = await ctx.once('edit', async () => `edited-${event.record.id}`);
@@ -174,7 +160,7 @@ describe('crashes', () => {
     cleanups.push(() => subscription.close());
     await waitFor('redelivery', () => seen.length === 1, 20_000);
     expect(seen[0]).toEqual({ attempt: 2, post: `posted-by-child-${jobId}`, edit: `edited-${jobId}` });
-    expect(await admin.get(counterKey)).toBe('1');
+    expect(await redis.admin.get(counterKey)).toBe('1');
   });
 
   it('two worker processes share one Redis: a burst finishes once each, both work, a kill -9 loses nothing', async () => {
@@ -217,6 +203,6 @@ describe('crashes', () => {
     expect(recovered?.worker).toBe('child-b');
     expect(recovered?.attempts).toBe(2);
     // Nothing left holding a slot.
-    expect(await admin.zcard(`${prefix}:im:unfinished`)).toBe(0);
+    expect(await redis.admin.zcard(`${prefix}:im:unfinished`)).toBe(0);
   });
 });

@@ -1,6 +1,5 @@
 import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../../models/engine.ts';
 import { loadEngine } from '../../models/pipeline.ts';
 import { createJobs, type JobsOptions } from '../../queue/jobs.ts';
@@ -8,7 +7,7 @@ import { GENERATE_QUEUE, queueKeys } from '../../queue/keys.ts';
 import { createNoopEngine } from '../../queue/noop-engine.ts';
 import type { ProgressEvent } from '../../queue/types.ts';
 import { type QueueWorker, startWorker, type WorkerOptions } from '../../queue/worker.ts';
-import { startTestRedis, type TestRedis, uniquePrefix } from '../helpers/redis.ts';
+import { uniquePrefix, useTestRedis } from '../helpers/use-redis.ts';
 import { TINY_SD } from '../models/tiny-sd.ts';
 import { captureLogger, makeSpec, recordDeliveries, waitFor } from './helpers.ts';
 
@@ -19,21 +18,8 @@ import { captureLogger, makeSpec, recordDeliveries, waitFor } from './helpers.ts
  * where the pixels matter.
  */
 
-let redis: TestRedis;
-let admin: Redis;
-const cleanups: (() => Promise<unknown>)[] = [];
-
-beforeAll(async () => {
-  redis = await startTestRedis();
-  admin = new Redis(redis.url);
-});
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-afterAll(async () => {
-  admin.disconnect();
-  await redis.stop();
-});
+const redis = useTestRedis();
+const { cleanups } = redis;
 
 function setup(jobsOptions: Partial<Omit<JobsOptions, 'connection' | 'prefix' | 'logger'>> = {}) {
   const prefix = uniquePrefix('r');
@@ -84,9 +70,12 @@ describe('record TTL (counts from completion)', () => {
     const { jobId } = await jobs.submit(makeSpec());
     // A key given the same TTL at the same moment: once Redis has expired it, a TTL counted from
     // submission would have dropped the queued record too.
-    await admin.set(`${keys.prefix}:probe`, '1', 'PX', ttlMs);
-    expect(await admin.pttl(keys.record(jobId))).toBe(-1);
-    await waitFor('the probe key to expire', async () => (await admin.exists(`${keys.prefix}:probe`)) === 0);
+    await redis.admin.set(`${keys.prefix}:probe`, '1', 'PX', ttlMs);
+    expect(await redis.admin.pttl(keys.record(jobId))).toBe(-1);
+    await waitFor(
+      'the probe key to expire',
+      async () => (await redis.admin.exists(`${keys.prefix}:probe`)) === 0,
+    );
     expect(await jobs.status(jobId)).toMatchObject({ state: 'queued' });
 
     await worker();
@@ -102,10 +91,10 @@ describe('record TTL (counts from completion)', () => {
   it('running jobs have no TTL; a cancelled queued job gets its TTL when cancelled', async () => {
     const { jobs, keys } = setup({ recordTtlMs: 60_000 });
     const { jobId } = await jobs.submit(makeSpec({ user: 'u-cancel' }));
-    expect(await admin.pttl(keys.record(jobId))).toBe(-1);
+    expect(await redis.admin.pttl(keys.record(jobId))).toBe(-1);
     const before = Date.now();
     await jobs.cancel(jobId, { surface: 'discord', user: 'u-cancel' });
-    const pttl = await admin.pttl(keys.record(jobId));
+    const pttl = await redis.admin.pttl(keys.record(jobId));
     expect(pttl).toBeGreaterThan(0);
     expect(pttl).toBeLessThanOrEqual(60_000);
     const record = await jobs.record(jobId);
@@ -120,11 +109,11 @@ describe('PNG storage (shorter TTL, a byte budget, made again when gone)', () =>
     const deliveries = recordDeliveries(jobs);
     const { jobId } = await jobs.submit(makeSpec());
     await waitFor('the delivery', () => deliveries.byId(jobId)[0]);
-    const gridTtl = await admin.pttl(keys.grid(jobId));
+    const gridTtl = await redis.admin.pttl(keys.grid(jobId));
     expect(gridTtl).toBeGreaterThan(0);
     expect(gridTtl).toBeLessThanOrEqual(60_000);
-    expect(await admin.pttl(keys.image(jobId, 3))).toBeLessThanOrEqual(60_000);
-    expect(await admin.pttl(keys.record(jobId))).toBeGreaterThan(29 * 86_400_000);
+    expect(await redis.admin.pttl(keys.image(jobId, 3))).toBeLessThanOrEqual(60_000);
+    expect(await redis.admin.pttl(keys.record(jobId))).toBeGreaterThan(29 * 86_400_000);
   });
 
   it('over the budget, the oldest grids lose their PNGs first and the books stay exact', async () => {
@@ -134,7 +123,7 @@ describe('PNG storage (shorter TTL, a byte budget, made again when gone)', () =>
     const probe = await worker(createNoopEngine(), { imageStoreMaxBytes: 0 });
     const first = await jobs.submit(makeSpec());
     await waitFor('the first delivery', () => deliveries.byId(first.jobId)[0]);
-    const oneJob = Number(await admin.get(keys.imageBytes));
+    const oneJob = Number(await redis.admin.get(keys.imageBytes));
     expect(oneJob).toBeGreaterThan(0);
     await probe.close();
     await worker(createNoopEngine(), { imageStoreMaxBytes: Math.floor(oneJob * 2.5) });
@@ -147,15 +136,15 @@ describe('PNG storage (shorter TTL, a byte budget, made again when gone)', () =>
     }
     // Noop PNGs of the same size: the two newest fit, the two oldest went, oldest first.
     const present = await Promise.all(
-      ids.map(async (id) => (await admin.exists(keys.grid(id), keys.image(id, 0))) === 2),
+      ids.map(async (id) => (await redis.admin.exists(keys.grid(id), keys.image(id, 0))) === 2),
     );
     expect(present).toEqual([false, false, true, true]);
-    expect(await admin.exists(keys.image(ids[0]!, 3), keys.image(ids[1]!, 3))).toBe(0);
-    const stored = await admin.zrange(keys.imageIndex, '0', '-1');
+    expect(await redis.admin.exists(keys.image(ids[0]!, 3), keys.image(ids[1]!, 3))).toBe(0);
+    const stored = await redis.admin.zrange(keys.imageIndex, '0', '-1');
     expect(stored).toEqual(ids.slice(2));
-    const sizes = await admin.hgetall(keys.imageSizes);
+    const sizes = await redis.admin.hgetall(keys.imageSizes);
     const sum = Object.values(sizes).reduce((a, v) => a + Number(v.split(':')[0]), 0);
-    expect(Number(await admin.get(keys.imageBytes))).toBe(sum);
+    expect(Number(await redis.admin.get(keys.imageBytes))).toBe(sum);
     expect(sum).toBeLessThanOrEqual(Math.floor(oneJob * 2.5));
     // The records themselves are all still there.
     for (const id of ids) expect((await jobs.record(id))?.status.state).toBe('done');
@@ -169,18 +158,18 @@ describe('PNG storage (shorter TTL, a byte budget, made again when gone)', () =>
     const probe = await worker(createNoopEngine(), { imageStoreMaxBytes: 0 });
     const first = await jobs.submit(makeSpec());
     await waitFor('the first delivery', () => deliveries.byId(first.jobId)[0]);
-    const oneJob = Number(await admin.get(keys.imageBytes));
+    const oneJob = Number(await redis.admin.get(keys.imageBytes));
     await probe.close();
     const budget = Math.floor(oneJob * 1.5);
     await worker(createNoopEngine(), { imageStoreMaxBytes: budget, imageTtlMs: 3_600_000 });
     const second = await jobs.submit(makeSpec({ seeds: [50, 51, 52, 53] }));
     await waitFor('the second delivery', () => deliveries.byId(second.jobId)[0]);
-    expect(await admin.exists(keys.grid(first.jobId))).toBe(0);
+    expect(await redis.admin.exists(keys.grid(first.jobId))).toBe(0);
 
     expect(await jobs.imagePng(first.jobId, 0)).not.toBeNull();
-    expect(await admin.exists(keys.grid(second.jobId), keys.image(second.jobId, 0))).toBe(0);
-    expect(await admin.zrange(keys.imageIndex, '0', '-1')).toEqual([first.jobId]);
-    expect(Number(await admin.get(keys.imageBytes))).toBeLessThanOrEqual(budget);
+    expect(await redis.admin.exists(keys.grid(second.jobId), keys.image(second.jobId, 0))).toBe(0);
+    expect(await redis.admin.zrange(keys.imageIndex, '0', '-1')).toEqual([first.jobId]);
+    expect(Number(await redis.admin.get(keys.imageBytes))).toBeLessThanOrEqual(budget);
   });
 
   it('a PNG that is gone is made again from the record: same bytes, one job for concurrent presses', async () => {
@@ -199,7 +188,7 @@ describe('PNG storage (shorter TTL, a byte budget, made again when gone)', () =>
     expect(image2.length).toBeGreaterThan(0);
 
     // As if IMAGE_TTL had passed: every PNG key of the grid is gone.
-    await admin.del(keys.grid(jobId), ...[0, 1, 2, 3].map((k) => keys.image(jobId, k)));
+    await redis.admin.del(keys.grid(jobId), ...[0, 1, 2, 3].map((k) => keys.image(jobId, k)));
     const [a, b, g] = await Promise.all([
       jobs.imagePng(jobId, 1),
       jobs.imagePng(jobId, 1),

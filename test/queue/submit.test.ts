@@ -1,6 +1,5 @@
 import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ErrorCode, UserError } from '../../core/errors.ts';
 import { createJobs, type JobsOptions } from '../../queue/jobs.ts';
 import { queueKeys } from '../../queue/keys.ts';
@@ -8,24 +7,11 @@ import { createNoopEngine } from '../../queue/noop-engine.ts';
 import { GRID_EXPIRED_MESSAGE, requireRecord } from '../../queue/records.ts';
 import type { Jobs } from '../../queue/types.ts';
 import { startWorker } from '../../queue/worker.ts';
-import { startTestRedis, type TestRedis, uniquePrefix } from '../helpers/redis.ts';
+import { uniquePrefix, useTestRedis } from '../helpers/use-redis.ts';
 import { captureLogger, makeSpec, recordDeliveries, waitFor } from './helpers.ts';
 
-let redis: TestRedis;
-let admin: Redis;
-const cleanups: (() => Promise<void>)[] = [];
-
-beforeAll(async () => {
-  redis = await startTestRedis();
-  admin = new Redis(redis.url);
-});
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-afterAll(async () => {
-  admin.disconnect();
-  await redis.stop();
-});
+const redis = useTestRedis();
+const { cleanups } = redis;
 
 function open(
   prefix: string,
@@ -85,7 +71,7 @@ describe('submit', () => {
       expect((error as Error).message).toMatch(message);
     }
     expect(await generateQueue(prefix).count()).toBe(0);
-    expect(await admin.zcard(queueKeys(prefix).unfinished)).toBe(0);
+    expect(await redis.admin.zcard(queueKeys(prefix).unfinished)).toBe(0);
   });
 
   it('is idempotent on the interaction id: a redelivery queues nothing new', async () => {
@@ -128,7 +114,7 @@ describe('submit', () => {
     const prefix = uniquePrefix('s');
     const jobs = open(prefix, { limits: { perUser: 100, queueDepth: 5 } });
     for (let i = 0; i < 5; i++) await jobs.submit(makeSpec({ user: `u${i % 2}` }));
-    await admin.hset(queueKeys(prefix).stats, 'avgJobMs', '12300');
+    await redis.admin.hset(queueKeys(prefix).stats, 'avgJobMs', '12300');
     const refused = await jobs.submit(makeSpec({ user: 'late' })).catch((e: unknown) => e);
     expect(refused).toBeInstanceOf(UserError);
     expect(refused).toMatchObject({
@@ -177,7 +163,7 @@ describe('submit', () => {
     await before.close();
     await waitFor(
       'done',
-      async () => (await admin.hget(queueKeys(prefix).record(jobId), 'state')) === 'done',
+      async () => (await redis.admin.hget(queueKeys(prefix).record(jobId), 'state')) === 'done',
     );
 
     const after = open(prefix);
@@ -206,7 +192,7 @@ describe('submit', () => {
     await waitFor('delivered', () => deliveries.delivered.length === 1);
     const record = await requireRecord(jobs, jobId);
     expect(record.expiresAt - record.timings.finishedAt!).toBe(1500);
-    expect(await admin.pttl(queueKeys(prefix).grid(jobId))).toBeLessThanOrEqual(1500);
+    expect(await redis.admin.pttl(queueKeys(prefix).grid(jobId))).toBeLessThanOrEqual(1500);
     await waitFor('expiry', async () => (await jobs.record(jobId)) === null, 5000, 100);
     expect(await jobs.status(jobId)).toBeNull();
     expect(await jobs.gridPng(jobId)).toBeNull();
