@@ -6,7 +6,7 @@ import type { GridRecord } from '../../queue/types.ts';
 import type { ChatSurface, ControlPress, InteractionReply, InteractionResult } from '../surface.ts';
 import { isAdmin, mayCancel, mayUseGrid } from './access.ts';
 import { type ServiceContext, safely } from './context.ts';
-import { decodeControl } from './controls.ts';
+import { type DecodedControl, decodeControl } from './controls.ts';
 import { fitUpload } from './encode.ts';
 import { imageText } from './format.ts';
 import { originOf } from './origin.ts';
@@ -44,51 +44,70 @@ export async function press(
     return {};
   }
   const accepted = ctx.gate.accept(reply);
-  return ctx.gate.work(async () => {
-    try {
-      if (control.action === 'cancel') {
-        const record = await ctx.jobs.record(control.recordId);
-        // No record: the queue answers for a job it doesn't have (not found).
-        if (record !== null && !mayCancel(ctx.settings, record, pressed))
-          throw new UserError(ErrorCode.Forbidden, MESSAGES.notCanceller);
-        await ctx.jobs.cancel(control.recordId, { surface: pressed.surface, user: pressed.user });
-        ctx.log.info(
-          { jobId: control.recordId, by: pressed.user, admin: isAdmin(ctx.settings, pressed) },
-          'cancel asked',
-        );
-        // The cancelled delivery edits the job's message publicly; nothing more to say here.
-        await accepted;
-        return { jobId: control.recordId };
-      }
-      const record = await ctx.jobs.record(control.recordId);
-      if (record === null)
-        throw new UserError(ErrorCode.Expired, MESSAGES.expired(ctx.settings.recordTtlDays));
-      if (!mayUseGrid(ctx.settings, record, pressed))
-        throw new UserError(ErrorCode.Forbidden, MESSAGES.notOwner);
-      if (record.status.state !== 'done') throw new UserError(ErrorCode.InvalidRequest, MESSAGES.notFinished);
-      if (control.action === 'upscale') {
-        await postImage(ctx, surface, record, control.index, pressed.user, reply, accepted);
-        return { jobId: record.id };
-      }
-      // A finished grid's spec is itself a batch: its prompts, seeds and settings.
-      const next =
-        control.action === 'refine'
-          ? refine(record.spec, control.index, ctx.settings.suffixes)
-          : reroll(record.spec, drawBaseSeed(ctx.random));
-      const spec = specFrom(next, { origin: originOf(pressed), requestedAt: ctx.now(), parentId: record.id });
-      const jobId = await submitAndShow(ctx, surface, spec, reply, accepted, []);
-      return jobId === undefined ? {} : { jobId };
-    } catch (error) {
-      await accepted;
-      const shown = reportError(ctx.log, error, {
-        ...context,
-        action: control.action,
-        recordId: control.recordId,
-      });
-      await safely(ctx.log, () => reply.privately(shown.message, shown), 'reply.privately');
-      return {};
+  try {
+    const step = await ctx.gate.work(() => act(ctx, surface, control, pressed, reply, accepted));
+    // Outside the slot: the image may first have to be made again (a wait of up to a minute or
+    // two on the queue), which must not hold up other interactions' work.
+    if (step.upscale !== undefined) {
+      const { record, index } = step.upscale;
+      await postImage(ctx, surface, record, index, pressed.user, reply, accepted);
     }
-  });
+    return step.result;
+  } catch (error) {
+    await accepted;
+    const shown = reportError(ctx.log, error, {
+      ...context,
+      action: control.action,
+      recordId: control.recordId,
+    });
+    await safely(ctx.log, () => reply.privately(shown.message, shown), 'reply.privately');
+    return {};
+  }
+}
+
+/** What a press did, and (full size) the image still to post. */
+interface Step {
+  readonly result: InteractionResult;
+  readonly upscale?: { readonly record: GridRecord; readonly index: number };
+}
+
+/** Decides and does what a press asks, in one of the gate's slots. Throws what the user should be told. */
+async function act(
+  ctx: ServiceContext,
+  surface: ChatSurface,
+  control: DecodedControl,
+  pressed: ControlPress,
+  reply: InteractionReply,
+  accepted: Promise<boolean>,
+): Promise<Step> {
+  if (control.action === 'cancel') {
+    const record = await ctx.jobs.record(control.recordId);
+    // No record: the queue answers for a job it doesn't have (not found).
+    if (record !== null && !mayCancel(ctx.settings, record, pressed))
+      throw new UserError(ErrorCode.Forbidden, MESSAGES.notCanceller);
+    await ctx.jobs.cancel(control.recordId, { surface: pressed.surface, user: pressed.user });
+    ctx.log.info(
+      { jobId: control.recordId, by: pressed.user, admin: isAdmin(ctx.settings, pressed) },
+      'cancel asked',
+    );
+    // The cancelled delivery edits the job's message publicly; nothing more to say here.
+    await accepted;
+    return { result: { jobId: control.recordId } };
+  }
+  const record = await ctx.jobs.record(control.recordId);
+  if (record === null) throw new UserError(ErrorCode.Expired, MESSAGES.expired(ctx.settings.recordTtlDays));
+  if (!mayUseGrid(ctx.settings, record, pressed)) throw new UserError(ErrorCode.Forbidden, MESSAGES.notOwner);
+  if (record.status.state !== 'done') throw new UserError(ErrorCode.InvalidRequest, MESSAGES.notFinished);
+  if (control.action === 'upscale')
+    return { result: { jobId: record.id }, upscale: { record, index: control.index } };
+  // A finished grid's spec is itself a batch: its prompts, seeds and settings.
+  const next =
+    control.action === 'refine'
+      ? refine(record.spec, control.index, ctx.settings.suffixes)
+      : reroll(record.spec, drawBaseSeed(ctx.random));
+  const spec = specFrom(next, { origin: originOf(pressed), requestedAt: ctx.now(), parentId: record.id });
+  const jobId = await submitAndShow(ctx, surface, spec, reply, accepted, []);
+  return { result: jobId === undefined ? {} : { jobId } };
 }
 
 async function postImage(

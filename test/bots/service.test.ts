@@ -405,6 +405,43 @@ describe('ConversationService', () => {
     }
   });
 
+  it('a full-size image being made again does not hold up other interactions', async () => {
+    await service.close();
+    service = new ConversationService({ jobs, settings: SETTINGS, random, maxConcurrentInteractions: 1 });
+    service.attach(surface);
+    await service.imagine(command({ text: 'a lighthouse' }), new RecordingReply());
+    const images = await Promise.all([1, 2, 3, 4].map((s) => png(32, 32, s)));
+    await jobs.complete('discord-i1', { grid: images[0]!, images });
+    // The PNG is gone and being made again through the queue: imagePng waits until it is ready.
+    const imagePng = jobs.imagePng.bind(jobs);
+    let rendered: () => void = () => {};
+    const ready = new Promise<void>((resolve) => {
+      rendered = resolve;
+    });
+    let waiting = false;
+    jobs.imagePng = async (id, index) => {
+      waiting = true;
+      await ready;
+      return imagePng(id, index);
+    };
+    const upscale = new RecordingReply();
+    const pressed = service.press(
+      press(encodeControl({ action: 'upscale', recordId: 'discord-i1', index: 1 })),
+      upscale,
+    );
+    await vi.waitFor(() => expect(waiting).toBe(true));
+    // The only slot is free again: a new command is queued while the image is still being made.
+    const next = new RecordingReply();
+    expect(await service.imagine(command({ text: 'a cat', interactionId: 'i2' }), next)).toEqual({
+      jobId: 'discord-i2',
+    });
+    expect(next.only('queued')).toHaveLength(1);
+    expect(upscale.only('image')).toHaveLength(0);
+    rendered();
+    expect(await pressed).toEqual({ jobId: 'discord-i1' });
+    expect(upscale.only('image')[0]?.view.file.data.equals(images[1]!)).toBe(true);
+  });
+
   it('refuses tampered control ids privately without touching the queue', async () => {
     const before = jobs.submitted.length;
     for (const id of [
