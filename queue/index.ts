@@ -7,7 +7,6 @@ export {
   assertMessageRefPatch,
   invalidSpecError,
   jobGoneError,
-  notJobOwnerError,
   queueFullError,
   userCapError,
 } from './job-errors.ts';
