@@ -1,11 +1,11 @@
+import type { GridSettings } from '../core/batch.ts';
 import type { PublicError } from '../core/errors.ts';
 import type { JobKind, Surface } from '../core/jobspec.ts';
 import type { ImagineOptions } from '../core/request.ts';
-import type { SamplerName } from '../core/samplers.ts';
 import type { DeliveryContext } from '../queue/index.ts';
 
 /**
- * The contract between the conversation service (bots/service.ts, which decides) and a chat adapter
+ * The contract between the conversation service (bots/service/, which decides) and a chat adapter
  * (Discord, Slack, web: which render). Adapters translate their events into the commands below, hand
  * the service an `InteractionReply` for the interaction at hand, and implement `ChatSurface` for what
  * arrives later (progress, results). Every text the user sees is composed by the service with the
@@ -70,15 +70,8 @@ export interface Attachment {
   readonly data: Buffer;
 }
 
-/** Settings shown with a grid. */
-export interface GridSettings {
-  readonly negative: string;
-  readonly sampler: SamplerName;
-  readonly steps: number;
-  readonly guidance: number;
-  readonly width: number;
-  readonly height: number;
-}
+/** Settings shown with a grid: core's, the same shape the job spec has. */
+export type { GridSettings } from '../core/batch.ts';
 
 /** The public message of a job that was just queued. */
 export interface QueuedView {
@@ -193,6 +186,15 @@ export interface SurfaceLimits {
   readonly maxTextLength: number;
   /** Whether progress edits should carry the latent preview image. */
   readonly progressPreviews: boolean;
+}
+
+/**
+ * What the service answers an adapter once an interaction is handled: the id of the job it made
+ * (imagine, refine, reroll; the existing one for a redelivered interaction) or acted on (cancel,
+ * full size). The queue makes job ids; an adapter that shows one takes it from here, never derives it.
+ */
+export interface InteractionResult {
+  readonly jobId?: string;
 }
 
 /**

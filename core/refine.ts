@@ -1,24 +1,8 @@
+import { type GridBatch, type NextBatch, settingsOf } from './batch.ts';
 import { ErrorCode, UserError } from './errors.ts';
-import type { JobKind } from './jobspec.ts';
-import type { SamplerName } from './samplers.ts';
 import { GRID_SIZE, gridSeeds } from './seeds.ts';
 
-/** What a finished grid needs to be refined or rerolled: its per-image prompts and seeds and its settings. */
-export interface GridBatch {
-  readonly prompts: readonly string[];
-  readonly seeds: readonly number[];
-  readonly negative: string;
-  readonly sampler: SamplerName;
-  readonly steps: number;
-  readonly guidance: number;
-  readonly width: number;
-  readonly height: number;
-}
-
-export interface NextBatch extends GridBatch {
-  readonly kind: JobKind;
-  readonly parentIndex?: number;
-}
+export type { GridBatch, NextBatch } from './batch.ts';
 
 export const MAX_SUFFIXES = GRID_SIZE;
 
@@ -62,16 +46,5 @@ export function reroll(grid: GridBatch, newBaseSeed: number): NextBatch {
     kind: 'reroll',
     prompts: [...grid.prompts],
     seeds: gridSeeds(newBaseSeed, grid.prompts.length),
-  };
-}
-
-function settingsOf(grid: GridBatch): Omit<GridBatch, 'prompts' | 'seeds'> {
-  return {
-    negative: grid.negative,
-    sampler: grid.sampler,
-    steps: grid.steps,
-    guidance: grid.guidance,
-    width: grid.width,
-    height: grid.height,
   };
 }

@@ -11,7 +11,6 @@ export {
   assertMessageRefPatch,
   invalidSpecError,
   jobGoneError,
-  notJobOwnerError,
   queueFullError,
   userCapError,
 } from './job-errors.ts';

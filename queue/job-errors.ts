@@ -1,5 +1,4 @@
 import { ErrorCode, InternalError, UserError } from '../core/errors.ts';
-import type { Surface } from '../core/jobspec.ts';
 
 /**
  * The coded answers of the Jobs interface, in one place: the Redis-backed jobs throw them, and the
@@ -45,17 +44,6 @@ export function jobGoneError(id: string): UserError {
   return new UserError(ErrorCode.NotFound, 'That job no longer exists (it may have expired).', {
     context: { id },
   });
-}
-
-/** Someone other than the requester (and not an admin) asked to cancel. */
-export function notJobOwnerError(id: string, by: { surface: Surface; user: string }): UserError {
-  return new UserError(
-    ErrorCode.Forbidden,
-    'Only the person who asked for this job, or an admin, can cancel it.',
-    {
-      context: { id, by: by.user },
-    },
-  );
 }
 
 function finishedWord(state: string): string {

@@ -94,11 +94,13 @@ export interface RecordResult {
   readonly model: { readonly name: string; readonly demo: boolean };
 }
 
+/**
+ * Who cancels, for the record and the cancelled message. Whether they may is the caller's decision
+ * (the conversation service's policy); the queue only cancels a job that is still cancellable.
+ */
 export interface CancelBy {
   readonly surface: Surface;
   readonly user: string;
-  /** Admins may cancel anyone's job. */
-  readonly admin: boolean;
 }
 
 /** A finished job handed to the chat side, durably: failed handlers are retried until they succeed. */
@@ -169,7 +171,10 @@ export interface Jobs {
   /** Validates and enqueues. Throws UserError when a limit is hit (per-user cap, queue full). */
   submit(spec: JobSpecInput): Promise<SubmitResult>;
   status(id: string): Promise<JobStatus | null>;
-  /** Throws UserError (Forbidden, NotFound, AlreadyFinished) when it can't cancel. */
+  /**
+   * Cancels the job if it is still queued or running, atomically; throws UserError (NotFound,
+   * AlreadyFinished) when it is not. Does not check who asks: the caller decides that.
+   */
   cancel(id: string, by: CancelBy): Promise<JobStatus>;
   /** Null when the record never existed or has expired. */
   record(id: string): Promise<GridRecord | null>;

@@ -1,4 +1,6 @@
-import type { JobKind } from '../../core/jobspec.ts';
+import type { RequestLimits } from '../../core/config.ts';
+import type { JobKind, Surface } from '../../core/jobspec.ts';
+import type { ImagineRequest } from '../../core/request.ts';
 import type { GridImageInfo, GridSettings, Markup } from '../surface.ts';
 
 /**
@@ -186,3 +188,45 @@ export const PLAIN_MARKUP: Markup = {
   mention: (u) => `@${u}`,
   escape: (t) => t,
 };
+
+/** One prompt for captions: the shared prompt, or (refinements) the common stem before the suffixes. */
+export function displayPrompt(prompts: readonly string[]): string {
+  const first = prompts[0] ?? '';
+  if (prompts.every((p) => p === first)) return first;
+  let end = first.length;
+  for (const p of prompts) {
+    let i = 0;
+    while (i < end && i < p.length && p[i] === first[i]) i++;
+    end = i;
+  }
+  const stem = first
+    .slice(0, end)
+    .replace(/[\s,;]+$/u, '')
+    .trim();
+  return stem === '' ? first : stem;
+}
+
+/** Who cancelled, as a mention where it is a user of this surface, else as literal text. */
+export function displayUser(m: Markup, surface: Surface, by: string): string {
+  const prefix = `${surface}:`;
+  if (by.startsWith(prefix)) return m.mention(by.slice(prefix.length));
+  if (/^[A-Za-z0-9_-]+$/u.test(by)) return m.mention(by);
+  return m.escape(by);
+}
+
+/** Hints shown with the queued message; they never block a request. */
+export function warningsFor(request: ImagineRequest, limits: RequestLimits): string[] {
+  const warnings: string[] = [];
+  const side = Math.max(limits.defaultWidth, limits.defaultHeight);
+  if (request.width >= side * 1.5 || request.height >= side * 1.5) {
+    warnings.push(
+      `${request.width}×${request.height} is far from the model's native ${limits.defaultWidth}×${limits.defaultHeight}; subjects may repeat or stretch.`,
+    );
+  }
+  if (request.guidance <= 1 && request.negative !== '') {
+    warnings.push(
+      'Guidance of 1 or less turns classifier-free guidance off, so the negative prompt has no effect.',
+    );
+  }
+  return warnings;
+}

@@ -65,10 +65,8 @@ export class SlackAdapter implements ChatSurface {
   readonly #receiverRef: Receiver;
   #detach: (() => Promise<void>) | undefined;
   #server: Server | undefined;
-  /** Interactions being handled by the service, and those waiting for a slot. */
-  #active = 0;
-  readonly #waiting: (() => void)[] = [];
-  readonly #idle = new Set<() => void>();
+  /** Interactions handed to the service and not answered yet, so stop() can let them finish. */
+  readonly #inFlight = new Set<Promise<void>>();
 
   constructor(options: SlackAdapterOptions) {
     this.#options = options;
@@ -103,7 +101,8 @@ export class SlackAdapter implements ChatSurface {
       deferInitialization: true,
       convoStore: false,
     });
-    // Ack first, on receipt, before any Redis or Slack call: Slack's deadline is 3 s.
+    // Ack first, on receipt, before any Redis or Slack call: Slack's deadline is 3 s. Pacing the
+    // work that follows (acks first, a bounded number at once) is the service's (its ack gate).
     this.#app.command(options.command ?? DEFAULTS.command, async ({ ack, command, context }) => {
       await ack();
       this.#acked('command', context.receivedAt);
@@ -161,7 +160,7 @@ export class SlackAdapter implements ChatSurface {
         .stop()
         .catch((error: unknown) => this.#log.warn({ err: error }, 'stopping bolt failed'));
     }
-    if (this.#active > 0) await new Promise<void>((resolve) => this.#idle.add(resolve));
+    await Promise.allSettled(this.#inFlight);
     const detach = this.#detach;
     this.#detach = undefined;
     await detach?.();
@@ -173,21 +172,14 @@ export class SlackAdapter implements ChatSurface {
     return address !== null && typeof address === 'object' ? (address as AddressInfo).port : undefined;
   }
 
-  /** Runs one acknowledged interaction through the service, at most `maxConcurrentInteractions` at once. */
+  /** Hands one acknowledged interaction to the service, tracked until it is answered. */
   async #work(run: () => Promise<void>): Promise<void> {
-    const max = this.#options.maxConcurrentInteractions ?? DEFAULTS.maxConcurrentInteractions;
-    if (this.#active >= max) await new Promise<void>((resolve) => this.#waiting.push(resolve));
-    this.#active += 1;
+    const running = run();
+    this.#inFlight.add(running);
     try {
-      await run();
+      await running;
     } finally {
-      this.#active -= 1;
-      const next = this.#waiting.shift();
-      if (next !== undefined) next();
-      else if (this.#active === 0) {
-        for (const resolve of this.#idle) resolve();
-        this.#idle.clear();
-      }
+      this.#inFlight.delete(running);
     }
   }
 

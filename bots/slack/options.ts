@@ -32,13 +32,6 @@ export interface SlackAdapterOptions {
   readonly command?: string;
   /** Timeout of one Web API call, ms. @defaultValue 30000 */
   readonly apiTimeoutMs?: number;
-  /**
-   * Interactions handed to the service at once; the rest wait their turn (already acknowledged).
-   * Bounding this keeps a burst's Redis and Web API work from delaying the acks of requests still
-   * arriving, which all share one event loop.
-   * @defaultValue 8
-   */
-  readonly maxConcurrentInteractions?: number;
   /** Called after each acknowledgement with the time since the interaction was received (metrics, benchmarks). */
   readonly onAck?: (timing: AckTiming) => void;
 }
@@ -69,5 +62,4 @@ export const DEFAULTS = {
   apiUrl: 'https://slack.com/api/',
   command: '/imagine',
   apiTimeoutMs: 30_000,
-  maxConcurrentInteractions: 8,
 } as const satisfies Partial<SlackAdapterOptions>;

@@ -2,7 +2,7 @@ import type { Jobs } from '../../queue/index.ts';
 import type { Logger } from '../logger.ts';
 import type { Health } from '../ops/health.ts';
 import type { Metrics } from '../ops/metrics.ts';
-import type { ControlPress, ImagineCommand } from '../surface.ts';
+import type { ControlPress, ImagineCommand, InteractionResult } from '../surface.ts';
 import type { IdentityIssueLimit } from './auth.ts';
 import type { HttpReply, WebSurface } from './surface.ts';
 
@@ -10,8 +10,10 @@ import type { HttpReply, WebSurface } from './surface.ts';
 
 /** The part of the conversation service the playground drives (ConversationService satisfies it). */
 export interface PlaygroundService {
-  imagine(command: ImagineCommand, reply: HttpReply): Promise<void>;
-  press(press: ControlPress, reply: HttpReply): Promise<void>;
+  /** Answers with the id of the job made (the queue's, never predicted here), when one was. */
+  imagine(command: ImagineCommand, reply: HttpReply): Promise<InteractionResult | undefined>;
+  /** Answers with the id of the job made (refine, reroll) or acted on (cancel, full size). */
+  press(press: ControlPress, reply: HttpReply): Promise<InteractionResult | undefined>;
 }
 
 export interface PlaygroundOptions {

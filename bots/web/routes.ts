@@ -1,7 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ErrorCode } from '../../core/errors.ts';
-import { jobIdFor } from '../../core/jobspec.ts';
 import { FLAG_HELP } from '../../core/request.ts';
 import { SAMPLERS } from '../../core/samplers.ts';
 import { GRID_SIZE } from '../../core/seeds.ts';
@@ -146,19 +145,17 @@ export function playgroundRoutes(options: PlaygroundOptions): PlaygroundRoutes {
     await readEmptyBody(ctx.req, bodyLimit);
     await requireRecord(id);
     const reply = new HttpReply();
-    const interaction = interactionId(ctx.req, ctx.user);
-    await options.service.press(
+    const result = await options.service.press(
       {
         surface: 'web',
         user: ctx.user,
         channel: PLAYGROUND_CHANNEL,
-        interactionId: interaction,
+        interactionId: interactionId(ctx.req, ctx.user),
         controlId: encodeControl({ action, recordId: id, index }),
       },
       reply,
     );
-    const made = action === 'refine' || action === 'reroll' ? jobIdFor('web', interaction) : id;
-    await answer(ctx, reply, made);
+    await answer(ctx, reply, result?.jobId);
   };
 
   const routes: Route[] = [
@@ -167,15 +164,13 @@ export function playgroundRoutes(options: PlaygroundOptions): PlaygroundRoutes {
       methods: {
         POST: async (ctx) => {
           let command: ImagineCommand;
-          let interaction: string;
           try {
             const body = imagineBody(await readJsonObject(ctx.req, { limitBytes: bodyLimit }));
-            interaction = interactionId(ctx.req, ctx.user);
             const base = {
               surface: 'web' as const,
               user: ctx.user,
               channel: PLAYGROUND_CHANNEL,
-              interactionId: interaction,
+              interactionId: interactionId(ctx.req, ctx.user),
             };
             command = 'text' in body ? { ...base, text: body.text } : { ...base, options: body.options };
           } catch (error) {
@@ -184,8 +179,8 @@ export function playgroundRoutes(options: PlaygroundOptions): PlaygroundRoutes {
             throw error;
           }
           const reply = new HttpReply();
-          await options.service.imagine(command, reply);
-          await answer(ctx, reply, jobIdFor('web', interaction));
+          const result = await options.service.imagine(command, reply);
+          await answer(ctx, reply, result?.jobId);
         },
       },
     },

@@ -11,7 +11,6 @@ import {
   type JobStatus,
   type Jobs,
   jobGoneError,
-  notJobOwnerError,
   type ProgressEvent,
   queueFullError,
   type SubmitResult,
@@ -106,9 +105,6 @@ export class FakeJobs implements Jobs {
   async cancel(id: string, by: CancelBy): Promise<JobStatus> {
     const record = this.records.get(id);
     if (record === undefined) throw jobGoneError(id);
-    if (!by.admin && !(record.spec.origin.surface === by.surface && record.spec.origin.user === by.user)) {
-      throw notJobOwnerError(id, by);
-    }
     if (isEnded(record.state.status)) throw alreadyEndedError(id, record.state.status.state);
     // The real queue records the user id alone (the surface is the job's).
     const status: JobStatus = { state: 'cancelled', by: by.user };

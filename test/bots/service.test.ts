@@ -13,8 +13,9 @@ import {
 } from '../../bots/service.ts';
 import type { ControlPress, ImagineCommand, JobTarget } from '../../bots/surface.ts';
 import { DEFAULT_SUFFIXES } from '../../core/config.ts';
+import { somethingWentWrong } from '../../core/errors.ts';
 import { JOB_ID_RE } from '../../core/jobspec.ts';
-import { alreadyEndedError, notJobOwnerError, queueFullError } from '../../queue/index.ts';
+import { alreadyEndedError, queueFullError } from '../../queue/index.ts';
 import { EventLog } from '../helpers/events.ts';
 import { FakeJobs } from './fake-jobs.ts';
 import { RecordingReply, RecordingSurface } from './recording-surface.ts';
@@ -157,6 +158,46 @@ describe('ConversationService', () => {
     }
   });
 
+  it('lets a bounded number of interactions work at once on every surface (acknowledged first)', async () => {
+    const bounded = new ConversationService({
+      jobs,
+      settings: SETTINGS,
+      random,
+      maxConcurrentInteractions: 1,
+    });
+    bounded.attach(new RecordingSurface({}, 'slack'));
+    const submit = jobs.submit.bind(jobs);
+    let release: () => void = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const started: string[] = [];
+    jobs.submit = async (spec) => {
+      started.push(spec.origin.interactionId);
+      if (spec.origin.interactionId === 's1') await held;
+      return submit(spec);
+    };
+    const first = new RecordingReply();
+    const second = new RecordingReply();
+    const slack = (id: string) => ({
+      ...command({ text: 'a cat' }),
+      surface: 'slack' as const,
+      interactionId: id,
+    });
+    const a = bounded.imagine(slack('s1'), first);
+    const b = bounded.imagine(slack('s2'), second);
+    await vi.waitFor(() => expect(started).toContain('s1'));
+    // Everything the second could do without a slot (all of it promise work) is done by the next turn.
+    await new Promise((resolve) => setImmediate(resolve));
+    // Both were acknowledged at once; the second waits for the slot, not for its acknowledgement.
+    expect(second.calls.map((c) => c.method)).toEqual(['accept']);
+    expect(started).toEqual(['s1']);
+    release();
+    expect(await Promise.all([a, b])).toEqual([{ jobId: 'slack-s1' }, { jobId: 'slack-s2' }]);
+    expect(started).toEqual(['s1', 's2']);
+    await bounded.close();
+  });
+
   it('accepts typed options and a user seed', async () => {
     const reply = new RecordingReply();
     await service.imagine(
@@ -187,13 +228,46 @@ describe('ConversationService', () => {
     const first = new RecordingReply();
     const second = new RecordingReply();
     second.failAccept = true;
-    await Promise.all([
+    const results = await Promise.all([
       service.imagine(command({ text: 'a cat' }), first),
       service.imagine(command({ text: 'a cat' }), second),
     ]);
     expect(jobs.submitted).toEqual(['discord-i1']);
+    // Both answer with the queue's id for the one job, the redelivery included.
+    expect(results).toEqual([{ jobId: 'discord-i1' }, { jobId: 'discord-i1' }]);
     expect(first.only('queued')).toHaveLength(1);
     expect(second.only('queued')).toHaveLength(0);
+  });
+
+  it('a result that arrives while the queued message is being posted is shown after it', async () => {
+    const grid = await png(16, 16);
+    const reply = new RecordingReply();
+    let posting: () => void = () => {};
+    const posted = new Promise<void>((resolve) => {
+      posting = resolve;
+    });
+    let release: () => void = () => {};
+    reply.queued = async (view) => {
+      reply.calls.push({ method: 'queued', view });
+      posting();
+      await new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      return { messageId: 'm-1' };
+    };
+    const made = service.imagine(command({ text: 'a cat' }), reply);
+    await posted;
+    // The worker finishes now: the service knows the job only from the record's origin, not its id.
+    const delivered = jobs.complete('discord-i1', { grid, images: [grid, grid, grid, grid] });
+    await vi.waitFor(() => expect(jobs.records.get('discord-i1')?.state.status.state).toBe('done'));
+    expect(surface.only('grid')).toHaveLength(0);
+    release();
+    expect(await made).toEqual({ jobId: 'discord-i1' });
+    await delivered;
+    const [shown] = surface.only('grid');
+    // Shown once, on the message the queued reply made.
+    expect(surface.only('grid')).toHaveLength(1);
+    expect(shown?.target.messageRef).toEqual({ token: 't1', messageId: 'm-1' });
   });
 
   it('shows a submit refusal (queue full) privately after accepting', async () => {
@@ -290,7 +364,8 @@ describe('ConversationService', () => {
     const reply = new RecordingReply();
     const refineTwo = surface.only('grid')[0]!.view.controls[0]![1]!;
     expect(refineTwo.label).toBe('2');
-    await service.press(press(refineTwo.id, { user: 'u2', interactionId: 'press-1' }), reply);
+    const result = await service.press(press(refineTwo.id, { user: 'u2', interactionId: 'press-1' }), reply);
+    expect(result).toEqual({ jobId: 'discord-press-1' });
     expect(reply.calls.map((c) => c.method)).toEqual(['accept', 'queued']);
     const record = jobs.records.get('discord-press-1')!;
     expect(record.spec.kind).toBe('refine');
@@ -334,6 +409,43 @@ describe('ConversationService', () => {
       expect(expired.only('privately')[0]?.text).toBe(MESSAGES.expired(30));
       expect(expired.only('privately')[0]?.text).toMatch(/^This grid has expired/);
     }
+  });
+
+  it('a full-size image being made again does not hold up other interactions', async () => {
+    await service.close();
+    service = new ConversationService({ jobs, settings: SETTINGS, random, maxConcurrentInteractions: 1 });
+    service.attach(surface);
+    await service.imagine(command({ text: 'a lighthouse' }), new RecordingReply());
+    const images = await Promise.all([1, 2, 3, 4].map((s) => png(32, 32, s)));
+    await jobs.complete('discord-i1', { grid: images[0]!, images });
+    // The PNG is gone and being made again through the queue: imagePng waits until it is ready.
+    const imagePng = jobs.imagePng.bind(jobs);
+    let rendered: () => void = () => {};
+    const ready = new Promise<void>((resolve) => {
+      rendered = resolve;
+    });
+    let waiting = false;
+    jobs.imagePng = async (id, index) => {
+      waiting = true;
+      await ready;
+      return imagePng(id, index);
+    };
+    const upscale = new RecordingReply();
+    const pressed = service.press(
+      press(encodeControl({ action: 'upscale', recordId: 'discord-i1', index: 1 })),
+      upscale,
+    );
+    await vi.waitFor(() => expect(waiting).toBe(true));
+    // The only slot is free again: a new command is queued while the image is still being made.
+    const next = new RecordingReply();
+    expect(await service.imagine(command({ text: 'a cat', interactionId: 'i2' }), next)).toEqual({
+      jobId: 'discord-i2',
+    });
+    expect(next.only('queued')).toHaveLength(1);
+    expect(upscale.only('image')).toHaveLength(0);
+    rendered();
+    expect(await pressed).toEqual({ jobId: 'discord-i1' });
+    expect(upscale.only('image')[0]?.view.file.data.equals(images[1]!)).toBe(true);
   });
 
   it('refuses tampered control ids privately without touching the queue', async () => {
@@ -383,11 +495,15 @@ describe('ConversationService', () => {
     const cancel = encodeControl({ action: 'cancel', recordId: 'discord-i1', index: 0 });
     const stranger = new RecordingReply();
     await service.press(press(cancel, { user: 'u9' }), stranger);
-    expect(stranger.only('privately')[0]?.text).toBe(
-      notJobOwnerError('discord-i1', { surface: 'discord', user: 'u9' }).message,
-    );
+    expect(stranger.only('privately')[0]?.text).toBe(MESSAGES.notCanceller);
+    // The same user id on another surface is another person.
+    service.attach(new RecordingSurface({}, 'slack'));
+    const elsewhere = new RecordingReply();
+    await service.press(press(cancel, { surface: 'slack', user: 'u1' }), elsewhere);
+    expect(elsewhere.only('privately')[0]?.text).toBe(MESSAGES.notCanceller);
+    expect(jobs.records.get('discord-i1')?.state.status.state).toBe('queued');
     const admin = new RecordingReply();
-    await service.press(press(cancel, { user: 'admin' }), admin);
+    expect(await service.press(press(cancel, { user: 'admin' }), admin)).toEqual({ jobId: 'discord-i1' });
     expect(admin.only('privately')).toHaveLength(0);
     expect(jobs.records.get('discord-i1')?.state.status).toEqual({ state: 'cancelled', by: 'admin' });
     const cancelled = surface.only('cancelled');
@@ -408,6 +524,8 @@ describe('ConversationService', () => {
     expect(a?.view.text).toContain('The image was too large for this worker.');
     expect(b?.view.text).toContain('err_abc');
     expect(b?.view.text).not.toContain('CUDA');
+    // The one "something went wrong" text, core's, as every internal error shows it.
+    expect(b?.view.reason).toBe(somethingWentWrong('err_abc'));
   });
 
   it('progress: at most one edit per interval, the latest shown, none after the result', async () => {

@@ -14,8 +14,8 @@ import { buttonsOf, FAKE_BOT_TOKEN, FAKE_SIGNING_SECRET, FakeSlack } from '../fa
  */
 
 const idle: SlackConversation = {
-  imagine: async () => {},
-  press: async () => {},
+  imagine: async () => ({}),
+  press: async () => ({}),
   attach: () => async () => {},
 };
 const fake = new FakeSlack();

@@ -311,9 +311,7 @@ describe('invalid records', () => {
 describe('a job that is gone', () => {
   it('cancel and updateMessageRef answer NotFound with the one message', async () => {
     const jobs = open(uniquePrefix('rs'));
-    const cancel = await jobs
-      .cancel('discord-none', { surface: 'discord', user: 'u', admin: true })
-      .catch((e) => e);
+    const cancel = await jobs.cancel('discord-none', { surface: 'discord', user: 'u' }).catch((e) => e);
     const update = await jobs.updateMessageRef('discord-none', { messageId: 'm' }).catch((e) => e);
     for (const error of [cancel, update]) {
       expect(error).toBeInstanceOf(UserError);

@@ -93,7 +93,7 @@ describe('record TTL (counts from completion)', () => {
     const { jobId } = await jobs.submit(makeSpec({ user: 'u-cancel' }));
     expect(await redis.admin.pttl(keys.record(jobId))).toBe(-1);
     const before = Date.now();
-    await jobs.cancel(jobId, { surface: 'discord', user: 'u-cancel', admin: false });
+    await jobs.cancel(jobId, { surface: 'discord', user: 'u-cancel' });
     const pttl = await redis.admin.pttl(keys.record(jobId));
     expect(pttl).toBeGreaterThan(0);
     expect(pttl).toBeLessThanOrEqual(60_000);

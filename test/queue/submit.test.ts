@@ -106,7 +106,7 @@ describe('submit', () => {
     // Others are not affected; the same user id on another surface is another user.
     await jobs.submit(makeSpec({ user: 'bob' }));
     await jobs.submit(makeSpec({ user: 'alice', surface: 'slack' }));
-    await jobs.cancel(second.jobId, { surface: 'discord', user: 'alice', admin: false });
+    await jobs.cancel(second.jobId, { surface: 'discord', user: 'alice' });
     await jobs.submit(makeSpec({ user: 'alice' }));
   });
 
@@ -201,9 +201,7 @@ describe('submit', () => {
     expect(error).toBeInstanceOf(UserError);
     expect(error).toMatchObject({ code: ErrorCode.Expired, message: GRID_EXPIRED_MESSAGE });
     expect(GRID_EXPIRED_MESSAGE).toContain('This grid has expired');
-    await expect(
-      jobs.cancel(jobId, { surface: 'discord', user: 'user-1', admin: false }),
-    ).rejects.toMatchObject({
+    await expect(jobs.cancel(jobId, { surface: 'discord', user: 'user-1' })).rejects.toMatchObject({
       code: ErrorCode.NotFound,
     });
     await expect(jobs.updateMessageRef(jobId, { a: 'b' })).rejects.toMatchObject({

@@ -50,6 +50,7 @@ beforeAll(async () => {
       imagine: async (_command, reply) => {
         if (mode === 'thrown') throw refusal;
         await reply.privately(toPublicError(refusal).message, toPublicError(refusal));
+        return {};
       },
       press: async () => {
         throw refusal;

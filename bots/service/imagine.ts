@@ -1,0 +1,52 @@
+import { imagineBatch, specFrom } from '../../core/batch.ts';
+import { ErrorCode, InternalError, reportError } from '../../core/errors.ts';
+import { parseImagineOptions, parseImagineText } from '../../core/request.ts';
+import { drawBaseSeed, gridSeeds } from '../../core/seeds.ts';
+import type { ChatSurface, ImagineCommand, InteractionReply, InteractionResult } from '../surface.ts';
+import { type ServiceContext, safely } from './context.ts';
+import { warningsFor } from './format.ts';
+import { originOf } from './origin.ts';
+import { submitAndShow } from './submit.ts';
+
+/**
+ * `/imagine`. Parses (pure), then calls `reply.privately` (bad input: nothing queued) or
+ * `reply.accept` before any I/O, submits, and shows seeds and queue position with `reply.queued`.
+ * Never throws.
+ */
+export async function imagine(
+  ctx: ServiceContext,
+  surface: ChatSurface | undefined,
+  command: ImagineCommand,
+  reply: InteractionReply,
+): Promise<InteractionResult> {
+  const limits = ctx.settings.limits;
+  const parsed =
+    command.text !== undefined
+      ? parseImagineText(command.text, limits)
+      : parseImagineOptions(command.options, limits);
+  if (surface === undefined || !parsed.ok) {
+    // Bad input never reaches the queue (which counts only what it refuses itself), so count it here.
+    if (!parsed.ok) ctx.metrics?.submit('invalid');
+    const error = parsed.ok
+      ? new InternalError(ErrorCode.Internal, `surface ${command.surface} not attached`)
+      : parsed.error;
+    const shown = reportError(ctx.log, error, {
+      surface: command.surface,
+      user: command.user,
+      action: 'imagine',
+    });
+    await safely(ctx.log, () => reply.privately(shown.message, shown), 'reply.privately');
+    return {};
+  }
+  const accepted = ctx.gate.accept(reply);
+  const request = parsed.value;
+  const seeds = gridSeeds(request.seed ?? drawBaseSeed(ctx.random));
+  const spec = specFrom(imagineBatch(request, seeds), {
+    origin: originOf(command),
+    requestedAt: ctx.now(),
+  });
+  const jobId = await ctx.gate.work(() =>
+    submitAndShow(ctx, surface, spec, reply, accepted, warningsFor(request, limits)),
+  );
+  return jobId === undefined ? {} : { jobId };
+}

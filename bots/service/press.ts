@@ -1,0 +1,141 @@
+import { specFrom } from '../../core/batch.ts';
+import { ErrorCode, reportError, UserError } from '../../core/errors.ts';
+import { refine, reroll } from '../../core/refine.ts';
+import { drawBaseSeed } from '../../core/seeds.ts';
+import type { GridRecord } from '../../queue/index.ts';
+import type { ChatSurface, ControlPress, InteractionReply, InteractionResult } from '../surface.ts';
+import { isAdmin, mayCancel, mayUseGrid } from './access.ts';
+import { type ServiceContext, safely } from './context.ts';
+import { type DecodedControl, decodeControl } from './controls.ts';
+import { fitUpload } from './encode.ts';
+import { imageText } from './format.ts';
+import { originOf } from './origin.ts';
+import { MESSAGES } from './settings.ts';
+import { submitAndShow } from './submit.ts';
+
+/**
+ * A button press: refine, reroll, full-size or cancel. Returns the job it made (refine, reroll) or
+ * acted on (cancel, full size). Never throws.
+ */
+export async function press(
+  ctx: ServiceContext,
+  surface: ChatSurface | undefined,
+  pressed: ControlPress,
+  reply: InteractionReply,
+): Promise<InteractionResult> {
+  const control = decodeControl(pressed.controlId);
+  const context = { surface: pressed.surface, user: pressed.user, controlId: pressed.controlId };
+  if (surface === undefined || control === null) {
+    if (control === null) ctx.log.warn(context, 'invalid control id');
+    await safely(
+      ctx.log,
+      () =>
+        surface === undefined
+          ? reply.privately('This surface is not ready.', {
+              code: ErrorCode.Internal,
+              message: 'surface not ready',
+            })
+          : reply.privately(MESSAGES.invalidControl, {
+              code: ErrorCode.InvalidRequest,
+              message: MESSAGES.invalidControl,
+            }),
+      'reply.privately',
+    );
+    return {};
+  }
+  const accepted = ctx.gate.accept(reply);
+  try {
+    const step = await ctx.gate.work(() => act(ctx, surface, control, pressed, reply, accepted));
+    // Outside the slot: the image may first have to be made again (a wait of up to a minute or
+    // two on the queue), which must not hold up other interactions' work.
+    if (step.upscale !== undefined) {
+      const { record, index } = step.upscale;
+      await postImage(ctx, surface, record, index, pressed.user, reply, accepted);
+    }
+    return step.result;
+  } catch (error) {
+    await accepted;
+    const shown = reportError(ctx.log, error, {
+      ...context,
+      action: control.action,
+      recordId: control.recordId,
+    });
+    await safely(ctx.log, () => reply.privately(shown.message, shown), 'reply.privately');
+    return {};
+  }
+}
+
+/** What a press did, and (full size) the image still to post. */
+interface Step {
+  readonly result: InteractionResult;
+  readonly upscale?: { readonly record: GridRecord; readonly index: number };
+}
+
+/** Decides and does what a press asks, in one of the gate's slots. Throws what the user should be told. */
+async function act(
+  ctx: ServiceContext,
+  surface: ChatSurface,
+  control: DecodedControl,
+  pressed: ControlPress,
+  reply: InteractionReply,
+  accepted: Promise<boolean>,
+): Promise<Step> {
+  if (control.action === 'cancel') {
+    const record = await ctx.jobs.record(control.recordId);
+    // No record: the queue answers for a job it doesn't have (not found).
+    if (record !== null && !mayCancel(ctx.settings, record, pressed))
+      throw new UserError(ErrorCode.Forbidden, MESSAGES.notCanceller);
+    await ctx.jobs.cancel(control.recordId, { surface: pressed.surface, user: pressed.user });
+    ctx.log.info(
+      { jobId: control.recordId, by: pressed.user, admin: isAdmin(ctx.settings, pressed) },
+      'cancel asked',
+    );
+    // The cancelled delivery edits the job's message publicly; nothing more to say here.
+    await accepted;
+    return { result: { jobId: control.recordId } };
+  }
+  const record = await ctx.jobs.record(control.recordId);
+  if (record === null) throw new UserError(ErrorCode.Expired, MESSAGES.expired(ctx.settings.recordTtlDays));
+  if (!mayUseGrid(ctx.settings, record, pressed)) throw new UserError(ErrorCode.Forbidden, MESSAGES.notOwner);
+  if (record.state.status.state !== 'done')
+    throw new UserError(ErrorCode.InvalidRequest, MESSAGES.notFinished);
+  if (control.action === 'upscale')
+    return { result: { jobId: record.id }, upscale: { record, index: control.index } };
+  // A finished grid's spec is itself a batch: its prompts, seeds and settings.
+  const next =
+    control.action === 'refine'
+      ? refine(record.spec, control.index, ctx.settings.suffixes)
+      : reroll(record.spec, drawBaseSeed(ctx.random));
+  const spec = specFrom(next, { origin: originOf(pressed), requestedAt: ctx.now(), parentId: record.id });
+  const jobId = await submitAndShow(ctx, surface, spec, reply, accepted, []);
+  return { result: jobId === undefined ? {} : { jobId } };
+}
+
+async function postImage(
+  ctx: ServiceContext,
+  surface: ChatSurface,
+  record: GridRecord,
+  index: number,
+  user: string,
+  reply: InteractionReply,
+  accepted: Promise<boolean>,
+): Promise<void> {
+  const prompt = record.spec.prompts[index];
+  const seed = record.spec.seeds[index];
+  if (prompt === undefined || seed === undefined) {
+    throw new UserError(ErrorCode.InvalidRequest, `This grid has images 1 to ${record.spec.prompts.length}.`);
+  }
+  const png = await ctx.jobs.imagePng(record.id, index);
+  if (png === null) throw new UserError(ErrorCode.Expired, MESSAGES.expired(ctx.settings.recordTtlDays));
+  const file = await fitUpload(png, `${record.id}-${index + 1}`, surface.limits.maxUploadBytes);
+  if (!(await accepted)) return;
+  await reply.image({
+    kind: 'image',
+    recordId: record.id,
+    index,
+    seed,
+    prompt,
+    file,
+    text: imageText(surface.markup, surface.limits.maxTextLength, { user, index, seed, prompt }),
+  });
+}
