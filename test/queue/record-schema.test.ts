@@ -1,6 +1,5 @@
 import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ErrorCode, InternalError, UserError } from '../../core/errors.ts';
 import { type JobSpec, jobIdFor, parseJobSpec } from '../../core/jobspec.ts';
 import { jobGoneError } from '../../queue/job-errors.ts';
@@ -16,7 +15,7 @@ import {
 } from '../../queue/records.ts';
 import type { Jobs } from '../../queue/types.ts';
 import { startWorker } from '../../queue/worker.ts';
-import { startTestRedis, type TestRedis, uniquePrefix } from '../helpers/redis.ts';
+import { uniquePrefix, useTestRedis } from '../helpers/use-redis.ts';
 import { captureLogger, makeSpec, recordDeliveries, waitFor } from './helpers.ts';
 
 /**
@@ -26,21 +25,8 @@ import { captureLogger, makeSpec, recordDeliveries, waitFor } from './helpers.ts
  * spec) still read during a rolling upgrade. Real Redis.
  */
 
-let redis: TestRedis;
-let admin: Redis;
-const cleanups: (() => Promise<unknown>)[] = [];
-
-beforeAll(async () => {
-  redis = await startTestRedis();
-  admin = new Redis(redis.url);
-});
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-afterAll(async () => {
-  admin.disconnect();
-  await redis.stop();
-});
+const redis = useTestRedis();
+const { cleanups } = redis;
 
 function open(prefix: string): Jobs {
   const jobs = createJobs({
@@ -115,7 +101,7 @@ describe('the record schema', () => {
     const jobs = open(prefix);
     const input = makeSpec({ user: 'alice' });
     const { jobId } = await jobs.submit(input);
-    const hash = await admin.hgetall(queueKeys(prefix).record(jobId));
+    const hash = await redis.admin.hgetall(queueKeys(prefix).record(jobId));
     expect(hash.base).toBeUndefined();
     const storedSpec = JSON.parse(hash.spec ?? 'null') as Record<string, unknown>;
     // Nothing copied out of the spec next to it.
@@ -181,7 +167,7 @@ describe('records in the previous layout (rolling upgrade)', () => {
     const spec = specOf(makeSpec({ user: 'bob' }));
     const id = jobIdFor(spec.origin.surface, spec.origin.interactionId);
     const now = 1_700_000_000_000;
-    await admin.hset(queueKeys(prefix).record(id), legacyHash(spec, now, 60_000, true));
+    await redis.admin.hset(queueKeys(prefix).record(id), legacyHash(spec, now, 60_000, true));
     const record = await jobs.record(id);
     expect(record).toEqual({
       id,
@@ -214,7 +200,7 @@ describe('records in the previous layout (rolling upgrade)', () => {
     cleanups.push(() => deliveries.subscription.close());
     const spec = specOf(makeSpec({ prompts: ['a', 'b', 'c', 'd'] }));
     const id = jobIdFor(spec.origin.surface, spec.origin.interactionId);
-    await admin.hset(queueKeys(prefix).record(id), legacyHash(spec, Date.now(), 60_000));
+    await redis.admin.hset(queueKeys(prefix).record(id), legacyHash(spec, Date.now(), 60_000));
     // The old submitter's BullMQ job, as it enqueued it.
     const generate = new Queue('generate', { connection: { url: redis.url }, prefix });
     cleanups.push(() => generate.close());
@@ -242,7 +228,7 @@ describe('records in the previous layout (rolling upgrade)', () => {
     cleanups.push(() => deliveries.subscription.close());
     const spec = specOf(makeSpec({ surface: 'slack' }));
     const id = jobIdFor(spec.origin.surface, spec.origin.interactionId);
-    await admin.hset(queueKeys(prefix).record(id), legacyHash(spec, Date.now(), 60_000));
+    await redis.admin.hset(queueKeys(prefix).record(id), legacyHash(spec, Date.now(), 60_000));
     const generate = new Queue('generate', { connection: { url: redis.url }, prefix });
     cleanups.push(() => generate.close());
     await generate.add('generate', { ...spec, steps: 0 }, { jobId: id });
@@ -275,7 +261,7 @@ describe('invalid records', () => {
     const prefix = uniquePrefix('rs');
     const jobs = open(prefix);
     const { jobId } = await jobs.submit(makeSpec());
-    await admin.hset(queueKeys(prefix).record(jobId), fields);
+    await redis.admin.hset(queueKeys(prefix).record(jobId), fields);
     return jobs.record(jobId).then(
       () => new Error('read an invalid record without complaint'),
       (error: unknown) => error,
