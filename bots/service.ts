@@ -1,7 +1,6 @@
 import { randomInt } from 'node:crypto';
 import type { Surface } from '../core/jobspec.ts';
-import type { QueueMetrics } from '../queue/metrics.ts';
-import type { Jobs, Subscription } from '../queue/types.ts';
+import type { Jobs, QueueMetrics, Subscription } from '../queue/index.ts';
 import { AckGate } from './service/ack-gate.ts';
 import { Chains } from './service/chains.ts';
 import type { ServiceContext } from './service/context.ts';

@@ -2,7 +2,7 @@ import type { GridSettings } from '../core/batch.ts';
 import type { PublicError } from '../core/errors.ts';
 import type { JobKind, Surface } from '../core/jobspec.ts';
 import type { ImagineOptions } from '../core/request.ts';
-import type { DeliveryContext } from '../queue/types.ts';
+import type { DeliveryContext } from '../queue/index.ts';
 
 /**
  * The contract between the conversation service (bots/service/, which decides) and a chat adapter

@@ -134,7 +134,7 @@ const STEP_RE = /^[A-Za-z0-9_.:-]{1,100}$/u;
 
 /** The event for a finished record; null while it is not finished (should not be delivered yet). */
 async function eventFor(o: DeliveryConsumerOptions, record: GridRecord): Promise<DeliveryEvent | null> {
-  const status = record.status;
+  const status = record.state.status;
   switch (status.state) {
     case 'done': {
       const grid = await o.gridPng(record.id);
@@ -144,7 +144,7 @@ async function eventFor(o: DeliveryConsumerOptions, record: GridRecord): Promise
         record,
         grid,
         image: async (index: number) => {
-          const key = record.resultKeys?.images[index];
+          const key = record.result?.resultKeys.images[index];
           if (key === undefined) throw new RangeError(`grid ${record.id} has no image ${index}`);
           const png = await o.imagePng(record.id, index);
           if (png === null) throw expiredGridError(record.id);
@@ -198,9 +198,9 @@ export function startDeliveryConsumer(o: DeliveryConsumerOptions): Subscription 
     }
     const event = await eventFor(o, record);
     if (event === null) {
-      throw new InternalError(ErrorCode.Delivery, `grid ${id} is ${record.status.state}, not finished`);
+      throw new InternalError(ErrorCode.Delivery, `grid ${id} is ${record.state.status.state}, not finished`);
     }
-    const ttlMs = Math.max(60_000, record.expiresAt - Date.now());
+    const ttlMs = Math.max(60_000, record.state.expiresAt - Date.now());
     const ctx: DeliveryContext = {
       attempt: Math.max(1, job.attemptsStarted),
       once: async (step, run) => {

@@ -1,46 +1,19 @@
 import { z } from 'zod';
 import { ErrorCode, InternalError, UserError } from '../core/errors.ts';
-import { type JobSpec, jobSpecSchema, SURFACES, type Surface } from '../core/jobspec.ts';
-import type { GridRecord, JobStatus, Jobs, JobTimings } from './types.ts';
+import { type JobSpec, jobSpecSchema } from '../core/jobspec.ts';
+import type { GridRecord, JobStatus, Jobs, JobTimings, MessageRef, RecordResult } from './types.ts';
 
 /**
- * A grid record lives in one Redis hash. `base` (JSON) never changes after submit; the other fields
- * are updated atomically by the Lua scripts in scripts.ts.
+ * A grid record lives in one Redis hash, so the Lua scripts in scripts.ts can update its state
+ * atomically: `spec` (JSON, written once at submit), the state fields (`state`, `status`,
+ * `messageRef`, `attempts`, `worker`, `queuedAt`, `startedAt`, `finishedAt`, `phases`, `expiresAt`)
+ * and `result` (JSON, written once by the worker), plus bookkeeping only the scripts read (`userKey`,
+ * `attempt`, `ttlMs`, `cancelBy`). `decodeRecord` turns it into a {@link GridRecord} checked by
+ * {@link gridRecordSchema}; the writers check what they write against the same schema.
  */
-export interface RecordBase {
-  readonly id: string;
-  readonly spec: JobSpec;
-  readonly prompts: readonly string[];
-  readonly seeds: readonly number[];
-  readonly owner: { readonly surface: Surface; readonly user: string };
-  readonly surface: Surface;
-  readonly channel: string;
-  readonly createdAt: number;
-  /** Written at submit and kept for older readers; the record's expiry is the hash's `expiresAt`. */
-  readonly expiresAt: number;
-}
 
-/** What a finished job adds to its record (the `result` field). */
-export interface RecordResult {
-  readonly resultKeys: { readonly grid: string; readonly images: readonly string[] };
-  readonly truncatedTokens: readonly number[];
-  readonly nsfw?: readonly boolean[];
-  readonly model: { readonly name: string; readonly demo: boolean };
-}
-
+export type { RecordResult } from './types.ts';
 export type Phases = NonNullable<JobTimings['phases']>;
-
-const baseSchema = z.object({
-  id: z.string(),
-  spec: jobSpecSchema,
-  prompts: z.array(z.string()),
-  seeds: z.array(z.number()),
-  owner: z.object({ surface: z.enum(SURFACES), user: z.string() }),
-  surface: z.enum(SURFACES),
-  channel: z.string(),
-  createdAt: z.number(),
-  expiresAt: z.number(),
-});
 
 const statusSchema = z.discriminatedUnion('state', [
   z.object({ state: z.literal('queued'), position: z.number() }),
@@ -49,50 +22,115 @@ const statusSchema = z.discriminatedUnion('state', [
   z.object({
     state: z.literal('failed'),
     reason: z.string(),
-    errorId: z.string().optional(),
+    errorId: z.string().exactOptional(),
     userFacing: z.boolean(),
   }),
   z.object({ state: z.literal('cancelled'), by: z.string() }),
 ]);
 
-const resultSchema = z.object({
-  resultKeys: z.object({ grid: z.string(), images: z.array(z.string()) }),
-  truncatedTokens: z.array(z.number()),
-  nsfw: z.array(z.boolean()).optional(),
-  model: z.object({ name: z.string(), demo: z.boolean() }),
+const messageRefSchema = z.record(z.string(), z.string());
+
+const phasesSchema = z.object({
+  queueWait: z.number().exactOptional(),
+  textEncode: z.number().exactOptional(),
+  denoise: z.number().exactOptional(),
+  decode: z.number().exactOptional(),
+  compose: z.number().exactOptional(),
+  store: z.number().exactOptional(),
 });
 
-const phaseNames = ['queueWait', 'textEncode', 'denoise', 'decode', 'compose', 'store'] as const;
+export const recordResultSchema = z.object({
+  resultKeys: z.object({ grid: z.string(), images: z.array(z.string()) }),
+  truncatedTokens: z.array(z.number()),
+  nsfw: z.array(z.boolean()).exactOptional(),
+  model: z.object({ name: z.string(), demo: z.boolean() }),
+}) satisfies z.ZodType<RecordResult>;
 
-function corrupt(id: string, field: string, cause: unknown): InternalError {
-  return new InternalError(ErrorCode.Redis, `grid record ${id} has a corrupt ${field} field`, {
+/** The one schema of a grid record: what submit and the worker write, and what every read returns. */
+export const gridRecordSchema = z.object({
+  id: z.string().min(1),
+  spec: jobSpecSchema,
+  state: z.object({
+    status: statusSchema,
+    messageRef: messageRefSchema,
+    attempts: z.number().int().min(0),
+    worker: z.string().exactOptional(),
+    timings: z.object({
+      queuedAt: z.number(),
+      startedAt: z.number().exactOptional(),
+      finishedAt: z.number().exactOptional(),
+      phases: phasesSchema.exactOptional(),
+    }),
+    expiresAt: z.number(),
+  }),
+  result: recordResultSchema.exactOptional(),
+}) satisfies z.ZodType<GridRecord>;
+
+/**
+ * The one merge of message references: later parts win key by key. The stored reference is
+ * merged the same way by MERGE_MESSAGE_REF (Lua); the service merges patches it has not seen
+ * stored yet on top of the stored one.
+ */
+export function mergeMessageRef(...parts: readonly (MessageRef | undefined)[]): MessageRef {
+  return Object.assign({}, ...parts.filter((part) => part !== undefined)) as MessageRef;
+}
+
+/** The spec as the record keeps it: `origin.messageRef` lives in the record's state instead. */
+export function recordSpec(spec: JobSpec): JobSpec {
+  return { ...spec, origin: { ...spec.origin, messageRef: {} } };
+}
+
+function invalid(id: string, what: string, cause: unknown): InternalError {
+  const detail = cause instanceof z.ZodError ? z.prettifyError(cause).replaceAll('\n', '; ') : String(cause);
+  return new InternalError(ErrorCode.Redis, `grid record ${id} is invalid (${what}): ${detail}`, {
     cause,
-    context: { id, field },
+    context: { id, field: what },
   });
 }
 
-function parseJson<T>(id: string, field: string, text: string, schema: z.ZodType<T>): T {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (error) {
-    throw corrupt(id, field, error);
-  }
-  const parsed = schema.safeParse(value);
-  if (!parsed.success) throw corrupt(id, field, parsed.error);
+/** The record a new submit writes, checked against the schema before it goes to Redis. */
+export function newRecord(id: string, spec: JobSpec, now: number, ttlMs: number): GridRecord {
+  const record: GridRecord = {
+    id,
+    spec: recordSpec(spec),
+    state: {
+      status: { state: 'queued', position: 0 },
+      messageRef: spec.origin.messageRef,
+      attempts: 0,
+      timings: { queuedAt: now },
+      expiresAt: now + ttlMs,
+    },
+  };
+  return checkRecord(record);
+}
+
+/** Throws InternalError naming what is wrong when `value` is not a valid record. */
+export function checkRecord(value: unknown): GridRecord {
+  const parsed = gridRecordSchema.safeParse(value);
+  const id = (value as { id?: unknown } | null)?.id;
+  if (!parsed.success) throw invalid(typeof id === 'string' ? id : '?', 'record', parsed.error);
   return parsed.data;
 }
 
-export function decodeStatus(id: string, text: string): JobStatus {
-  const s = parseJson(id, 'status', text, statusSchema);
-  switch (s.state) {
-    case 'failed':
-      return s.errorId === undefined
-        ? { state: 'failed', reason: s.reason, userFacing: s.userFacing }
-        : { state: 'failed', reason: s.reason, errorId: s.errorId, userFacing: s.userFacing };
-    default:
-      return s;
+/** A worker's result, checked before FINISH stores it. */
+export function checkResult(id: string, result: RecordResult): RecordResult {
+  const parsed = recordResultSchema.safeParse(result);
+  if (!parsed.success) throw invalid(id, 'result', parsed.error);
+  return parsed.data;
+}
+
+function parseJson(id: string, field: string, text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw invalid(id, `${field} is not JSON`, error);
   }
+}
+
+export function decodeStatus(id: string, text: string): JobStatus {
+  const parsed = statusSchema.safeParse(parseJson(id, 'status', text));
+  if (!parsed.success) throw invalid(id, 'status', parsed.error);
+  return parsed.data;
 }
 
 function optionalNumber(text: string | undefined): number | undefined {
@@ -101,70 +139,86 @@ function optionalNumber(text: string | undefined): number | undefined {
   return Number.isFinite(n) ? n : undefined;
 }
 
-function decodePhases(id: string, text: string | undefined): Phases | undefined {
-  if (text === undefined) return undefined;
-  const raw = parseJson(id, 'phases', text, z.record(z.string(), z.number()));
-  const phases: Partial<Record<(typeof phaseNames)[number], number>> = {};
-  for (const name of phaseNames) {
-    const value = raw[name];
-    if (value !== undefined) phases[name] = value;
+/**
+ * Rolling upgrade: a record written before records were `{spec, state, result}` keeps its spec,
+ * copied owner/prompts/seeds and creation time in one `base` JSON field. Such records live up to
+ * RECORD_TTL (30 days by default) after their job ended, so readers turn the old hash into the
+ * new layout rather than failing on it. The hash in Redis is left as it is (scripts never read
+ * `base`). A hash already in the new layout is returned unchanged.
+ */
+export function upgradeRecordHash(
+  id: string,
+  hash: Readonly<Record<string, string>>,
+): Readonly<Record<string, string>> {
+  if (hash.spec !== undefined || hash.base === undefined) return hash;
+  const base = parseJson(id, 'base', hash.base) as {
+    spec?: { origin?: { messageRef?: unknown } };
+    createdAt?: unknown;
+    expiresAt?: unknown;
+  } | null;
+  const spec = base?.spec;
+  if (spec === undefined || spec === null || typeof spec !== 'object') {
+    throw invalid(id, 'base', 'the old-layout base has no spec');
   }
-  return phases;
+  // The old layout kept the origin's reference in the spec too; the stored one already has it.
+  const originRef = (spec.origin?.messageRef ?? {}) as MessageRef;
+  const storedRef =
+    hash.messageRef === undefined ? {} : (parseJson(id, 'messageRef', hash.messageRef) as MessageRef);
+  const { base: _old, ...rest } = hash;
+  return {
+    ...rest,
+    spec: JSON.stringify({ ...spec, origin: { ...spec.origin, messageRef: {} } }),
+    messageRef: JSON.stringify(mergeMessageRef(originRef, storedRef)),
+    ...(hash.queuedAt === undefined && typeof base?.createdAt === 'number'
+      ? { queuedAt: String(base.createdAt) }
+      : {}),
+    ...(hash.expiresAt === undefined && hash.ttlMs === undefined && typeof base?.expiresAt === 'number'
+      ? { expiresAt: String(base.expiresAt) }
+      : {}),
+  };
 }
 
 /**
  * When the record expires: set when the job ended (its TTL counts from then). An unfinished job
- * never expires; it reports the earliest it could, a full TTL from now. Records written before the
- * TTL counted from completion carry only the submit-time estimate.
+ * never expires; it reports the earliest it could, a full TTL from now.
  */
-function expiresAtOf(hash: Readonly<Record<string, string>>, base: RecordBase): number {
+function expiresAtOf(hash: Readonly<Record<string, string>>): number | undefined {
   const expiresAt = optionalNumber(hash.expiresAt);
   if (expiresAt !== undefined) return expiresAt;
   const ttlMs = optionalNumber(hash.ttlMs);
-  return ttlMs === undefined ? base.expiresAt : Date.now() + ttlMs;
+  return ttlMs === undefined ? undefined : Date.now() + ttlMs;
 }
 
-/** The record from its hash (HGETALL); null when the hash is empty (never existed or expired). */
-export function decodeRecord(id: string, hash: Readonly<Record<string, string>>): GridRecord | null {
-  const baseText = hash.base;
-  if (baseText === undefined) return null;
-  const base = parseJson(id, 'base', baseText, baseSchema);
-  const status = decodeStatus(id, hash.status ?? '{}');
-  const messageRef = parseJson(id, 'messageRef', hash.messageRef ?? '{}', z.record(z.string(), z.string()));
+/**
+ * The record from its hash (HGETALL); null when the hash is empty (never existed or expired).
+ * Throws InternalError naming the bad field when the hash is not a valid record.
+ */
+export function decodeRecord(id: string, stored: Readonly<Record<string, string>>): GridRecord | null {
+  if (stored.spec === undefined && stored.base === undefined) return null;
+  const hash = upgradeRecordHash(id, stored);
   const startedAt = optionalNumber(hash.startedAt);
   const finishedAt = optionalNumber(hash.finishedAt);
-  const phases = decodePhases(id, hash.phases);
-  const timings: JobTimings = {
-    queuedAt: optionalNumber(hash.queuedAt) ?? base.createdAt,
-    ...(startedAt === undefined ? {} : { startedAt }),
-    ...(finishedAt === undefined ? {} : { finishedAt }),
-    ...(phases === undefined ? {} : { phases }),
+  const raw = {
+    id,
+    spec: parseJson(id, 'spec', hash.spec ?? ''),
+    state: {
+      status: parseJson(id, 'status', hash.status ?? '{}'),
+      messageRef: parseJson(id, 'messageRef', hash.messageRef ?? '{}'),
+      attempts: optionalNumber(hash.attempts) ?? 0,
+      ...(hash.worker === undefined ? {} : { worker: hash.worker }),
+      timings: {
+        queuedAt: optionalNumber(hash.queuedAt),
+        ...(startedAt === undefined ? {} : { startedAt }),
+        ...(finishedAt === undefined ? {} : { finishedAt }),
+        ...(hash.phases === undefined ? {} : { phases: parseJson(id, 'phases', hash.phases) }),
+      },
+      expiresAt: expiresAtOf(hash),
+    },
+    ...(hash.result === undefined ? {} : { result: parseJson(id, 'result', hash.result) }),
   };
-  const result = hash.result === undefined ? undefined : parseJson(id, 'result', hash.result, resultSchema);
-  return {
-    id: base.id,
-    spec: base.spec,
-    prompts: base.prompts,
-    seeds: base.seeds,
-    owner: base.owner,
-    surface: base.surface,
-    channel: base.channel,
-    messageRef,
-    status,
-    attempts: optionalNumber(hash.attempts) ?? 0,
-    ...(hash.worker === undefined ? {} : { worker: hash.worker }),
-    timings,
-    ...(result === undefined
-      ? {}
-      : {
-          resultKeys: result.resultKeys,
-          truncatedTokens: result.truncatedTokens,
-          model: result.model,
-          ...(result.nsfw === undefined ? {} : { nsfw: result.nsfw }),
-        }),
-    createdAt: base.createdAt,
-    expiresAt: expiresAtOf(hash, base),
-  };
+  const parsed = gridRecordSchema.safeParse(raw);
+  if (!parsed.success) throw invalid(id, 'record', parsed.error);
+  return parsed.data;
 }
 
 /** Name of a generate-queue job that makes a finished grid's PNGs again (data: {@link RenderJobData}). */

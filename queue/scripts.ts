@@ -37,7 +37,7 @@ end
  * The record has no TTL while queued or running (a job is never dropped unannounced, however long
  * it waits); it keeps `ttlMs`, which FINISH or CANCEL applies from the moment the job ends.
  * KEYS: record, user's job set, unfinished zset.
- * ARGV: id, base, status, messageRef, ttlMs, perUser, maxDepth, now, orphanGraceMs, recordPrefix,
+ * ARGV: id, spec, status, messageRef, ttlMs, perUser, maxDepth, now, orphanGraceMs, recordPrefix,
  *       generateJobPrefix, attempt (a token of this submit call, so UNRESERVE undoes only its own).
  * Returns {'duplicate', state} | {'user', count} | {'full', depth} | {'ok', depthBefore}.
  */
@@ -98,7 +98,7 @@ if depth >= maxDepth then
   if depth >= maxDepth then return {'full', tostring(depth)} end
 end
 
-redis.call('HSET', recKey, 'base', ARGV[2], 'state', 'queued', 'status', ARGV[3], 'messageRef', ARGV[4],
+redis.call('HSET', recKey, 'spec', ARGV[2], 'state', 'queued', 'status', ARGV[3], 'messageRef', ARGV[4],
   'attempts', '0', 'queuedAt', ARGV[8], 'userKey', userKey, 'attempt', ARGV[12], 'ttlMs', ARGV[5])
 redis.call('SADD', userKey, id)
 redis.call('PEXPIRE', userKey, ttl)
@@ -260,7 +260,10 @@ return {tostring(total), tostring(evicted)}
 `,
 );
 
-/** Merges string fields into the record's messageRef. KEYS: record. ARGV: patch JSON. Returns 0 if gone. */
+/**
+ * Merges string fields into the record's messageRef, later keys winning (as `mergeMessageRef` in
+ * records.ts does). KEYS: record. ARGV: patch JSON. Returns 0 if gone.
+ */
 export const MERGE_MESSAGE_REF = script(
   'mergeMessageRef',
   `

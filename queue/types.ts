@@ -40,35 +40,58 @@ export interface JobTimings {
   >;
 }
 
-/** Everything needed to render or act on a grid, kept in Redis with a TTL. Buttons carry only its id. */
+/** Adapter-private reference to where the chat side shows a job (message ids, tokens). */
+export type MessageRef = Readonly<Record<string, string>>;
+
+/**
+ * Everything needed to render or act on a grid, kept in Redis with a TTL. Buttons carry only its id.
+ * Three parts, each with one writer: `spec` (the submitter, once), `state` (the queue as the job
+ * moves, and the chat side's message reference), `result` (the worker, once it finished). The zod
+ * schema that checks it on write and on read is `gridRecordSchema` in queue/records.ts.
+ */
 export interface GridRecord {
   readonly id: string;
+  /**
+   * The validated job spec as submitted: the one source of prompts, seeds, settings and owner
+   * (`spec.origin`). Only `origin.messageRef` is moved out, into `state.messageRef`, at submit.
+   */
   readonly spec: JobSpec;
-  readonly prompts: readonly string[];
-  readonly seeds: readonly number[];
-  readonly owner: { readonly surface: Surface; readonly user: string };
-  readonly surface: Surface;
-  readonly channel: string;
-  readonly messageRef: Readonly<Record<string, string>>;
+  readonly state: RecordState;
+  /** What the worker made; absent until the job is done. */
+  readonly result?: RecordResult;
+}
+
+export interface RecordState {
   readonly status: JobStatus;
+  /**
+   * Where the chat side shows the job, stored once. Who writes which part: the adapter's origin
+   * reference (interaction token, response_url…) is written at submit; the service adds the ids of
+   * the messages it posts through `Jobs.updateMessageRef` (merged key by key, later keys win). Read
+   * it with `mergeMessageRef` (queue/records.ts), the one merge.
+   */
+  readonly messageRef: MessageRef;
+  /** Runs started so far (BullMQ attempts). */
   readonly attempts: number;
   /** `host:pid` of the worker that ran (or runs) it. */
   readonly worker?: string;
   readonly timings: JobTimings;
-  /** Storage keys of the grid PNG and the full-size PNGs, once done. */
-  readonly resultKeys?: { readonly grid: string; readonly images: readonly string[] };
-  /** Per image: CLIP tokens dropped by truncation. */
-  readonly truncatedTokens?: readonly number[];
-  /** Per image, when the safety checker ran. */
-  readonly nsfw?: readonly boolean[];
-  /** Label of the model that made it (demo models are labelled). */
-  readonly model?: { readonly name: string; readonly demo: boolean };
-  readonly createdAt: number;
   /**
    * When the record expires (ms since the epoch): RECORD_TTL after the job ended. A queued or
    * running job never expires; for one it is the earliest it could (a full TTL from now).
    */
   readonly expiresAt: number;
+}
+
+/** What a finished job adds to its record. */
+export interface RecordResult {
+  /** Storage keys of the grid PNG and the full-size PNGs. */
+  readonly resultKeys: { readonly grid: string; readonly images: readonly string[] };
+  /** Per image: CLIP tokens dropped by truncation. */
+  readonly truncatedTokens: readonly number[];
+  /** Per image, when the safety checker ran. */
+  readonly nsfw?: readonly boolean[];
+  /** Label of the model that made it (demo models are labelled). */
+  readonly model: { readonly name: string; readonly demo: boolean };
 }
 
 /**
@@ -163,7 +186,7 @@ export interface Jobs {
   gridPng(id: string): Promise<Buffer | null>;
   imagePng(id: string, index: number): Promise<Buffer | null>;
   /** Remembers where the chat side showed the job (message ids), for progress edits and later deliveries. */
-  updateMessageRef(id: string, patch: Readonly<Record<string, string>>): Promise<void>;
+  updateMessageRef(id: string, patch: MessageRef): Promise<void>;
   /** Durable deliveries for one surface. The handler throwing means "retry later" (with backoff). */
   onDelivery(
     surface: Surface,

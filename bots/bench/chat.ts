@@ -250,7 +250,7 @@ async function benchSurface(name: string, redisUrl: string): Promise<void> {
     const elapsed = (performance.now() - started) / 1000;
     const toPost: number[] = [];
     for (const [jobId, at] of posted) {
-      const finishedAt = (await jobs.record(jobId))?.timings.finishedAt;
+      const finishedAt = (await jobs.record(jobId))?.state.timings.finishedAt;
       if (finishedAt !== undefined) toPost.push(at - finishedAt);
     }
     const late = all.filter((a) => a.ackMs >= 3000).length;

@@ -2,11 +2,11 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 import type {
   DeliveryOutcome,
   JobOutcome,
+  QueueCounts,
   QueueMetrics,
   QueuePhase,
   SubmitOutcome,
-} from '../../queue/metrics.ts';
-import type { QueueCounts } from '../../queue/probe.ts';
+} from '../../queue/index.ts';
 
 /**
  * Prometheus metrics for the whole process. `Metrics` implements the queue's `QueueMetrics` hook, so

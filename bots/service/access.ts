@@ -1,4 +1,4 @@
-import type { GridRecord } from '../../queue/types.ts';
+import type { GridRecord } from '../../queue/index.ts';
 import type { ControlPress } from '../surface.ts';
 import type { ServiceSettings } from './settings.ts';
 
@@ -11,7 +11,7 @@ type Actor = Pick<ControlPress, 'surface' | 'user'>;
 
 function isOwner(record: GridRecord, actor: Actor): boolean {
   // The same user id on another surface is another person.
-  return record.owner.surface === actor.surface && record.owner.user === actor.user;
+  return record.spec.origin.surface === actor.surface && record.spec.origin.user === actor.user;
 }
 
 export function isAdmin(settings: ServiceSettings, actor: Actor): boolean {

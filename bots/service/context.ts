@@ -1,6 +1,5 @@
 import type { Origin } from '../../core/jobspec.ts';
-import type { QueueMetrics } from '../../queue/metrics.ts';
-import type { Jobs } from '../../queue/types.ts';
+import type { Jobs, QueueMetrics } from '../../queue/index.ts';
 import type { AckGate } from './ack-gate.ts';
 import type { Chains } from './chains.ts';
 import type { KnownJobs } from './known-jobs.ts';

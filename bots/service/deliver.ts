@@ -1,4 +1,4 @@
-import type { DeliveryContext, DeliveryEvent, ProgressEvent } from '../../queue/types.ts';
+import type { DeliveryContext, DeliveryEvent, ProgressEvent } from '../../queue/index.ts';
 import type { ChatSurface } from '../surface.ts';
 import { interactionKey, type ServiceContext } from './context.ts';
 import { cancelledView, failureView, gridView, progressView } from './views.ts';

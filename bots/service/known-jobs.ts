@@ -1,4 +1,4 @@
-import type { GridRecord } from '../../queue/types.ts';
+import { type GridRecord, mergeMessageRef } from '../../queue/index.ts';
 import type { JobTarget } from '../surface.ts';
 import { displayPrompt } from './format.ts';
 
@@ -46,18 +46,21 @@ export class KnownJobs {
     const thread = record.spec.origin.thread;
     return {
       recordId: record.id,
-      channel: record.channel,
+      channel: record.spec.origin.channel,
       ...(thread === undefined ? {} : { thread }),
-      messageRef: { ...record.spec.origin.messageRef, ...record.messageRef, ...cached?.messageRef },
+      messageRef: mergeMessageRef(record.state.messageRef, cached?.messageRef),
       requestedAt: record.spec.requestedAt,
-      owner: record.owner.user,
+      owner: record.spec.origin.user,
     };
   }
 
   /** The cached info, or the record's (a job submitted before a restart, or by another process). */
   infoOf(record: GridRecord): JobInfo {
     return (
-      this.#info.get(record.id) ?? { target: this.targetOf(record), prompt: displayPrompt(record.prompts) }
+      this.#info.get(record.id) ?? {
+        target: this.targetOf(record),
+        prompt: displayPrompt(record.spec.prompts),
+      }
     );
   }
 }

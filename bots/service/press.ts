@@ -2,7 +2,7 @@ import { specFrom } from '../../core/batch.ts';
 import { ErrorCode, reportError, UserError } from '../../core/errors.ts';
 import { refine, reroll } from '../../core/refine.ts';
 import { drawBaseSeed } from '../../core/seeds.ts';
-import type { GridRecord } from '../../queue/types.ts';
+import type { GridRecord } from '../../queue/index.ts';
 import type { ChatSurface, ControlPress, InteractionReply, InteractionResult } from '../surface.ts';
 import { isAdmin, mayCancel, mayUseGrid } from './access.ts';
 import { type ServiceContext, safely } from './context.ts';
@@ -97,7 +97,8 @@ async function act(
   const record = await ctx.jobs.record(control.recordId);
   if (record === null) throw new UserError(ErrorCode.Expired, MESSAGES.expired(ctx.settings.recordTtlDays));
   if (!mayUseGrid(ctx.settings, record, pressed)) throw new UserError(ErrorCode.Forbidden, MESSAGES.notOwner);
-  if (record.status.state !== 'done') throw new UserError(ErrorCode.InvalidRequest, MESSAGES.notFinished);
+  if (record.state.status.state !== 'done')
+    throw new UserError(ErrorCode.InvalidRequest, MESSAGES.notFinished);
   if (control.action === 'upscale')
     return { result: { jobId: record.id }, upscale: { record, index: control.index } };
   // A finished grid's spec is itself a batch: its prompts, seeds and settings.
@@ -119,10 +120,10 @@ async function postImage(
   reply: InteractionReply,
   accepted: Promise<boolean>,
 ): Promise<void> {
-  const prompt = record.prompts[index];
-  const seed = record.seeds[index];
+  const prompt = record.spec.prompts[index];
+  const seed = record.spec.seeds[index];
   if (prompt === undefined || seed === undefined) {
-    throw new UserError(ErrorCode.InvalidRequest, `This grid has images 1 to ${record.prompts.length}.`);
+    throw new UserError(ErrorCode.InvalidRequest, `This grid has images 1 to ${record.spec.prompts.length}.`);
   }
   const png = await ctx.jobs.imagePng(record.id, index);
   if (png === null) throw new UserError(ErrorCode.Expired, MESSAGES.expired(ctx.settings.recordTtlDays));

@@ -1,4 +1,4 @@
-import type { ProgressEvent } from '../../queue/types.ts';
+import type { ProgressEvent } from '../../queue/index.ts';
 
 /**
  * Progress edits, throttled: at most one per `intervalMs` per job, always the latest event (trailing

@@ -1,6 +1,6 @@
 import { ErrorCode, reportError } from '../../core/errors.ts';
 import type { JobSpecInput } from '../../core/jobspec.ts';
-import { PermanentDeliveryError, type SubmitResult } from '../../queue/types.ts';
+import { mergeMessageRef, PermanentDeliveryError, type SubmitResult } from '../../queue/index.ts';
 import type { ChatSurface, InteractionReply, JobTarget, MessageRef } from '../surface.ts';
 import { interactionKey, type ServiceContext, safely } from './context.ts';
 import { displayPrompt } from './format.ts';
@@ -86,7 +86,10 @@ async function submitNow(
     return id;
   }
   if (patch !== undefined && Object.keys(patch).length > 0) {
-    ctx.known.set(id, { target: { ...target, messageRef: { ...target.messageRef, ...patch } }, prompt });
+    ctx.known.set(id, {
+      target: { ...target, messageRef: mergeMessageRef(target.messageRef, patch) },
+      prompt,
+    });
     await ctx.jobs.updateMessageRef(id, patch).catch((error: unknown) => {
       ctx.log.warn({ err: error, jobId: id }, 'storing the message reference failed');
     });

@@ -1,7 +1,7 @@
 import { settingsOf } from '../../core/batch.ts';
 import { somethingWentWrong } from '../../core/errors.ts';
 import type { JobKind } from '../../core/jobspec.ts';
-import type { DeliveryEvent, GridRecord, ProgressEvent, SubmitResult } from '../../queue/types.ts';
+import type { DeliveryEvent, GridRecord, ProgressEvent, SubmitResult } from '../../queue/index.ts';
 import type {
   CancelledView,
   ChatSurface,
@@ -85,27 +85,27 @@ export function progressView(
 }
 
 export async function gridView(surface: ChatSurface, record: GridRecord, grid: Buffer): Promise<GridView> {
-  const images: GridImageInfo[] = record.prompts.map((prompt, index) => ({
+  const images: GridImageInfo[] = record.spec.prompts.map((prompt, index) => ({
     index,
     prompt,
-    seed: record.seeds[index] ?? 0,
-    truncatedTokens: record.truncatedTokens?.[index] ?? 0,
+    seed: record.spec.seeds[index] ?? 0,
+    truncatedTokens: record.result?.truncatedTokens[index] ?? 0,
   }));
   const settings = settingsOf(record.spec);
-  const notes = gridNotes(images, record.model, record.nsfw);
+  const notes = gridNotes(images, record.result?.model, record.result?.nsfw);
   const file = await fitUpload(grid, `${record.id}-grid`, surface.limits.maxUploadBytes);
   return {
     kind: 'grid',
     recordId: record.id,
     jobKind: record.spec.kind,
-    owner: record.owner.user,
+    owner: record.spec.origin.user,
     images,
     settings,
     notes,
     file,
     controls: gridControls(record.id, images.length),
     text: gridText(surface.markup, surface.limits.maxTextLength, {
-      owner: record.owner.user,
+      owner: record.spec.origin.user,
       jobKind: record.spec.kind,
       ...(record.spec.parent?.index === undefined ? {} : { parentIndex: record.spec.parent.index }),
       images,
@@ -125,8 +125,8 @@ export function failureView(surface: ChatSurface, event: DeliveryEvent & { type:
     reason,
     ...(event.errorId === undefined ? {} : { errorId: event.errorId }),
     text: failureText(surface.markup, surface.limits.maxTextLength, {
-      owner: record.owner.user,
-      prompt: displayPrompt(record.prompts),
+      owner: record.spec.origin.user,
+      prompt: displayPrompt(record.spec.prompts),
       reason,
     }),
   };
@@ -143,8 +143,8 @@ export function cancelledView(
     recordId: record.id,
     by: event.by,
     text: cancelledText(surface.markup, surface.limits.maxTextLength, {
-      owner: record.owner.user,
-      prompt: displayPrompt(record.prompts),
+      owner: record.spec.origin.user,
+      prompt: displayPrompt(record.spec.prompts),
       by,
     }),
   };

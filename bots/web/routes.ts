@@ -50,7 +50,7 @@ export function playgroundRoutes(options: PlaygroundOptions): PlaygroundRoutes {
   const requireRecord = async (id: string) => {
     const record = await options.jobs.record(id);
     // Another surface's record is as invisible as one that never existed.
-    if (record === null || record.owner.surface !== 'web') throw gone(id);
+    if (record === null || record.spec.origin.surface !== 'web') throw gone(id);
     return record;
   };
 
@@ -237,7 +237,7 @@ export function playgroundRoutes(options: PlaygroundOptions): PlaygroundRoutes {
         GET: async (ctx) => {
           const [id] = ctx.params as [string];
           const record = await requireRecord(id);
-          if (record.status.state !== 'done') throw notReady(record.status.state);
+          if (record.state.status.state !== 'done') throw notReady(record.state.status.state);
           const png = await options.jobs.gridPng(id);
           if (png === null) throw gone(id);
           sendPng(ctx.res, png, `${id}-grid.png`);
@@ -250,8 +250,8 @@ export function playgroundRoutes(options: PlaygroundOptions): PlaygroundRoutes {
         GET: async (ctx) => {
           const [id, nText] = ctx.params as [string, string];
           const record = await requireRecord(id);
-          const n = imageNumber(nText, record.prompts.length);
-          if (record.status.state !== 'done') throw notReady(record.status.state);
+          const n = imageNumber(nText, record.spec.prompts.length);
+          if (record.state.status.state !== 'done') throw notReady(record.state.status.state);
           const png = await options.jobs.imagePng(id, n - 1);
           if (png === null) throw gone(id);
           sendPng(ctx.res, png, `${id}-${n}.png`);

@@ -41,7 +41,7 @@ export interface JobJson {
   readonly model: { readonly name: string; readonly demo: boolean } | null;
   readonly createdAt: number;
   readonly expiresAt: number;
-  readonly timings: GridRecord['timings'];
+  readonly timings: GridRecord['state']['timings'];
 }
 
 export function jobUrl(id: string): string {
@@ -58,11 +58,11 @@ export function jobJson(
   latest: { step: number; total: number } | undefined,
   viewer: string,
 ): JobJson {
-  const status = live ?? record.status;
+  const status = live ?? record.state.status;
   const spec = record.spec;
   const base = jobUrl(record.id);
   const done = status.state === 'done';
-  const count = record.prompts.length;
+  const count = record.spec.prompts.length;
   let progress = { step: 0, total: spec.steps };
   if (status.state === 'running') {
     progress = { step: status.step, total: status.total };
@@ -70,11 +70,11 @@ export function jobJson(
   } else if (done) {
     progress = { step: spec.steps, total: spec.steps };
   }
-  const images = record.prompts.map((prompt, index) => ({
+  const images = record.spec.prompts.map((prompt, index) => ({
     index,
     prompt,
-    seed: record.seeds[index] ?? 0,
-    truncatedTokens: record.truncatedTokens?.[index] ?? 0,
+    seed: record.spec.seeds[index] ?? 0,
+    truncatedTokens: record.result?.truncatedTokens[index] ?? 0,
   }));
   let error: JobJson['error'] = null;
   if (status.state === 'failed') {
@@ -91,9 +91,9 @@ export function jobJson(
     status: status.state,
     position: status.state === 'queued' ? status.position : null,
     progress,
-    prompts: record.prompts,
-    prompt: displayPrompt(record.prompts),
-    seeds: record.seeds,
+    prompts: record.spec.prompts,
+    prompt: displayPrompt(record.spec.prompts),
+    seeds: record.spec.seeds,
     settings: {
       negative: spec.negative,
       sampler: spec.sampler,
@@ -102,21 +102,22 @@ export function jobJson(
       width: spec.width,
       height: spec.height,
     },
-    attempts: record.attempts,
-    worker: record.worker ?? null,
+    attempts: record.state.attempts,
+    worker: record.state.worker ?? null,
     error,
-    cancelledBy: status.state === 'cancelled' ? cancelledBy(status.by, record.owner.user, viewer) : null,
+    cancelledBy:
+      status.state === 'cancelled' ? cancelledBy(status.by, record.spec.origin.user, viewer) : null,
     grid: done ? `${base}/grid.png` : null,
     images: done ? Array.from({ length: count }, (_, i) => `${base}/images/${i + 1}.png`) : [],
     parent:
       spec.parent === undefined
         ? null
         : { id: spec.parent.gridId, n: spec.parent.index === undefined ? null : spec.parent.index + 1 },
-    notes: done ? gridNotes(images, record.model, record.nsfw) : [],
-    model: record.model ?? null,
-    createdAt: record.createdAt,
-    expiresAt: record.expiresAt,
-    timings: record.timings,
+    notes: done ? gridNotes(images, record.result?.model, record.result?.nsfw) : [],
+    model: record.result?.model ?? null,
+    createdAt: record.state.timings.queuedAt,
+    expiresAt: record.state.expiresAt,
+    timings: record.state.timings,
   };
 }
 

@@ -133,7 +133,7 @@ async function latency(url: string): Promise<void> {
     const { jobId } = await h.jobs.submit(spec(`user-${i % 10}`));
     await h.waitDelivered([jobId], 30_000);
     const record = (await h.jobs.record(jobId)) as GridRecord;
-    const t = record.timings;
+    const t = record.state.timings;
     const p = t.phases ?? {};
     const deliveredAt = h.delivered.get(jobId) ?? Number.NaN;
     const inferenceMs = (p.textEncode ?? 0) + (p.denoise ?? 0) + (p.decode ?? 0);

@@ -81,7 +81,7 @@ async function main(): Promise<void> {
     const imagesUsage = (await Promise.all(imageKeys.map(usage))).reduce((a, b) => a + b, 0);
     const pngs = gridUsage + imagesUsage;
     const budget = WORKER_DEFAULTS.imageStoreMaxBytes;
-    const model = (await jobs.record(jobId))?.model;
+    const model = (await jobs.record(jobId))?.result?.model;
     const result = {
       model: model?.name,
       size: `${SIZE}x${SIZE}`,

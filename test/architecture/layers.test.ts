@@ -60,8 +60,9 @@ describe('layer rule (core ← models ← queue ← bots)', () => {
 
     it('names each violating file, line and import, and passes the rest', () => {
       expect(checkLayers(root).map(formatViolation)).toEqual([
+        "bots/service.ts:1 imports '../queue/worker.ts': bots/ imports queue/ only through its public surface queue/index.ts",
         "bots/web/bad.ts:2 imports '../../models/loader.ts': a chat adapter never imports models/",
-        "bots/web/bad.ts:3 imports '../../queue/types.ts': a chat adapter imports queue/ only through its public surface queue/index.ts",
+        "bots/web/bad.ts:3 imports '../../queue/types.ts': bots/ imports queue/ only through its public surface queue/index.ts",
         "bots/web/bad.ts:4 imports '../../test/bots/fake-jobs.ts': source files never import test/",
         "core/bad.ts:1 imports 'node:fs': core does no I/O: of node's builtins it may import only node:assert, node:buffer, node:crypto, node:path, node:querystring, node:string_decoder, node:url, node:util",
         "core/bad.ts:2 imports '../queue/worker.ts': core may import only core/",

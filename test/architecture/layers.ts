@@ -4,8 +4,8 @@
  *   core/   pure domain: imports only core/, `zod`, and node builtins that do no I/O
  *   models/ the engine: imports core/ and models/ only (never queue/ or bots/)
  *   queue/  imports core/, models/ and queue/ (never bots/)
- *   bots/   imports everything; but a chat adapter (bots/discord, bots/slack, bots/web) reaches
- *           queue/ only through its public surface `queue/index.ts`, and never models/
+ *   bots/   imports everything, but reaches queue/ only through its public surface
+ *           `queue/index.ts`; a chat adapter (bots/discord, bots/slack, bots/web) never imports models/
  *
  * Entry points (bots/app.ts, bots/main.ts, any bench/ folder, models/cli/) wire the layers
  * together and are exempt. No source file imports test/.
@@ -127,11 +127,11 @@ export function ruleBroken(file: string, specifier: string): string | undefined 
   if (!ALLOWED_LAYERS[layer].includes(targetLayer)) {
     return `${layer} may import only ${ALLOWED_LAYERS[layer].map((l) => `${l}/`).join(', ')}`;
   }
-  if (CHAT_ADAPTERS.some((prefix) => file.startsWith(prefix))) {
-    if (targetLayer === 'models') return 'a chat adapter never imports models/';
-    if (targetLayer === 'queue' && target !== QUEUE_SURFACE) {
-      return `a chat adapter imports queue/ only through its public surface ${QUEUE_SURFACE}`;
-    }
+  if (layer === 'bots' && targetLayer === 'queue' && target !== QUEUE_SURFACE) {
+    return `bots/ imports queue/ only through its public surface ${QUEUE_SURFACE}`;
+  }
+  if (CHAT_ADAPTERS.some((prefix) => file.startsWith(prefix)) && targetLayer === 'models') {
+    return 'a chat adapter never imports models/';
   }
   return undefined;
 }

@@ -116,7 +116,7 @@ describe('Discord failure paths (real discord.js, real queue)', () => {
       'the refined grid',
     );
     expect(refined.content).toContain('refining image 1');
-    expect((await h.jobs.record(`discord-${press.id}`))?.seeds).toEqual([77, 77, 77, 77]);
+    expect((await h.jobs.record(`discord-${press.id}`))?.spec.seeds).toEqual([77, 77, 77, 77]);
   });
 
   it('a 429 then 200 on the grid post: discord.js waits retry-after, and the grid is posted once', async () => {

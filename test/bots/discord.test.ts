@@ -134,9 +134,9 @@ describe('Discord end to end (real discord.js, real queue, tiny-sd on onnxruntim
     const record = await h.jobs.record(`discord-${press.id}`);
     expect(record?.spec.kind).toBe('refine');
     expect(record?.spec.parent).toEqual({ gridId: recordId, index: 1 });
-    expect(record?.seeds).toEqual([1001, 1001, 1001, 1001]);
-    expect(record?.prompts).toEqual(DEFAULT_SUFFIXES.map((s) => `a lighthouse at dusk${s}`));
-    expect(record?.owner.user).toBe(BOB.id);
+    expect(record?.spec.seeds).toEqual([1001, 1001, 1001, 1001]);
+    expect(record?.spec.prompts).toEqual(DEFAULT_SUFFIXES.map((s) => `a lighthouse at dusk${s}`));
+    expect(record?.spec.origin.user).toBe(BOB.id);
     expect(refined.content).toContain('refining image 2');
     // Each new tile is closer to old tile 2 than to the other old tiles; the suffix still changed it.
     const before = await gridTiles(gridPng);
@@ -178,11 +178,11 @@ describe('Discord end to end (real discord.js, real queue, tiny-sd on onnxruntim
     );
     const rerollRecord = await h.jobs.record(`discord-${reroll.id}`);
     expect(rerollRecord?.spec.kind).toBe('reroll');
-    const seeds = rerollRecord?.seeds ?? [];
+    const seeds = rerollRecord?.spec.seeds ?? [];
     expect(seeds).toHaveLength(4);
     expect(seeds).not.toEqual([1000, 1001, 1002, 1003]);
     expect(seeds.map((s) => s - seeds[0]!)).toEqual([0, 1, 2, 3]);
-    expect(rerollRecord?.prompts).toEqual(Array(4).fill('a lighthouse at dusk'));
+    expect(rerollRecord?.spec.prompts).toEqual(Array(4).fill('a lighthouse at dusk'));
     expect(rerolled.content).toContain(String(seeds[0]));
   });
 
@@ -193,11 +193,11 @@ describe('Discord end to end (real discord.js, real queue, tiny-sd on onnxruntim
     const command = fake.slashCommand({ options: { prompt, negative }, user: ALICE });
     const grid = await fake.waitFor(() => isGrid(fake.originalMessage(command)), 30_000, 'the grid');
     const record = await h.jobs.record(`discord-${command.id}`);
-    expect(record?.truncatedTokens?.[0]).toBeGreaterThan(0);
+    expect(record?.result?.truncatedTokens?.[0]).toBeGreaterThan(0);
     expect(grid.content.length).toBeLessThanOrEqual(2000);
     expect(grid.content).toMatch(
       new RegExp(
-        `cut at the model's 77-token limit; the last ${record?.truncatedTokens?.[0]} tokens were ignored`,
+        `cut at the model's 77-token limit; the last ${record?.result?.truncatedTokens?.[0]} tokens were ignored`,
       ),
     );
     expect(grid.content).toContain('word0 word1');

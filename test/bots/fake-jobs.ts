@@ -17,6 +17,7 @@ import {
   type Subscription,
   userCapError,
 } from '../../queue/index.ts';
+import { mergeMessageRef, recordSpec } from '../../queue/records.ts';
 
 type DeliveryHandler = (event: DeliveryEvent, ctx: DeliveryContext) => Promise<void>;
 
@@ -66,12 +67,12 @@ export class FakeJobs implements Jobs {
     const id = jobIdFor(spec.origin.surface, spec.origin.interactionId);
     const existing = this.records.get(id);
     if (existing !== undefined) {
-      const position = existing.status.state === 'queued' ? this.#position(id) : 0;
-      return { jobId: id, seeds: existing.seeds, position, duplicate: true };
+      const position = existing.state.status.state === 'queued' ? this.#position(id) : 0;
+      return { jobId: id, seeds: existing.spec.seeds, position, duplicate: true };
     }
-    const unfinished = [...this.records.values()].filter((r) => !isEnded(r.status));
+    const unfinished = [...this.records.values()].filter((r) => !isEnded(r.state.status));
     const mine = unfinished.filter(
-      (r) => r.owner.surface === spec.origin.surface && r.owner.user === spec.origin.user,
+      (r) => r.spec.origin.surface === spec.origin.surface && r.spec.origin.user === spec.origin.user,
     ).length;
     if (mine >= this.#perUser) {
       throw userCapError(mine, this.#perUser, UNTIMED_RETRY_AFTER_S, { id, user: spec.origin.user });
@@ -81,26 +82,22 @@ export class FakeJobs implements Jobs {
     }
     this.records.set(id, {
       id,
-      spec,
-      prompts: spec.prompts,
-      seeds: spec.seeds,
-      owner: { surface: spec.origin.surface, user: spec.origin.user },
-      surface: spec.origin.surface,
-      channel: spec.origin.channel,
-      messageRef: spec.origin.messageRef,
-      // As stored by the real queue; status() answers the live position.
-      status: { state: 'queued', position: 0 },
-      attempts: 0,
-      timings: { queuedAt: this.now },
-      createdAt: this.now,
-      expiresAt: this.now + 86_400_000,
+      spec: recordSpec(spec),
+      state: {
+        // As stored by the real queue; status() answers the live position.
+        status: { state: 'queued', position: 0 },
+        messageRef: spec.origin.messageRef,
+        attempts: 0,
+        timings: { queuedAt: this.now },
+        expiresAt: this.now + 86_400_000,
+      },
     });
     this.submitted.push(id);
     return { jobId: id, seeds: spec.seeds, position: this.#position(id), duplicate: false };
   }
 
   async status(id: string): Promise<JobStatus | null> {
-    const status = this.records.get(id)?.status;
+    const status = this.records.get(id)?.state.status;
     if (status === undefined) return null;
     return status.state === 'queued' ? { state: 'queued', position: this.#position(id) } : status;
   }
@@ -108,10 +105,10 @@ export class FakeJobs implements Jobs {
   async cancel(id: string, by: CancelBy): Promise<JobStatus> {
     const record = this.records.get(id);
     if (record === undefined) throw jobGoneError(id);
-    if (isEnded(record.status)) throw alreadyEndedError(id, record.status.state);
+    if (isEnded(record.state.status)) throw alreadyEndedError(id, record.state.status.state);
     // The real queue records the user id alone (the surface is the job's).
     const status: JobStatus = { state: 'cancelled', by: by.user };
-    const updated = { ...record, status };
+    const updated = withStatus(record, status);
     this.records.set(id, updated);
     await this.deliver({ type: 'cancelled', record: updated, by: by.user });
     return status;
@@ -134,14 +131,17 @@ export class FakeJobs implements Jobs {
     if (Object.keys(patch).length === 0) return;
     const record = this.records.get(id);
     if (record === undefined) throw jobGoneError(id);
-    this.records.set(id, { ...record, messageRef: { ...record.messageRef, ...patch } });
+    this.records.set(id, {
+      ...record,
+      state: { ...record.state, messageRef: mergeMessageRef(record.state.messageRef, patch) },
+    });
   }
 
   onDelivery(surface: Surface, handler: DeliveryHandler): Subscription {
     this.#delivery.set(surface, handler);
     // Like the durable queue: what ended while nobody listened is delivered now.
-    const waiting = this.#pending.filter((p) => p.event.record.surface === surface);
-    this.#pending = this.#pending.filter((p) => p.event.record.surface !== surface);
+    const waiting = this.#pending.filter((p) => p.event.record.spec.origin.surface === surface);
+    this.#pending = this.#pending.filter((p) => p.event.record.spec.origin.surface !== surface);
     for (const { event, attempts } of waiting) {
       queueMicrotask(() => {
         this.deliver(event, attempts).catch((error: unknown) => this.undelivered.push({ event, error }));
@@ -167,11 +167,12 @@ export class FakeJobs implements Jobs {
   ): Promise<void> {
     const record = this.#get(id);
     const updated: GridRecord = {
-      ...record,
-      status: { state: 'done' },
-      resultKeys: { grid: `${id}:grid`, images: result.images.map((_, i) => `${id}:${i}`) },
-      ...(result.truncatedTokens === undefined ? {} : { truncatedTokens: result.truncatedTokens }),
-      ...(result.demo === undefined ? {} : { model: { name: 'demo-tiny', demo: result.demo } }),
+      ...withStatus(record, { state: 'done' }),
+      result: {
+        resultKeys: { grid: `${id}:grid`, images: result.images.map((_, i) => `${id}:${i}`) },
+        truncatedTokens: result.truncatedTokens ?? result.images.map(() => 0),
+        model: { name: 'demo-tiny', demo: result.demo ?? false },
+      },
     };
     this.records.set(id, updated);
     this.grids.set(id, result.grid);
@@ -190,14 +191,14 @@ export class FakeJobs implements Jobs {
   async fail(id: string, failure: { reason: string; errorId?: string; userFacing: boolean }): Promise<void> {
     const record = this.#get(id);
     const status: JobStatus = { state: 'failed', ...failure };
-    const updated = { ...record, status };
+    const updated = withStatus(record, status);
     this.records.set(id, updated);
     await this.deliver({ type: 'failed', record: updated, ...failure });
   }
 
   setRunning(id: string): void {
     const record = this.#get(id);
-    this.records.set(id, { ...record, status: { state: 'running', step: 0, total: record.spec.steps } });
+    this.records.set(id, withStatus(record, { state: 'running', step: 0, total: record.spec.steps }));
   }
 
   expire(id: string): void {
@@ -208,12 +209,12 @@ export class FakeJobs implements Jobs {
 
   progress(event: Omit<ProgressEvent, 'surface'>): void {
     const record = this.#get(event.jobId);
-    this.#progress.get(record.surface)?.({ ...event, surface: record.surface });
+    this.#progress.get(record.spec.origin.surface)?.({ ...event, surface: record.spec.origin.surface });
   }
 
   /** Runs the surface's delivery handler like the durable queue: retries on throw, `once` persists. */
   async deliver(event: DeliveryEvent, attempts = 3): Promise<void> {
-    const handler = this.#delivery.get(event.record.surface);
+    const handler = this.#delivery.get(event.record.spec.origin.surface);
     if (handler === undefined) {
       this.#pending.push({ event, attempts });
       return;
@@ -246,7 +247,7 @@ export class FakeJobs implements Jobs {
     let ahead = 0;
     for (const [other, record] of this.records) {
       if (other === id) return ahead;
-      if (record.status.state === 'queued') ahead++;
+      if (record.state.status.state === 'queued') ahead++;
     }
     return ahead;
   }
@@ -260,4 +261,8 @@ export class FakeJobs implements Jobs {
 
 function isEnded(status: JobStatus): boolean {
   return status.state !== 'queued' && status.state !== 'running';
+}
+
+function withStatus(record: GridRecord, status: JobStatus): GridRecord {
+  return { ...record, state: { ...record.state, status } };
 }

@@ -120,7 +120,7 @@ describe('ConversationService', () => {
       interactionId: 'i1',
     });
     // The reply's patch is stored for later deliveries.
-    expect(record?.messageRef).toEqual({ token: 't1', messageId: 'm-1' });
+    expect(record?.state.messageRef).toEqual({ token: 't1', messageId: 'm-1' });
   });
 
   it('holds new-job work while acknowledgements are in flight (acks first), bounded', async () => {
@@ -205,7 +205,7 @@ describe('ConversationService', () => {
       reply,
     );
     const record = jobs.records.get('discord-i1');
-    expect(record?.seeds).toEqual([42, 43, 44, 45]);
+    expect(record?.spec.seeds).toEqual([42, 43, 44, 45]);
     expect(record?.spec.sampler).toBe('euler_a');
     expect(record!.spec.width).toBeGreaterThan(record!.spec.height);
   });
@@ -259,7 +259,7 @@ describe('ConversationService', () => {
     await posted;
     // The worker finishes now: the service knows the job only from the record's origin, not its id.
     const delivered = jobs.complete('discord-i1', { grid, images: [grid, grid, grid, grid] });
-    await vi.waitFor(() => expect(jobs.records.get('discord-i1')?.status.state).toBe('done'));
+    await vi.waitFor(() => expect(jobs.records.get('discord-i1')?.state.status.state).toBe('done'));
     expect(surface.only('grid')).toHaveLength(0);
     release();
     expect(await made).toEqual({ jobId: 'discord-i1' });
@@ -370,9 +370,9 @@ describe('ConversationService', () => {
     const record = jobs.records.get('discord-press-1')!;
     expect(record.spec.kind).toBe('refine');
     expect(record.spec.parent).toEqual({ gridId: 'discord-i1', index: 1 });
-    expect(record.seeds).toEqual([BASE + 1, BASE + 1, BASE + 1, BASE + 1]);
-    expect(record.prompts).toEqual(DEFAULT_SUFFIXES.map((s) => `a lighthouse${s}`));
-    expect(record.owner.user).toBe('u2');
+    expect(record.spec.seeds).toEqual([BASE + 1, BASE + 1, BASE + 1, BASE + 1]);
+    expect(record.spec.prompts).toEqual(DEFAULT_SUFFIXES.map((s) => `a lighthouse${s}`));
+    expect(record.spec.origin.user).toBe('u2');
     expect(reply.only('queued')[0]?.view.text).toContain('refining image 2');
     expect(reply.only('queued')[0]?.view.text).toContain('a lighthouse');
   });
@@ -385,9 +385,9 @@ describe('ConversationService', () => {
     await service.press(press(reroll, { interactionId: 'press-r' }), new RecordingReply());
     const record = jobs.records.get('discord-press-r')!;
     expect(record.spec.kind).toBe('reroll');
-    expect(record.seeds).toEqual([BASE, BASE + 1, BASE + 2, BASE + 3]);
-    expect(record.seeds).not.toContain(7);
-    expect(record.prompts).toEqual(['a lighthouse', 'a lighthouse', 'a lighthouse', 'a lighthouse']);
+    expect(record.spec.seeds).toEqual([BASE, BASE + 1, BASE + 2, BASE + 3]);
+    expect(record.spec.seeds).not.toContain(7);
+    expect(record.spec.prompts).toEqual(['a lighthouse', 'a lighthouse', 'a lighthouse', 'a lighthouse']);
   });
 
   it('upscale posts the full-size image; expired and unknown records get the expired message', async () => {
@@ -501,11 +501,11 @@ describe('ConversationService', () => {
     const elsewhere = new RecordingReply();
     await service.press(press(cancel, { surface: 'slack', user: 'u1' }), elsewhere);
     expect(elsewhere.only('privately')[0]?.text).toBe(MESSAGES.notCanceller);
-    expect(jobs.records.get('discord-i1')?.status.state).toBe('queued');
+    expect(jobs.records.get('discord-i1')?.state.status.state).toBe('queued');
     const admin = new RecordingReply();
     expect(await service.press(press(cancel, { user: 'admin' }), admin)).toEqual({ jobId: 'discord-i1' });
     expect(admin.only('privately')).toHaveLength(0);
-    expect(jobs.records.get('discord-i1')?.status).toEqual({ state: 'cancelled', by: 'admin' });
+    expect(jobs.records.get('discord-i1')?.state.status).toEqual({ state: 'cancelled', by: 'admin' });
     const cancelled = surface.only('cancelled');
     expect(cancelled).toHaveLength(1);
     expect(cancelled[0]?.view.text).toContain('Cancelled by @admin');

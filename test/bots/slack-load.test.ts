@@ -72,7 +72,7 @@ it('acks 200 concurrent /imagine within Slack’s 3 s, queues and then posts eve
     expect(Object.keys(shared)).toHaveLength(ids.length);
     const records = await Promise.all(ids.map((id) => bot.jobs.record(id)));
     const posted = records
-      .map((r) => (shared[`${r!.id}-grid`] ?? Number.NaN) - (r!.timings.finishedAt ?? Number.NaN))
+      .map((r) => (shared[`${r!.id}-grid`] ?? Number.NaN) - (r!.state.timings.finishedAt ?? Number.NaN))
       .sort((a, b) => a - b);
     expect(posted.every((ms) => ms >= 0)).toBe(true);
     console.log(

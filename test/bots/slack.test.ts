@@ -111,8 +111,8 @@ describe('the story', () => {
     expect(buttonsOf(controls).map((b) => b.value)).toContain(`refine:${jobId}:1`);
 
     const record = await bot.jobs.record(jobId);
-    expect(record?.status.state).toBe('done');
-    expect(record?.seeds).toEqual([1000, 1001, 1002, 1003]);
+    expect(record?.state.status.state).toBe('done');
+    expect(record?.spec.seeds).toEqual([1000, 1001, 1002, 1003]);
     firstGrid = jobId;
     firstGridMessageTs = controls.ts;
   });
@@ -151,8 +151,8 @@ describe('the story', () => {
     const record = await bot.jobs.record(refineId);
     expect(record?.spec.kind).toBe('refine');
     expect(record?.spec.parent).toEqual({ gridId: firstGrid, index: 1 });
-    expect(record?.seeds).toEqual([1001, 1001, 1001, 1001]);
-    expect(record?.prompts).toEqual(DEFAULT_SUFFIXES.map((s) => `a lighthouse at dusk${s}`));
+    expect(record?.spec.seeds).toEqual([1001, 1001, 1001, 1001]);
+    expect(record?.spec.prompts).toEqual(DEFAULT_SUFFIXES.map((s) => `a lighthouse at dusk${s}`));
 
     const [newGrid] = fileMessages(fake, `${refineId}-grid`);
     expect(newGrid!.threadTs).toBe(firstGridMessageTs);
@@ -199,11 +199,11 @@ describe('the story', () => {
     await waitForGrid(fake, rerollId);
     const record = await bot.jobs.record(rerollId);
     expect(record?.spec.kind).toBe('reroll');
-    expect(record?.prompts).toEqual(Array(4).fill('a lighthouse at dusk'));
-    expect(record?.seeds).toHaveLength(4);
-    expect(record?.seeds).not.toEqual([1000, 1001, 1002, 1003]);
-    const base = record!.seeds[0]!;
-    expect(record?.seeds).toEqual([0, 1, 2, 3].map((k) => (base + k) % 2 ** 32));
+    expect(record?.spec.prompts).toEqual(Array(4).fill('a lighthouse at dusk'));
+    expect(record?.spec.seeds).toHaveLength(4);
+    expect(record?.spec.seeds).not.toEqual([1000, 1001, 1002, 1003]);
+    const base = record!.spec.seeds[0]!;
+    expect(record?.spec.seeds).toEqual([0, 1, 2, 3].map((k) => (base + k) % 2 ** 32));
   });
 
   it('Cancel stops a queued job and says so on its message', async () => {

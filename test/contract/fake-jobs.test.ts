@@ -16,11 +16,11 @@ jobsContract('FakeJobs (test/bots/fake-jobs.ts)', async (limits = {}): Promise<J
     jobs,
     run: async () => {
       for (const [id, record] of [...jobs.records]) {
-        if (record.status.state !== 'queued') continue;
+        if (record.state.status.state !== 'queued') continue;
         jobs.setRunning(id);
         const total = record.spec.steps;
         for (let step = 1; step <= total; step++) jobs.progress({ jobId: id, step, total });
-        const images = await Promise.all(record.prompts.map(() => png()));
+        const images = await Promise.all(record.spec.prompts.map(() => png()));
         await jobs.complete(id, { grid: await png(), images });
       }
     },

@@ -113,7 +113,7 @@ export function jobsContract(name: string, make: MakeHarness): void {
       // A redelivered interaction whose request was re-parsed with other seeds.
       const again = await jobs.submit({ ...spec, seeds: [9, 9, 9, 9] });
       expect(again).toEqual({ jobId: first.jobId, seeds: [1, 2, 3, 4], position: 1, duplicate: true });
-      expect((await jobs.record(first.jobId))?.seeds).toEqual([1, 2, 3, 4]);
+      expect((await jobs.record(first.jobId))?.spec.seeds).toEqual([1, 2, 3, 4]);
       // Nothing new was queued: a job submitted now is third, not fourth.
       const next = await jobs.submit(makeSpec({ user: 'user-3' }));
       expect(next.position).toBe(2);
@@ -132,15 +132,19 @@ export function jobsContract(name: string, make: MakeHarness): void {
       const record = await jobs.record(jobId);
       expect(record).toMatchObject({
         id: jobId,
-        prompts: ['a', 'b', 'c', 'd'],
-        seeds: [1, 2, 3, 4],
-        owner: { surface: 'slack', user: 'U1' },
-        surface: 'slack',
-        channel: spec.origin.channel,
-        messageRef: spec.origin.messageRef,
-        status: { state: 'queued' },
+        spec: {
+          prompts: ['a', 'b', 'c', 'd'],
+          seeds: [1, 2, 3, 4],
+          origin: { surface: 'slack', user: 'U1', channel: spec.origin.channel },
+        },
+        state: { messageRef: spec.origin.messageRef, status: { state: 'queued' } },
       });
-      expect(record?.spec).toMatchObject({ kind: 'imagine', steps: spec.steps, origin: spec.origin });
+      // The reference is kept once, in the state; the spec is otherwise the one submitted.
+      expect(record?.spec).toMatchObject({
+        kind: 'imagine',
+        steps: spec.steps,
+        origin: { ...spec.origin, messageRef: {} },
+      });
       expect(await jobs.record('slack-unknown')).toBeNull();
       expect(await jobs.status('slack-unknown')).toBeNull();
     });
@@ -185,7 +189,7 @@ export function jobsContract(name: string, make: MakeHarness): void {
       expect(await jobs.status(jobId)).toEqual({ state: 'cancelled', by: 'user-1' });
       const seen = await deliveries.of(jobId, 'cancelled');
       expect(seen.event).toMatchObject({ type: 'cancelled', by: 'user-1' });
-      expect(seen.event.record.status).toEqual({ state: 'cancelled', by: 'user-1' });
+      expect(seen.event.record.state.status).toEqual({ state: 'cancelled', by: 'user-1' });
       expect(deliveries.posts.get(jobId)).toBe(1);
       // The user's one slot is free again.
       await expect(jobs.submit(makeSpec())).resolves.toMatchObject({ duplicate: false });
@@ -199,7 +203,7 @@ export function jobsContract(name: string, make: MakeHarness): void {
         state: 'cancelled',
         by: 'boss',
       });
-      expect((await jobs.record(jobId))?.status).toEqual({ state: 'cancelled', by: 'boss' });
+      expect((await jobs.record(jobId))?.state.status).toEqual({ state: 'cancelled', by: 'boss' });
     });
 
     it('cancel: an ended job answers AlreadyFinished saying how it ended; an unknown one NotFound', async () => {
@@ -238,14 +242,18 @@ export function jobsContract(name: string, make: MakeHarness): void {
       const { jobId } = await jobs.submit(makeSpec());
       await jobs.updateMessageRef(jobId, { messageId: 'm-1' });
       await jobs.updateMessageRef(jobId, { channelId: 'c-9', messageId: 'm-2' });
-      expect((await jobs.record(jobId))?.messageRef).toEqual({
+      expect((await jobs.record(jobId))?.state.messageRef).toEqual({
         token: 'tok',
         messageId: 'm-2',
         channelId: 'c-9',
       });
       await h.run();
       const seen = await deliveries.of(jobId, 'done');
-      expect(seen.event.record.messageRef).toEqual({ token: 'tok', messageId: 'm-2', channelId: 'c-9' });
+      expect(seen.event.record.state.messageRef).toEqual({
+        token: 'tok',
+        messageId: 'm-2',
+        channelId: 'c-9',
+      });
 
       const gone = await rejection(jobs.updateMessageRef('discord-nope', { messageId: 'm' }));
       expect(gone).toBeInstanceOf(UserError);
@@ -253,7 +261,7 @@ export function jobsContract(name: string, make: MakeHarness): void {
       const bad = await rejection(jobs.updateMessageRef(jobId, { 'no spaces': 'x' }));
       expect(bad).toBeInstanceOf(InternalError);
       expect(bad).toMatchObject({ code: ErrorCode.Internal });
-      expect((await jobs.record(jobId))?.messageRef).not.toHaveProperty('no spaces');
+      expect((await jobs.record(jobId))?.state.messageRef).not.toHaveProperty('no spaces');
     });
 
     it('run: progress to the last step, then one done delivery per job, to its own surface only', async () => {
@@ -290,14 +298,14 @@ export function jobsContract(name: string, make: MakeHarness): void {
       expect(done.attempt).toBe(1);
       expect(done.event.record).toMatchObject({
         id: a.jobId,
-        seeds: [10, 11, 12, 13],
-        status: { state: 'done' },
+        spec: { seeds: [10, 11, 12, 13] },
+        state: { status: { state: 'done' } },
       });
       expect(isPng(done.event.grid)).toBe(true);
       const image = await done.event.image(3);
       expect(isPng(image)).toBe(true);
       expect(await jobs.status(a.jobId)).toEqual({ state: 'done' });
-      expect((await jobs.record(a.jobId))?.status).toEqual({ state: 'done' });
+      expect((await jobs.record(a.jobId))?.state.status).toEqual({ state: 'done' });
       expect((await jobs.gridPng(a.jobId))?.equals(done.event.grid)).toBe(true);
       expect((await jobs.imagePng(a.jobId, 3))?.equals(image)).toBe(true);
       expect(await jobs.imagePng(a.jobId, 4)).toBeNull();
@@ -317,7 +325,7 @@ export function jobsContract(name: string, make: MakeHarness): void {
       // As after a restart: the handler comes after the result.
       const deliveries = watchDeliveries(jobs, 'slack');
       const seen = await deliveries.of(jobId, 'done');
-      expect(seen.event.record.status).toEqual({ state: 'done' });
+      expect(seen.event.record.state.status).toEqual({ state: 'done' });
       expect(deliveries.posts.get(jobId)).toBe(1);
     });
 

@@ -63,8 +63,8 @@ describe('crashes', () => {
     await waitFor('recovered job done', async () => (await jobs.status(jobId))?.state === 'done', 20_000);
     const recoveredAfter = Date.now() - killedAt;
     const record = await jobs.record(jobId);
-    expect(record?.worker).toBe('child-b');
-    expect(record?.attempts).toBe(2);
+    expect(record?.state.worker).toBe('child-b');
+    expect(record?.state.attempts).toBe(2);
     await waitFor('delivered', () => deliveries.delivered.length === 1);
     await new Promise((r) => setTimeout(r, 300));
     expect(deliveries.delivered).toHaveLength(1);
@@ -118,7 +118,7 @@ describe('crashes', () => {
     console.log(`takeover after kill -9 with STALLED_INTERVAL_MS=${takeoverMs}: ${tookOverAfter} ms`);
     expect(tookOverAfter).toBeLessThanOrEqual(takeoverMs);
     await waitFor('recovered job done', async () => (await jobs.status(jobId))?.state === 'done', 20_000);
-    expect(await jobs.record(jobId)).toMatchObject({ worker: 'child-b', attempts: 2 });
+    expect(await jobs.record(jobId)).toMatchObject({ state: { worker: 'child-b', attempts: 2 } });
   });
 
   it('a delivery whose consumer is killed -9 after posting is retried without posting again', async () => {
@@ -180,8 +180,10 @@ describe('crashes', () => {
       'child-a mid-job after finishing one',
       async () => {
         const all = await records();
-        const doneByA = all.some((r) => r.worker === 'child-a' && r.status.state === 'done');
-        const runningOnA = all.find((r) => r.worker === 'child-a' && r.status.state === 'running');
+        const doneByA = all.some((r) => r.state.worker === 'child-a' && r.state.status.state === 'done');
+        const runningOnA = all.find(
+          (r) => r.state.worker === 'child-a' && r.state.status.state === 'running',
+        );
         return doneByA && runningOnA !== undefined ? runningOnA.id : null;
       },
       20_000,
@@ -190,7 +192,7 @@ describe('crashes', () => {
     await a.kill('SIGKILL');
     await waitFor(
       'every job done',
-      async () => (await records()).filter((r) => r.status.state === 'done').length === ids.length,
+      async () => (await records()).filter((r) => r.state.status.state === 'done').length === ids.length,
       30_000,
     );
     await waitFor('every job delivered', () => deliveries.delivered.length >= ids.length, 10_000);
@@ -198,10 +200,10 @@ describe('crashes', () => {
     expect(deliveries.delivered).toHaveLength(ids.length);
     for (const id of ids) expect(deliveries.posts.get(id)).toBe(1);
     const all = await records();
-    expect(new Set(all.map((r) => r.worker))).toEqual(new Set(['child-a', 'child-b']));
+    expect(new Set(all.map((r) => r.state.worker))).toEqual(new Set(['child-a', 'child-b']));
     const recovered = all.find((r) => r.id === victim);
-    expect(recovered?.worker).toBe('child-b');
-    expect(recovered?.attempts).toBe(2);
+    expect(recovered?.state.worker).toBe('child-b');
+    expect(recovered?.state.attempts).toBe(2);
     // Nothing left holding a slot.
     expect(await redis.admin.zcard(`${prefix}:im:unfinished`)).toBe(0);
   });

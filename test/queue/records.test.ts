@@ -81,9 +81,9 @@ describe('record TTL (counts from completion)', () => {
     await worker();
     await waitFor('the delivery', () => deliveries.byId(jobId)[0]);
     const record = deliveries.byId(jobId)[0]!.event.record;
-    expect(record.status.state).toBe('done');
-    const finishedAt = record.timings.finishedAt!;
-    expect(record.expiresAt).toBe(finishedAt + ttlMs);
+    expect(record.state.status.state).toBe('done');
+    const finishedAt = record.state.timings.finishedAt!;
+    expect(record.state.expiresAt).toBe(finishedAt + ttlMs);
     // And then it does expire, a TTL after it finished.
     await waitFor('the finished record to expire', async () => (await jobs.record(jobId)) === null);
   });
@@ -98,7 +98,7 @@ describe('record TTL (counts from completion)', () => {
     expect(pttl).toBeGreaterThan(0);
     expect(pttl).toBeLessThanOrEqual(60_000);
     const record = await jobs.record(jobId);
-    expect(record?.expiresAt).toBeGreaterThanOrEqual(before + 60_000);
+    expect(record?.state.expiresAt).toBeGreaterThanOrEqual(before + 60_000);
   });
 });
 
@@ -147,7 +147,7 @@ describe('PNG storage (shorter TTL, a byte budget, made again when gone)', () =>
     expect(Number(await redis.admin.get(keys.imageBytes))).toBe(sum);
     expect(sum).toBeLessThanOrEqual(Math.floor(oneJob * 2.5));
     // The records themselves are all still there.
-    for (const id of ids) expect((await jobs.record(id))?.status.state).toBe('done');
+    for (const id of ids) expect((await jobs.record(id))?.state.status.state).toBe('done');
   });
 
   it('a grid made again that expires before the others still keeps the store within its budget', async () => {
@@ -206,7 +206,7 @@ describe('PNG storage (shorter TTL, a byte budget, made again when gone)', () =>
     });
     expect(logger.entries.filter((e) => e.msg === 'PNGs made again from the record')).toHaveLength(1);
     // The record was not touched: still done, delivered once.
-    expect((await jobs.record(jobId))?.status.state).toBe('done');
+    expect((await jobs.record(jobId))?.state.status.state).toBe('done');
     expect(deliveries.byId(jobId)).toHaveLength(1);
     // An index the grid doesn't have is not a reason to render.
     expect(await jobs.imagePng(jobId, 7)).toBeNull();

@@ -108,7 +108,7 @@ describe('Redis Sentinel', () => {
       const { jobId } = await jobs.submit(makeSpec());
       await waitFor('delivered', () => deliveries.delivered.length === 1);
       expect(deliveries.delivered[0]?.event.type).toBe('done');
-      expect((await jobs.record(jobId))?.status.state).toBe('done');
+      expect((await jobs.record(jobId))?.state.status.state).toBe('done');
       // The data really is on the master behind the Sentinel.
       const direct = new Redis(master.url);
       expect((await direct.keys(`${prefix}*`)).length).toBeGreaterThan(0);

@@ -168,11 +168,11 @@ describe('submit', () => {
 
     const after = open(prefix);
     const record = await requireRecord(after, jobId);
-    expect(record.status).toEqual({ state: 'done' });
+    expect(record.state.status).toEqual({ state: 'done' });
     expect(record.spec).toMatchObject({ prompts: spec.prompts, seeds: spec.seeds });
-    expect(record.messageRef).toEqual({ token: 'tok', messageId: 'm-1' });
+    expect(record.state.messageRef).toEqual({ token: 'tok', messageId: 'm-1' });
     // The TTL counts from when the job finished (issue 9 item 13), not from submission.
-    expect(record.expiresAt - record.timings.finishedAt!).toBe(30 * 24 * 3600 * 1000);
+    expect(record.state.expiresAt - record.state.timings.finishedAt!).toBe(30 * 24 * 3600 * 1000);
     expect(await after.gridPng(jobId)).not.toBeNull();
     expect(await after.imagePng(jobId, 3)).not.toBeNull();
     expect(await after.imagePng(jobId, 4)).toBeNull();
@@ -191,7 +191,7 @@ describe('submit', () => {
     const { jobId } = await jobs.submit(makeSpec());
     await waitFor('delivered', () => deliveries.delivered.length === 1);
     const record = await requireRecord(jobs, jobId);
-    expect(record.expiresAt - record.timings.finishedAt!).toBe(1500);
+    expect(record.state.expiresAt - record.state.timings.finishedAt!).toBe(1500);
     expect(await redis.admin.pttl(queueKeys(prefix).grid(jobId))).toBeLessThanOrEqual(1500);
     await waitFor('expiry', async () => (await jobs.record(jobId)) === null, 5000, 100);
     expect(await jobs.status(jobId)).toBeNull();
@@ -236,7 +236,7 @@ describe('submit', () => {
     const { jobId } = await jobs.submit(makeSpec());
     await jobs.updateMessageRef(jobId, { messageId: '42', channelMessage: 'x' });
     await jobs.updateMessageRef(jobId, { messageId: '43' });
-    expect((await jobs.record(jobId))?.messageRef).toEqual({
+    expect((await jobs.record(jobId))?.state.messageRef).toEqual({
       token: 'tok',
       messageId: '43',
       channelMessage: 'x',

@@ -130,16 +130,16 @@ describe('worker', () => {
     expect(await jobs.gridPng(submitted.jobId)).toEqual(delivery.event.grid);
 
     const record = await jobs.record(submitted.jobId);
-    expect(record?.status).toEqual({ state: 'done' });
+    expect(record?.state.status).toEqual({ state: 'done' });
     expect(await jobs.status(submitted.jobId)).toEqual({ state: 'done' });
-    expect(record?.worker).toBe('gpu-0');
-    expect(record?.attempts).toBe(1);
-    expect(record?.owner).toEqual({ surface: 'discord', user: 'user-1' });
-    expect(record?.messageRef).toEqual({ token: 'tok' });
-    expect(record?.model).toEqual({ name: 'noop', demo: true });
-    expect(record?.truncatedTokens).toEqual([0, 0, 0, 0]);
-    expect(record?.resultKeys?.images).toHaveLength(4);
-    const t = record?.timings;
+    expect(record?.state.worker).toBe('gpu-0');
+    expect(record?.state.attempts).toBe(1);
+    expect(record?.spec.origin).toMatchObject({ surface: 'discord', user: 'user-1' });
+    expect(record?.state.messageRef).toEqual({ token: 'tok' });
+    expect(record?.result?.model).toEqual({ name: 'noop', demo: true });
+    expect(record?.result?.truncatedTokens).toEqual([0, 0, 0, 0]);
+    expect(record?.result?.resultKeys?.images).toHaveLength(4);
+    const t = record?.state.timings;
     expect(t?.startedAt).toBeGreaterThanOrEqual(t?.queuedAt ?? Number.NaN);
     expect(t?.finishedAt).toBeGreaterThanOrEqual(t?.startedAt ?? Number.NaN);
     expect(Object.keys(t?.phases ?? {}).sort()).toEqual(
@@ -221,7 +221,7 @@ describe('worker', () => {
       deliveries.delivered.length ? deliveries.delivered : null,
     );
     expect(d?.event).toMatchObject({ type: 'cancelled', by: 'admin-9' });
-    expect((await jobs.record(jobId))?.status).toEqual({ state: 'cancelled', by: 'admin-9' });
+    expect((await jobs.record(jobId))?.state.status).toEqual({ state: 'cancelled', by: 'admin-9' });
     const next = await jobs.submit(makeSpec({ steps: 2 }));
     await waitFor('next job done', async () => (await jobs.status(next.jobId))?.state === 'done');
   });
@@ -249,7 +249,7 @@ describe('worker', () => {
     const { jobId } = await jobs.submit(makeSpec());
     await waitFor('done', async () => (await jobs.status(jobId))?.state === 'done');
     expect(engine.calls).toBe(3);
-    expect((await jobs.record(jobId))?.attempts).toBe(3);
+    expect((await jobs.record(jobId))?.state.attempts).toBe(3);
     expect(logger.entries.filter((e) => e.msg === 'job failed; will retry')).toHaveLength(2);
     await waitFor('delivery', () => deliveries.delivered.length === 1);
     expect(deliveries.delivered[0]?.event.type).toBe('done');
@@ -297,7 +297,7 @@ describe('worker', () => {
       userFacing: true,
       reason: 'This model cannot make 4096×4096 images.',
     });
-    expect((await jobs.record(jobId))?.attempts).toBe(1);
+    expect((await jobs.record(jobId))?.state.attempts).toBe(1);
   });
 
   it('treats an invalid payload reaching the worker as unrecoverable, and tells the user why', async () => {
@@ -402,13 +402,13 @@ describe('worker', () => {
     await first.close();
     // close() returned with the job unfinished (60 steps of 30 ms): it did not wait for it.
     expect(firstEngine.aborted).toBe(1);
-    expect((await jobs.record(jobId))?.timings.finishedAt).toBeUndefined();
+    expect((await jobs.record(jobId))?.state.timings.finishedAt).toBeUndefined();
     expect(await jobs.status(jobId)).toMatchObject({ state: 'queued', position: 0 });
     await worker({ stepDelayMs: 1 }, { workerId: 'second' });
     await waitFor('done', async () => (await jobs.status(jobId))?.state === 'done', 10_000);
     const record = await jobs.record(jobId);
-    expect(record?.worker).toBe('second');
-    expect(record?.attempts).toBe(2);
+    expect(record?.state.worker).toBe('second');
+    expect(record?.state.attempts).toBe(2);
     await waitFor('delivered', () => deliveries.delivered.length === 1);
     await waitFor('the delivery job to complete', async () =>
       (await deliveryState(prefix, 'discord', jobId)) === 'completed' ? true : null,

@@ -276,7 +276,7 @@ describe('playground identities are issued by the server and cannot be forged', 
         }
         // Still there, untouched.
         const record = await jobs.record(id);
-        expect(record?.status.state).not.toBe('cancelled');
+        expect(record?.state.status.state).not.toBe('cancelled');
       }
     } finally {
       await jobs.close();

@@ -1,0 +1,134 @@
+import { ErrorCode, InternalError, UserError } from '../core/errors.ts';
+import type { JobSpec } from '../core/jobspec.ts';
+import type { RedisClient } from './connection.ts';
+import type { JobsContext } from './jobs-context.ts';
+import { loadRecord } from './queue-state.ts';
+import { RENDER_JOB, type RenderedMessage, type RenderJobData } from './records.ts';
+
+export interface GridImages {
+  gridPngNow(id: string): Promise<Buffer | null>;
+  imagePngNow(id: string, index: number): Promise<Buffer | null>;
+  /** Wakes the callers waiting on a re-render (a message on `renderedChannel`). */
+  onRendered(text: string): void;
+  /** Callers waiting on a re-render get an answer now rather than at their timeout. */
+  close(): void;
+}
+
+/**
+ * A finished grid's PNGs: read from storage, or, when they were dropped (IMAGE_TTL, the byte
+ * budget), made again from the record through the generate queue and awaited.
+ */
+export function createGridImages(
+  ctx: JobsContext,
+  renderWaitMs: number,
+  ensureSubscriber: () => RedisClient,
+): GridImages {
+  const { client, keys, generate, logger } = ctx;
+  const renderWaiters = new Map<string, Set<(message: RenderedMessage) => void>>();
+  let renderSubscription: Promise<unknown> | undefined;
+
+  async function gridPngNow(id: string): Promise<Buffer | null> {
+    return pngOrRender(id, keys.grid(id));
+  }
+  /** A stored PNG, or, for a finished grid whose PNGs were dropped (TTL, budget), the re-rendered one. */
+  async function pngOrRender(id: string, key: string, index?: number): Promise<Buffer | null> {
+    const png = await client.getBuffer(key);
+    if (png !== null) return png;
+    const record = await loadRecord(client, keys, id);
+    if (record === null || record.state.status.state !== 'done') return null;
+    if (
+      index !== undefined &&
+      index >= (record.result?.resultKeys.images.length ?? record.spec.prompts.length)
+    )
+      return null;
+    await rerender(id, key);
+    return client.getBuffer(key);
+  }
+
+  /**
+   * Makes a finished grid's PNGs again through the generate queue and waits for them. The job is
+   * deduplicated by grid id (BullMQ deduplication, until it ends), so concurrent presses make one;
+   * LIFO, so a person waiting on a button goes before the queue.
+   */
+  async function rerender(id: string, key: string): Promise<void> {
+    let wake: (message: RenderedMessage) => void = () => {};
+    const ended = new Promise<RenderedMessage>((resolve) => {
+      wake = resolve;
+    });
+    let waiters = renderWaiters.get(id);
+    if (waiters === undefined) {
+      waiters = new Set();
+      renderWaiters.set(id, waiters);
+    }
+    waiters.add(wake);
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      renderSubscription ??= ensureSubscriber()
+        .subscribe(keys.renderedChannel)
+        .catch((error: unknown) => {
+          renderSubscription = undefined;
+          throw error;
+        });
+      await renderSubscription;
+      // Made by another caller's job between the first read and the subscription.
+      if ((await client.exists(key)) === 1) return;
+      const data: RenderJobData = { render: id };
+      await generate.add(RENDER_JOB, data as unknown as JobSpec, {
+        deduplication: { id: `render:${id}` },
+        lifo: true,
+        removeOnComplete: true,
+        removeOnFail: { age: 86_400 },
+      });
+      logger.info({ jobId: id }, 'PNGs of a finished grid are gone: making them again');
+      const timeout = new Promise<undefined>((resolve) => {
+        timer = setTimeout(() => resolve(undefined), renderWaitMs);
+      });
+      const message = await Promise.race([ended, timeout]);
+      if (message === undefined) {
+        throw new UserError(
+          ErrorCode.Unavailable,
+          `This image is being made again (it had been cleared from storage) and is not ready yet. Please try again in about a minute.`,
+          { retryAfterSeconds: 60, context: { id } },
+        );
+      }
+      if (!message.ok) {
+        if (message.userFacing === true) {
+          throw new UserError(ErrorCode.Expired, message.reason ?? 'This image can no longer be made.', {
+            context: { id },
+          });
+        }
+        throw new InternalError(ErrorCode.Inference, `re-rendering ${id} failed: ${message.reason ?? ''}`, {
+          context: { id },
+        });
+      }
+    } finally {
+      clearTimeout(timer);
+      waiters.delete(wake);
+      if (waiters.size === 0) renderWaiters.delete(id);
+    }
+  }
+
+  async function imagePngNow(id: string, index: number): Promise<Buffer | null> {
+    if (!Number.isInteger(index) || index < 0) return null;
+    return pngOrRender(id, keys.image(id, index), index);
+  }
+
+  function onRendered(text: string): void {
+    let message: RenderedMessage;
+    try {
+      message = JSON.parse(text) as RenderedMessage;
+    } catch (error) {
+      logger.warn({ err: error }, 'unreadable rendered message dropped');
+      return;
+    }
+    for (const wake of renderWaiters.get(message.id) ?? []) wake(message);
+  }
+
+  function close(): void {
+    for (const [id, waiters] of renderWaiters) {
+      for (const wake of waiters) wake({ id, ok: false, reason: 'the jobs client closed' });
+    }
+  }
+
+  return { gridPngNow, imagePngNow, onRendered, close };
+}

@@ -1,0 +1,63 @@
+import { ErrorCode, UserError } from '../core/errors.ts';
+import type { RedisClient } from './connection.ts';
+import type { QueueKeys } from './keys.ts';
+import { decodeRecord } from './records.ts';
+import type { GridRecord } from './types.ts';
+
+/**
+ * Reads of the queue's state shared by the parts of the jobs client (submit, cancel, status,
+ * re-render): a job's place in the queue, how long until a slot frees up, its record; and what a
+ * caller is told while Redis can't be reached.
+ */
+
+/** Retry-After of an "unavailable" answer: Redis reconnects within about 2 s of coming back. */
+export const UNAVAILABLE_RETRY_AFTER_S = 5;
+
+/** What a caller is told while Redis can't be reached: a 503 with Retry-After, never a 500 or a hang. */
+export function unavailableError(cause: unknown): UserError {
+  return new UserError(
+    ErrorCode.Unavailable,
+    `The image service is temporarily unavailable (it can't reach its job queue). Please try again in about ${UNAVAILABLE_RETRY_AFTER_S} seconds.`,
+    { cause, retryAfterSeconds: UNAVAILABLE_RETRY_AFTER_S },
+  );
+}
+
+/** Default time a queue slot takes to free up, before any job has been timed. */
+const DEFAULT_JOB_MS = 30_000;
+
+/** Seconds until a slot should free up: about one average job, within sane bounds. */
+export async function retryAfterSeconds(client: RedisClient, keys: QueueKeys): Promise<number> {
+  const avg = Number((await client.hget(keys.stats, 'avgJobMs')) ?? DEFAULT_JOB_MS);
+  const ms = Number.isFinite(avg) && avg > 0 ? avg : DEFAULT_JOB_MS;
+  return Math.min(3600, Math.max(5, Math.ceil(ms / 1000)));
+}
+
+/**
+ * A pipeline's replies, throwing its first error: ioredis resolves a pipeline whose commands failed
+ * (timed out, connection lost) with per-command errors, which must not read as "no such key".
+ */
+export function pipelineReplies(replies: [Error | null, unknown][] | null): unknown[] {
+  if (replies === null) throw new Error('Connection is closed.');
+  const failed = replies.find(([error]) => error !== null);
+  if (failed !== undefined) throw failed[0];
+  return replies.map(([, value]) => value);
+}
+
+/** Jobs ahead of `id` in the wait list (BullMQ pushes on the left and takes from the right). */
+export async function queuePosition(client: RedisClient, keys: QueueKeys, id: string): Promise<number> {
+  const waitKey = `${keys.generateJobPrefix}wait`;
+  const replies = pipelineReplies(await client.pipeline().lpos(waitKey, id).llen(waitKey).exec());
+  const pos = replies[0];
+  const len = Number(replies[1] ?? 0);
+  // Not in the wait list (delayed for a retry, or just taken): behind everything waiting.
+  if (typeof pos !== 'number') return len;
+  return Math.max(0, len - 1 - pos);
+}
+
+export async function loadRecord(
+  client: RedisClient,
+  keys: QueueKeys,
+  id: string,
+): Promise<GridRecord | null> {
+  return decodeRecord(id, await client.hgetall(keys.record(id)));
+}
