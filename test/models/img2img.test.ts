@@ -1,7 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initImageSize } from '../../models/init-image.ts';
+import { initImageSize, MAX_INIT_IMAGE_BYTES, MAX_INIT_IMAGE_PIXELS } from '../../models/init-image.ts';
 import { loadEngine, type OnnxEngine } from '../../models/pipeline.ts';
 import {
   closeness,
@@ -10,6 +11,7 @@ import {
   type Img2ImgCase,
   referenceRgb,
   TINY_SD,
+  TINY_SD2,
   TINY_SDXL,
 } from './tiny-sd.ts';
 
@@ -66,4 +68,107 @@ describe('image-to-image reproduces diffusers through the engine API', () => {
       }
     });
   }
+});
+
+describe('image-to-image refuses, with a coded reason, what it cannot use', () => {
+  const base = {
+    prompts: ['a red house'],
+    negative: '',
+    seeds: [1],
+    scheduler: 'euler' as const,
+    steps: 4,
+    guidance: 1,
+    width: 64,
+    height: 64,
+  };
+  const initA = () => readFile(path.join(IMG2IMG_CASES, 'init-a.png')).then((b) => new Uint8Array(b));
+  const refused = (promise: Promise<unknown>, code: string, message: string | RegExp) =>
+    expect(promise).rejects.toMatchObject({
+      name: `UserError[${code}]`,
+      message:
+        typeof message === 'string' ? expect.stringContaining(message) : expect.stringMatching(message),
+    });
+
+  it('bytes that are not a picture', async () => {
+    await refused(
+      engines.get('tiny-sd')!.generate({ ...base, initImage: new TextEncoder().encode('not a picture') }),
+      'E_INVALID_REQUEST',
+      /could not be read as a picture: send a PNG, JPEG or WebP file/,
+    );
+  });
+
+  it('a picture of an unsupported type (TIFF), naming the accepted ones', async () => {
+    const tiff = await sharp({ create: { width: 64, height: 64, channels: 3, background: '#808080' } })
+      .tiff()
+      .toBuffer();
+    await refused(
+      engines.get('tiny-sd')!.generate({ ...base, initImage: new Uint8Array(tiff) }),
+      'E_UNSUPPORTED_MEDIA_TYPE',
+      'The starting image is TIFF; only PNG, JPEG and WebP are accepted.',
+    );
+  });
+
+  it('more bytes than the limit, stating it', async () => {
+    const big = new Uint8Array(MAX_INIT_IMAGE_BYTES + 1);
+    await refused(
+      engines.get('tiny-sd')!.generate({ ...base, initImage: big }),
+      'E_INVALID_REQUEST',
+      `at most ${MAX_INIT_IMAGE_BYTES} bytes (20 MiB) are accepted`,
+    );
+  });
+
+  it('more pixels than the limit, stating it, before decoding them', async () => {
+    const wide = await sharp({ create: { width: 8200, height: 2100, channels: 3, background: '#000' } })
+      .png({ compressionLevel: 9 })
+      .toBuffer();
+    await refused(
+      engines.get('tiny-sd')!.generate({ ...base, initImage: new Uint8Array(wide) }),
+      'E_INVALID_REQUEST',
+      `The starting image is 8200x2100; at most ${MAX_INIT_IMAGE_PIXELS} pixels (4096x4096) are accepted.`,
+    );
+  });
+
+  it('a strength outside (0, 1], or a strength without a picture', async () => {
+    const sd = engines.get('tiny-sd')!;
+    const initImage = await initA();
+    await refused(
+      sd.generate({ ...base, initImage, strength: 0 }),
+      'E_INVALID_REQUEST',
+      /above 0 and at most 1, got 0/,
+    );
+    await refused(sd.generate({ ...base, initImage, strength: 1.2 }), 'E_INVALID_REQUEST', /got 1.2/);
+    await refused(sd.generate({ ...base, strength: 0.5 }), 'E_INVALID_REQUEST', /only with a starting image/);
+  });
+
+  it('a strength that leaves no denoising step', async () => {
+    await refused(
+      engines.get('tiny-sd')!.generate({ ...base, initImage: await initA(), strength: 0.2 }),
+      'E_INVALID_REQUEST',
+      /Strength 0.2 with 4 steps runs no denoising step/,
+    );
+  });
+
+  it('a model folder without vae_encoder/', async () => {
+    const sd2 = await loadEngine(TINY_SD2);
+    try {
+      await refused(
+        sd2.generate({ ...base, initImage: await initA(), strength: 0.5 }),
+        'E_INVALID_REQUEST',
+        /has no VAE encoder \(vae_encoder\/model.onnx\)/,
+      );
+      // Text-to-image on the same engine is unaffected.
+      expect((await sd2.generate(base)).images).toHaveLength(1);
+    } finally {
+      await sd2.close();
+    }
+  });
+
+  it('resizes a picture of another size to the requested one (sharp Lanczos-3)', async () => {
+    const result = await engines.get('tiny-sd')!.generate({
+      ...base,
+      initImage: new Uint8Array(await readFile(path.join(IMG2IMG_CASES, 'init-d.png'))),
+      strength: 0.5,
+    });
+    expect([result.images[0]!.width, result.images[0]!.height]).toEqual([64, 64]);
+  });
 });
