@@ -1,8 +1,10 @@
-import { readFile } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initImageSize, MAX_INIT_IMAGE_BYTES, MAX_INIT_IMAGE_PIXELS } from '../../models/init-image.ts';
+import { GraphBuilder, writeModel } from '../../models/onnx-builder/index.ts';
 import { loadEngine, type OnnxEngine } from '../../models/pipeline.ts';
 import {
   closeness,
@@ -70,17 +72,18 @@ describe('image-to-image reproduces diffusers through the engine API', () => {
   }
 });
 
+const base = {
+  prompts: ['a red house'],
+  negative: '',
+  seeds: [1],
+  scheduler: 'euler' as const,
+  steps: 4,
+  guidance: 1,
+  width: 64,
+  height: 64,
+};
+
 describe('image-to-image refuses, with a coded reason, what it cannot use', () => {
-  const base = {
-    prompts: ['a red house'],
-    negative: '',
-    seeds: [1],
-    scheduler: 'euler' as const,
-    steps: 4,
-    guidance: 1,
-    width: 64,
-    height: 64,
-  };
   const initA = () => readFile(path.join(IMG2IMG_CASES, 'init-a.png')).then((b) => new Uint8Array(b));
   const refused = (promise: Promise<unknown>, code: string, message: string | RegExp) =>
     expect(promise).rejects.toMatchObject({
@@ -170,5 +173,49 @@ describe('image-to-image refuses, with a coded reason, what it cannot use', () =
       strength: 0.5,
     });
     expect([result.images[0]!.width, result.images[0]!.height]).toEqual([64, 64]);
+  });
+});
+
+describe('an encoder that samples inside its graph (latent_sample)', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'img2img-latent-sample-'));
+    await cp(TINY_SD, dir, { recursive: true });
+    await rm(path.join(dir, 'vae_encoder'), { recursive: true });
+    // A stand-in for an older export: pooled pixels mixed into 4 channels, named latent_sample.
+    const b = new GraphBuilder('vae_encoder');
+    const x = b.input('sample', 'float32', ['batch', 3, 'height', 'width']);
+    const pooled = b.op('AveragePool', [x], { kernel_shape: { ints: [8, 8] }, strides: { ints: [8, 8] } });
+    const mixed = b.op('Conv', [
+      pooled,
+      b.constFloat(
+        Array.from({ length: 12 }, (_, i) => (i % 5) - 2),
+        [4, 3, 1, 1],
+      ),
+    ]);
+    b.output(mixed, 'latent_sample', 'float32', ['batch', 4, 'h', 'w']);
+    await writeModel(path.join(dir, 'vae_encoder/model.onnx'), { graph: b.build() });
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('is accepted, with a logged warning that its seeds cannot match diffusers', async () => {
+    const warnings: string[] = [];
+    const logger = { info: () => {}, warn: (_: object, msg: string) => warnings.push(msg) };
+    const engine = await loadEngine(dir, { logger });
+    try {
+      const initImage = new Uint8Array(await readFile(path.join(IMG2IMG_CASES, 'init-a.png')));
+      const request = { ...base, seeds: [1, 2], prompts: ['a', 'a'], initImage, strength: 0.5 };
+      const result = await engine.generate(request);
+      expect(result.images).toHaveLength(2);
+      // The two seeds still get their own start noise.
+      expect(Buffer.compare(result.images[0]!.data, result.images[1]!.data)).not.toBe(0);
+      expect(warnings.join('\n')).toMatch(
+        /samples inside its graph \(latent_sample\).*can't match diffusers/,
+      );
+    } finally {
+      await engine.close();
+    }
   });
 });
