@@ -294,6 +294,7 @@ async function inspect(args: readonly string[], env: CliEnv, io: CliIo): Promise
           demo: model.demo,
           dtype: model.dtype,
           family: model.family,
+          defaults: model.defaults,
           textEncoder: { inputIds: model.textEncoder.inputIds, output: model.textEncoder.output },
           ...(model.second === null
             ? {}
