@@ -205,7 +205,9 @@ export async function resolveModelDefaults(
   schedulerConfig: SchedulerConfig,
 ): Promise<ModelDefaults> {
   const file = await readImagineJson(dir);
-  const known = knownDefaults(family, schedulerConfig, await unetSampleSize(dir));
+  // Only the v-prediction SD 2.x rule needs the UNet's size; skip the file reads otherwise.
+  const v = family === 'sd2' && schedulerConfig.prediction_type === 'v_prediction';
+  const known = knownDefaults(family, schedulerConfig, v ? await unetSampleSize(dir) : undefined);
   if (file === undefined) return known;
   const given = Object.fromEntries(Object.entries(file.defaults).filter(([, v]) => v !== undefined));
   return { ...known, ...given, source: 'imagine.json', reason: `${IMAGINE_JSON} over ${known.reason}` };
