@@ -1,5 +1,5 @@
 import { randomInt } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { CodedError, isUserError } from '../../core/errors.ts';
@@ -13,7 +13,9 @@ import {
 import { MAX_SEED } from '../../core/seeds.ts';
 import { ensureDemoModel } from '../demo/index.ts';
 import type { StepProgress } from '../engine.ts';
+import { initImageSize } from '../init-image.ts';
 import { loadModel } from '../loader.ts';
+import { DEFAULT_STRENGTH } from '../pipeline/img2img.ts';
 import { loadEngine } from '../pipeline.ts';
 import { encodePng, formatParameters } from '../png.ts';
 import { EXECUTION_PROVIDERS, type ExecutionProviderName, isExecutionProviderName } from '../providers.ts';
@@ -52,7 +54,9 @@ export const USAGE = `Usage:
       --scheduler NAME    ${SAMPLERS.join(' | ')} (default: pndm)
       --steps N           denoising steps (default: 25)
       --guidance G        classifier-free guidance scale; <= 1 turns it off (default: 7.5)
-      --width W --height H  multiples of 8 (default: 512 x 512)
+      --width W --height H  multiples of 8 (default: 512 x 512, or the --init-image's size rounded down to 8)
+      --init-image FILE   image-to-image from a PNG, JPEG or WebP picture (resized to --width/--height if given)
+      --strength S        with --init-image: share of the schedule run, above 0 and at most 1 (default: 0.8)
       --out DIR           writes DIR/0.png, DIR/1.png, ... (default: ./out)
       --generator KIND    cpu | cuda: which torch generator the seeds reproduce (default: cpu)
       --ep NAME           ${EXECUTION_PROVIDERS.join(' | ')} (default: cpu)
@@ -128,6 +132,26 @@ function stepLine(p: StepProgress): string {
   return `\r[${bar}] step ${p.step}/${p.total}  ${(p.elapsedMs / 1000).toFixed(1)}s`;
 }
 
+/** `--init-image` read and sized (diffusers' default: its own size rounded down to 8), with its strength. */
+async function readInitImage(
+  file: string | undefined,
+  strengthArg: string | undefined,
+): Promise<{ bytes: Uint8Array; width: number; height: number; strength: number } | null> {
+  if (file === undefined) {
+    if (strengthArg !== undefined) usage('--strength needs an --init-image');
+    return null;
+  }
+  const strength = parseFloatArg('strength', strengthArg, DEFAULT_STRENGTH);
+  if (!(strength > 0 && strength <= 1)) usage(`--strength must be above 0 and at most 1, got ${strength}`);
+  let bytes: Uint8Array;
+  try {
+    bytes = new Uint8Array(await readFile(file));
+  } catch (error) {
+    usage(`cannot read --init-image ${file}: ${(error as Error).message}`);
+  }
+  return { bytes, strength, ...(await initImageSize(bytes, 8)) };
+}
+
 async function generate(args: readonly string[], env: CliEnv, io: CliIo): Promise<number> {
   const { values, positionals } = parseArgs({
     args: [...args],
@@ -149,6 +173,8 @@ async function generate(args: readonly string[], env: CliEnv, io: CliIo): Promis
       'device-id': { type: 'string' },
       threads: { type: 'string' },
       'safety-checker': { type: 'boolean' },
+      'init-image': { type: 'string' },
+      strength: { type: 'string' },
     },
   });
   if (positionals.length > 0) usage(`unexpected argument "${positionals[0]}" (prompts go after --prompt)`);
@@ -168,8 +194,9 @@ async function generate(args: readonly string[], env: CliEnv, io: CliIo): Promis
     usage(`--ep must be one of ${EXECUTION_PROVIDERS.join(', ')}; got "${ep}"`);
   const steps = parseIntArg('steps', values.steps, 1, 1000, 25);
   const guidance = parseFloatArg('guidance', values.guidance, 7.5);
-  const width = parseIntArg('width', values.width, 8, 8192, 512);
-  const height = parseIntArg('height', values.height, 8, 8192, 512);
+  const init = await readInitImage(values['init-image'], values.strength);
+  const width = parseIntArg('width', values.width, 8, 8192, init?.width ?? 512);
+  const height = parseIntArg('height', values.height, 8, 8192, init?.height ?? 512);
   if (width % 8 !== 0 || height % 8 !== 0)
     usage(`--width and --height must be multiples of 8, got ${width}x${height}`);
   const threads = parseIntArg('threads', values.threads, 0, 1024, 0);
@@ -203,6 +230,7 @@ async function generate(args: readonly string[], env: CliEnv, io: CliIo): Promis
         width,
         height,
         generator: generator as GeneratorKind,
+        ...(init === null ? {} : { initImage: init.bytes, strength: init.strength }),
       },
       tty
         ? {
@@ -228,6 +256,7 @@ async function generate(args: readonly string[], env: CliEnv, io: CliIo): Promis
         height,
         model: engine.info.name,
         generator: result.generator,
+        ...(init === null ? {} : { strength: init.strength }),
       });
       const file = path.join(outDir, `${k}.png`);
       await writeFile(file, await encodePng(image, parameters));
