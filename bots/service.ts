@@ -10,6 +10,7 @@ import { KnownJobs } from './service/known-jobs.ts';
 import { press } from './service/press.ts';
 import { ProgressThrottle } from './service/progress.ts';
 import { type ServiceLog, type ServiceSettings, SILENT_LOG } from './service/settings.ts';
+import type { TeamSupport } from './service/team.ts';
 import type {
   ChatSurface,
   ControlPress,
@@ -66,6 +67,8 @@ export interface ConversationServiceOptions {
    * @defaultValue 8
    */
   readonly maxConcurrentInteractions?: number;
+  /** Team settings (Redis) and daily quotas. @defaultValue none: the environment's settings everywhere */
+  readonly teams?: TeamSupport;
 }
 
 const DEFAULT_PROGRESS_INTERVAL_MS = 2000;
@@ -97,6 +100,7 @@ export class ConversationService {
       }),
       chains: new Chains(),
       known: new KnownJobs(),
+      teams: options.teams,
     };
     this.#progressIntervalMs = options.settings.progressIntervalMs ?? DEFAULT_PROGRESS_INTERVAL_MS;
   }

@@ -4,6 +4,7 @@ import type { AckGate } from './ack-gate.ts';
 import type { Chains } from './chains.ts';
 import type { KnownJobs } from './known-jobs.ts';
 import type { ServiceLog, ServiceSettings } from './settings.ts';
+import type { TeamSupport } from './team.ts';
 
 /** What the flow modules (imagine, press, deliver) share: the service's parts, wired once by the service. */
 export interface ServiceContext {
@@ -18,6 +19,8 @@ export interface ServiceContext {
   readonly gate: AckGate;
   readonly chains: Chains;
   readonly known: KnownJobs;
+  /** Team settings and quotas; absent, only the environment's settings apply. */
+  readonly teams: TeamSupport | undefined;
 }
 
 /**

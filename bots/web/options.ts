@@ -4,6 +4,7 @@ import type { Health } from '../ops/health.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import type { ControlPress, ImagineCommand, InteractionResult } from '../surface.ts';
 import type { IdentityIssueLimit } from './auth.ts';
+import type { PlaygroundTeamSettings } from './settings-api.ts';
 import type { HttpReply, WebSurface } from './surface.ts';
 
 /** What the playground server is given, and the job id and channel shapes its routes share. */
@@ -43,6 +44,8 @@ export interface PlaygroundOptions {
   readonly identitySecret?: () => Promise<Buffer>;
   /** New identities per client address. @defaultValue IDENTITY_ISSUE_DEFAULTS */
   readonly identityLimit?: Partial<IdentityIssueLimit>;
+  /** Team settings: `GET/PUT /api/settings`. @defaultValue none (those routes answer 404) */
+  readonly teamSettings?: PlaygroundTeamSettings;
 }
 
 /** Playground job ids: only jobs made on the web are visible here (Discord and Slack jobs are not). */
@@ -52,3 +55,6 @@ export const ANY_JOB_ID_RE = /^[a-z]+-[A-Za-z0-9_-]{1,64}$/u;
 
 /** The channel every playground job is posted in (the page is one shared room). */
 export const PLAYGROUND_CHANNEL = 'playground';
+
+/** The playground's workspace: the whole playground is one team for team settings. */
+export const PLAYGROUND_WORKSPACE = 'playground';
