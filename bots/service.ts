@@ -10,7 +10,7 @@ import { KnownJobs } from './service/known-jobs.ts';
 import { press } from './service/press.ts';
 import { ProgressThrottle } from './service/progress.ts';
 import { type ServiceLog, type ServiceSettings, SILENT_LOG } from './service/settings.ts';
-import type { TeamSupport } from './service/team.ts';
+import type { TeamSupport } from './settings/support.ts';
 import type {
   ChatSurface,
   ControlPress,

@@ -1,10 +1,10 @@
 import type { Origin } from '../../core/jobspec.ts';
 import type { Jobs, QueueMetrics } from '../../queue/index.ts';
+import type { TeamSupport } from '../settings/support.ts';
 import type { AckGate } from './ack-gate.ts';
 import type { Chains } from './chains.ts';
 import type { KnownJobs } from './known-jobs.ts';
 import type { ServiceLog, ServiceSettings } from './settings.ts';
-import type { TeamSupport } from './team.ts';
 
 /** What the flow modules (imagine, press, deliver) share: the service's parts, wired once by the service. */
 export interface ServiceContext {

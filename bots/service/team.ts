@@ -4,8 +4,8 @@ import {
   findBannedWord,
   quotaError,
 } from '../../core/team-settings.ts';
-import type { DailyQuota, QuotaCharge } from '../settings/quota.ts';
-import type { ScopeRef, TeamSettingsStore } from '../settings/store.ts';
+import type { QuotaCharge } from '../settings/quota.ts';
+import type { ScopeRef } from '../settings/store.ts';
 import type { ControlPress, ImagineCommand } from '../surface.ts';
 import type { ServiceContext } from './context.ts';
 import type { ServiceSettings } from './settings.ts';
@@ -15,12 +15,6 @@ import type { ServiceSettings } from './settings.ts';
  * channel: resolved once per command), banned words, and the daily quota. Adapters never read
  * settings; they only say which workspace an action comes from.
  */
-
-/** Where team settings live and quotas are counted; absent, only the environment's settings apply. */
-export interface TeamSupport {
-  readonly store: TeamSettingsStore;
-  readonly quota: DailyQuota;
-}
 
 /** The settings one command runs with, and where its images are counted. */
 export interface TeamScope {

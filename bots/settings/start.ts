@@ -1,8 +1,9 @@
 import type { RedisConnection } from '../../queue/index.ts';
 import type { ServiceLog, ServiceSettings } from '../service/settings.ts';
-import { globalSettingsOf, type TeamSupport } from '../service/team.ts';
+import { globalSettingsOf } from '../service/team.ts';
 import { DailyQuota } from './quota.ts';
 import { TeamSettingsStore } from './store.ts';
+import type { TeamSupport } from './support.ts';
 
 /**
  * The team-settings store and the quota counter of one bot process, subscribed to changes. The

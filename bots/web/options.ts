@@ -1,10 +1,11 @@
+import type { RequestLimits } from '../../core/config.ts';
 import type { Jobs } from '../../queue/index.ts';
 import type { Logger } from '../logger.ts';
 import type { Health } from '../ops/health.ts';
 import type { Metrics } from '../ops/metrics.ts';
+import type { TeamSettingsStore } from '../settings/store.ts';
 import type { ControlPress, ImagineCommand, InteractionResult } from '../surface.ts';
 import type { IdentityIssueLimit } from './auth.ts';
-import type { PlaygroundTeamSettings } from './settings-api.ts';
 import type { HttpReply, WebSurface } from './surface.ts';
 
 /** What the playground server is given, and the job id and channel shapes its routes share. */
@@ -46,6 +47,13 @@ export interface PlaygroundOptions {
   readonly identityLimit?: Partial<IdentityIssueLimit>;
   /** Team settings: `GET/PUT /api/settings`. @defaultValue none (those routes answer 404) */
   readonly teamSettings?: PlaygroundTeamSettings;
+}
+
+/** The playground's team settings (`GET/PUT /api/settings`). */
+export interface PlaygroundTeamSettings {
+  readonly store: TeamSettingsStore;
+  /** For checking steps and aspect against the deployment's limits. */
+  readonly limits: RequestLimits;
 }
 
 /** Playground job ids: only jobs made on the web are visible here (Discord and Slack jobs are not). */

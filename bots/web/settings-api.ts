@@ -1,10 +1,9 @@
-import type { RequestLimits } from '../../core/config.ts';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ErrorCode } from '../../core/errors.ts';
 import { parseTeamPatch } from '../../core/team-settings.ts';
 import { HttpError, readJsonObject, sendJson } from '../ops/http.ts';
-import type { ScopeRef, TeamSettingsStore } from '../settings/store.ts';
-import { PLAYGROUND_CHANNEL, PLAYGROUND_WORKSPACE } from './options.ts';
-import type { Route } from './routes.ts';
+import type { ScopeRef } from '../settings/store.ts';
+import { PLAYGROUND_CHANNEL, PLAYGROUND_WORKSPACE, type PlaygroundTeamSettings } from './options.ts';
 
 /**
  * `GET /api/settings` and `PUT /api/settings`: the playground is one team, so these read and change
@@ -12,15 +11,21 @@ import type { Route } from './routes.ts';
  * loopback playground or the PLAYGROUND_TOKEN holder (the server checks that before any route).
  */
 
-export interface PlaygroundTeamSettings {
-  readonly store: TeamSettingsStore;
-  /** For checking steps and aspect against the deployment's limits. */
-  readonly limits: RequestLimits;
+/** What these routes use of a request (routes.ts's `Ctx` has it). */
+interface SettingsCtx {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly user: string;
+}
+
+interface SettingsRoute {
+  readonly pattern: RegExp;
+  readonly methods: Readonly<Record<string, (ctx: SettingsCtx) => Promise<void>>>;
 }
 
 const SCOPE: ScopeRef = { surface: 'web', workspace: PLAYGROUND_WORKSPACE };
 
-export function settingsRoutes(team: PlaygroundTeamSettings, bodyLimit: number): Route[] {
+export function settingsRoutes(team: PlaygroundTeamSettings, bodyLimit: number): SettingsRoute[] {
   const show = async () => {
     const [settings, resolved] = await Promise.all([
       team.store.overrides(SCOPE),
