@@ -386,6 +386,7 @@ async function startDiscord(
     apiUrl: config.DISCORD_API_URL,
     limits: serviceSettingsFrom(config).limits,
     log: log.child({ surface: 'discord' }),
+    teamSettings: (request) => service.teamSettings(request),
   });
   await bot.start();
   return { name: 'discord', close: () => bot.stop() };

@@ -27,9 +27,9 @@ export const MAX_DAILY_QUOTA = 100_000;
 const bannedWord = z
   .string()
   .trim()
-  .min(1, 'a banned word may not be empty')
-  .max(MAX_BANNED_WORD_CHARS, `each banned word is at most ${MAX_BANNED_WORD_CHARS} characters`)
-  .refine((w) => normaliseWords(w).length > 0, 'a banned word needs at least one letter or digit');
+  .min(1, 'a word (not empty)')
+  .max(MAX_BANNED_WORD_CHARS, `at most ${MAX_BANNED_WORD_CHARS} characters`)
+  .refine((w) => normaliseWords(w).length > 0, 'a word with at least one letter or digit');
 
 /**
  * One scope's overrides. Every field is optional: absent means "inherit". `dailyQuota` is in images
@@ -38,11 +38,9 @@ const bannedWord = z
 export const teamSettingsSchema = z
   .object({
     suffixes: z
-      .array(
-        z.string().max(MAX_TEAM_SUFFIX_CHARS, `each suffix is at most ${MAX_TEAM_SUFFIX_CHARS} characters`),
-      )
-      .min(1, `give 1 to ${GRID_SIZE} suffixes`)
-      .max(GRID_SIZE, `give 1 to ${GRID_SIZE} suffixes`),
+      .array(z.string().max(MAX_TEAM_SUFFIX_CHARS, `at most ${MAX_TEAM_SUFFIX_CHARS} characters`))
+      .min(1, `a list of 1 to ${GRID_SIZE} suffixes`)
+      .max(GRID_SIZE, `a list of 1 to ${GRID_SIZE} suffixes`),
     negative: z.string().max(MAX_PROMPT_CHARS, `at most ${MAX_PROMPT_CHARS} characters`),
     sampler: z.enum(SAMPLERS, { error: `one of ${SAMPLERS.join(', ')}` }),
     steps: z.number({ error: 'a whole number' }).int('a whole number').min(1, 'at least 1'),
@@ -60,7 +58,7 @@ export const teamSettingsSchema = z
       .max(MAX_DAILY_QUOTA, `at most ${MAX_DAILY_QUOTA}`),
     /** `surface:user` ids who may change this scope's settings (and cancel any job in it). */
     admins: z
-      .array(z.string().regex(/^[a-z]+:[A-Za-z0-9_.-]{1,64}$/u, 'ids like slack:U123 or discord:123'))
+      .array(z.string().regex(/^[a-z]+:[A-Za-z0-9_.-]{1,64}$/u, 'an id like slack:U123 or discord:123'))
       .max(MAX_ADMINS, `at most ${MAX_ADMINS} admins`),
   })
   .partial()
