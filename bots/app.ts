@@ -289,7 +289,12 @@ export async function startApp(options: AppOptions): Promise<App> {
       if (config.SLACK_BOT_TOKEN !== undefined) {
         const { SlackAdapter, slackSettingsFrom } = await import('./slack/adapter.ts');
         const slack = slackSettingsFrom(config)!;
-        const adapter = new SlackAdapter({ ...slack, service: conversation, log });
+        const adapter = new SlackAdapter({
+          ...slack,
+          service: conversation,
+          log,
+          teamSettings: (request) => service.teamSettings(request),
+        });
         await adapter.start();
         stack.push({ name: 'slack', close: () => adapter.stop() });
       }
