@@ -1,3 +1,4 @@
+import { ErrorCode, UserError } from '../../core/errors.ts';
 import { utcDay } from '../../core/team-settings.ts';
 import {
   closeRedisClient,
@@ -70,9 +71,23 @@ export class DailyQuota {
     const client = this.#client as unknown as {
       imagineQuotaTake(key: string, quota: number, images: number, at: number): Promise<[number, number]>;
     };
-    // Request-path clients queue nothing while connecting: wait for the connection first.
-    await this.#connected();
-    const [allowed, used] = await client.imagineQuotaTake(key, quota, images, expireAt);
+    let allowed: number;
+    let used: number;
+    try {
+      // Request-path clients queue nothing while connecting: wait for the connection first.
+      await this.#connected();
+      [allowed, used] = await client.imagineQuotaTake(key, quota, images, expireAt);
+    } catch (error) {
+      // Only Redis can fail here: the user is told to retry, as for a submission while Redis is away.
+      throw new UserError(
+        ErrorCode.Unavailable,
+        'The service is temporarily unavailable; try again shortly.',
+        {
+          cause: error,
+          retryAfterSeconds: 5,
+        },
+      );
+    }
     return {
       allowed: allowed === 1,
       used,

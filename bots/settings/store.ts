@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { ErrorCode, UserError } from '../../core/errors.ts';
 import type { Surface } from '../../core/jobspec.ts';
 import {
   type EffectiveSettings,
@@ -163,14 +164,18 @@ export class TeamSettingsStore extends EventEmitter<{ invalidated: [key: string]
       else set.push(field, JSON.stringify(value));
     }
     const change = { at: new Date().toISOString(), scope, by: actor, patch };
-    await this.#connected();
-    const tx = this.#client.multi();
-    if (set.length > 0) tx.hset(key, ...set);
-    if (dropped.length > 0) tx.hdel(key, ...dropped);
-    tx.lpush(`${this.#prefix}:settings:changes`, JSON.stringify(change));
-    tx.ltrim(`${this.#prefix}:settings:changes`, 0, CHANGE_LOG_LENGTH - 1);
-    tx.publish(this.#channel, key);
-    await tx.exec();
+    await unavailableOnFailure(async () => {
+      await this.#connected();
+      const tx = this.#client.multi();
+      if (set.length > 0) tx.hset(key, ...set);
+      if (dropped.length > 0) tx.hdel(key, ...dropped);
+      tx.lpush(`${this.#prefix}:settings:changes`, JSON.stringify(change));
+      tx.ltrim(`${this.#prefix}:settings:changes`, 0, CHANGE_LOG_LENGTH - 1);
+      tx.publish(this.#channel, key);
+      const replies = await tx.exec();
+      const failed = replies?.find(([error]) => error !== null)?.[0];
+      if (failed) throw failed;
+    });
     this.#invalidate(key);
     // Settings hold no secrets: the values are logged as set, so the log says exactly what changed.
     this.#log.info({ scope, by: `${actor.surface}:${actor.user}`, patch }, 'team settings changed');
@@ -186,9 +191,11 @@ export class TeamSettingsStore extends EventEmitter<{ invalidated: [key: string]
   }
 
   async #read(key: string): Promise<TeamSettings> {
-    // Request-path clients queue nothing while connecting: wait for the connection first.
-    await this.#connected();
-    const raw = await this.#client.hgetall(key);
+    const raw = await unavailableOnFailure(async () => {
+      // Request-path clients queue nothing while connecting: wait for the connection first.
+      await this.#connected();
+      return this.#client.hgetall(key);
+    });
     const settings: Record<string, unknown> = {};
     for (const [field, text] of Object.entries(raw)) {
       const schema = (
@@ -228,5 +235,24 @@ export class TeamSettingsStore extends EventEmitter<{ invalidated: [key: string]
     this.#subscribed = false;
     this.#cache.clear();
     await Promise.all([closeRedisClient(this.#client), closeRedisClient(this.#subscriber)]);
+  }
+}
+
+/**
+ * The store talks only to Redis, so any failure is Redis's: the caller is told the settings are
+ * unavailable for now (503 on the playground), never an internal error, and the cause is kept.
+ */
+async function unavailableOnFailure<T>(run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (error) {
+    throw new UserError(
+      ErrorCode.Unavailable,
+      'The team settings cannot be reached right now; try again shortly.',
+      {
+        cause: error,
+        retryAfterSeconds: 5,
+      },
+    );
   }
 }

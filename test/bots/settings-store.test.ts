@@ -92,6 +92,28 @@ describe('team settings store (two bot processes on one real Redis)', () => {
     expect(await a.overrides(workspace)).toEqual({});
   });
 
+  it('answers E_UNAVAILABLE (a user error to retry, not an internal one) when Redis is unreachable', async () => {
+    // A port nothing listens on: connecting is refused at once, over and over.
+    const away = new TeamSettingsStore({
+      connection: 'redis://127.0.0.1:1',
+      prefix: 'p',
+      global,
+      log: recordingLog([]),
+    });
+    const quota = new DailyQuota({ connection: 'redis://127.0.0.1:1', prefix: 'p' });
+    redis.cleanups.push(
+      () => away.close(),
+      () => quota.close(),
+    );
+    await expect(away.overrides(workspace)).rejects.toMatchObject({ code: 'E_UNAVAILABLE' });
+    await expect(away.update(workspace, { steps: 3 }, actor)).rejects.toMatchObject({
+      code: 'E_UNAVAILABLE',
+    });
+    await expect(quota.take(workspace, 'u1', 4, 1, Date.now())).rejects.toMatchObject({
+      code: 'E_UNAVAILABLE',
+    });
+  });
+
   it('logs every change with who and what, and keeps it in Redis', async () => {
     const lines: Line[] = [];
     const { a, prefix } = await twoStores(lines);
