@@ -191,7 +191,11 @@ describe('NSFW policy on Discord (real discord.js, real queue and worker, flagge
     );
   });
 
-  it('an age-restricted channel allows by default: the flagged image is shown as made', async () => {
+  it('an age-restricted channel allows by default: the flagged image is shown as made (blocked before the mark)', async () => {
+    // The same channel, settings and prompt: only Discord's age-restricted mark differs.
+    const before = await imagine('a forest nsfw1 nsfw4');
+    const tiles = (await gridTiles(before.shown)).tiles;
+    expect([0, 1, 2, 3].map((k) => isGrey(tiles[k]!))).toEqual([true, false, false, true]);
     h.fake.setAgeRestricted(h.fake.channelId, true);
     const { grid, shown, stored } = await imagine('a forest nsfw1 nsfw4');
     expect((await rgb(shown)).data.equals((await rgb(stored)).data)).toBe(true);
