@@ -149,8 +149,14 @@ async function postImage(
     seed,
     prompt,
     file,
+    // The notes (what the NSFW policy did) stay whole; the caption is clipped to leave them room.
     text: [
-      imageText(surface.markup, surface.limits.maxTextLength, { user, index, seed, prompt }),
+      imageText(surface.markup, surface.limits.maxTextLength - notes.join('\n').length - 1, {
+        user,
+        index,
+        seed,
+        prompt,
+      }),
       ...notes,
     ].join('\n'),
   });
