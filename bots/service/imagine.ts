@@ -1,6 +1,6 @@
 import { imagineBatch, specFrom } from '../../core/batch.ts';
 import { ErrorCode, InternalError, reportError } from '../../core/errors.ts';
-import { parseImagineOptions, parseImagineText } from '../../core/request.ts';
+import { modelOf, parseImagineOptions, parseImagineText } from '../../core/request.ts';
 import { drawBaseSeed, gridSeeds } from '../../core/seeds.ts';
 import type { ChatSurface, ImagineCommand, InteractionReply, InteractionResult } from '../surface.ts';
 import { type ServiceContext, safely } from './context.ts';
@@ -41,7 +41,9 @@ export async function imagine(
   const accepted = ctx.gate.accept(reply);
   const request = parsed.value;
   const seeds = gridSeeds(request.seed ?? drawBaseSeed(ctx.random));
-  const spec = specFrom(imagineBatch(request, seeds), {
+  // The spec always names its model, so the grid's buttons keep it after the default changes.
+  const batch = { ...imagineBatch(request, seeds), model: modelOf(request, limits) };
+  const spec = specFrom(batch, {
     origin: originOf(command),
     requestedAt: ctx.now(),
   });
