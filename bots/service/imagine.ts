@@ -6,6 +6,7 @@ import type { ChatSurface, ImagineCommand, InteractionReply, InteractionResult }
 import { type ServiceContext, safely } from './context.ts';
 import { warningsFor } from './format.ts';
 import { originOf } from './origin.ts';
+import { MESSAGES } from './settings.ts';
 import { submitAndShow } from './submit.ts';
 
 /**
@@ -47,8 +48,12 @@ export async function imagine(
     origin: originOf(command),
     requestedAt: ctx.now(),
   });
-  const jobId = await ctx.gate.work(() =>
-    submitAndShow(ctx, surface, spec, reply, accepted, warningsFor(request, limits)),
-  );
+  const jobId = await ctx.gate.work(async () => {
+    const warnings = warningsFor(request, limits);
+    // Queued all the same (a worker may be restarting or starting up), but the user is told.
+    const served = await ctx.jobs.modelServed?.(batch.model).catch(() => true);
+    if (served === false) warnings.push(MESSAGES.modelUnserved(batch.model));
+    return submitAndShow(ctx, surface, spec, reply, accepted, warnings);
+  });
   return jobId === undefined ? {} : { jobId };
 }
