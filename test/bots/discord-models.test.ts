@@ -28,7 +28,7 @@ describe('Discord: the model is a choice (real discord.js against the fake, real
   let worker: QueueWorker;
   let service: ConversationService;
   let bot: DiscordBot;
-  const settings = { ...TEST_SETTINGS, limits: { ...TEST_SETTINGS.limits, models: ['sd1', 'sd2'] } };
+  const settings = { ...TEST_SETTINGS, limits: { ...TEST_SETTINGS.limits, models: ['sd1', 'sd2', 'sd3'] } };
 
   beforeAll(async () => {
     redis = await startTestRedis();
@@ -69,6 +69,7 @@ describe('Discord: the model is a choice (real discord.js against the fake, real
     expect(model?.choices).toEqual([
       { name: 'sd1', value: 'sd1' },
       { name: 'sd2', value: 'sd2' },
+      { name: 'sd3', value: 'sd3' },
     ]);
     expect(model?.description).toBe('Model (default sd1)');
   });
@@ -95,5 +96,20 @@ describe('Discord: the model is a choice (real discord.js against the fake, real
     expect(refined?.result?.model.name).toBe('sd2');
     // Both models ran on this one worker, each from its own queue.
     expect(worker.models).toEqual(['sd1', 'sd2']);
+  });
+
+  it('a model no running worker serves: queued all the same, and the queued message says so', async () => {
+    const command = fake.slashCommand({ options: { prompt: 'a blue fox', model: 'sd3' }, user: ALICE });
+    const queued = await fake.waitFor(
+      () => {
+        const message = fake.originalMessage(command);
+        return message?.content.includes('Queued') === true ? message : undefined;
+      },
+      10_000,
+      'the queued message',
+    );
+    expect(queued.content).toContain('a blue fox');
+    expect(queued.content).toContain('No worker serving the model');
+    expect(await jobs.status(`discord-${command.id}`)).toMatchObject({ state: 'queued' });
   });
 });
