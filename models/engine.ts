@@ -75,6 +75,23 @@ export interface GenerateResult {
   readonly timings: GenerateTimings;
 }
 
+/**
+ * Generation settings that fit a model (models/defaults.ts): from its folder's `imagine.json`, else known
+ * by family and scheduler config. For callers to use where the user gave no value; settings override them.
+ */
+export interface ModelDefaults {
+  readonly steps: number;
+  readonly guidance: number;
+  readonly width: number;
+  readonly height: number;
+  /** The folder's own scheduler, when this engine has it; absent: the caller's choice. */
+  readonly scheduler?: SamplerName;
+  /** Where they came from: the folder's imagine.json (over the known ones) or the family rules alone. */
+  readonly source: 'imagine.json' | 'family';
+  /** Which rule gave them, for people: e.g. "SD-Turbo (EulerAncestral scheduler with trailing spacing)". */
+  readonly reason: string;
+}
+
 export interface ModelInfo {
   /** Folder name or hub repo id. */
   readonly name: string;
@@ -86,6 +103,8 @@ export interface ModelInfo {
   readonly hasSafetyChecker: boolean;
   /** The Stable Diffusion family the loader recognised (absent for engines that are not a model). */
   readonly family?: 'sd1' | 'sd2' | 'sdxl';
+  /** Defaults that fit this model (absent for engines that are not a model folder). */
+  readonly defaults?: ModelDefaults;
 }
 
 export interface Engine {

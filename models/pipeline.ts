@@ -96,6 +96,7 @@ class StableDiffusionEngine implements Engine {
       executionProvider: ep,
       hasSafetyChecker: model.safetyChecker !== null,
       family: model.family,
+      defaults: model.defaults,
     };
   }
 

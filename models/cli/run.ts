@@ -17,6 +17,7 @@ import { loadModel } from '../loader.ts';
 import { loadEngine } from '../pipeline.ts';
 import { encodePng, formatParameters } from '../png.ts';
 import { EXECUTION_PROVIDERS, type ExecutionProviderName, isExecutionProviderName } from '../providers.ts';
+import { modelsCommand } from './models-command.ts';
 
 /**
  * The `imagine` command line: generate, tokenize, models download/list. Takes its environment as a
@@ -62,8 +63,10 @@ export const USAGE = `Usage:
     Without --seed, one random seed is drawn and printed.
   imagine tokenize [--model DIR] TEXT
       prints the 77 CLIP token ids as a JSON array on the last line
-  imagine models download REPO [--revision R] [--dir D]
+  imagine models download NAME|REPO [--revision R] [--dir D]
+      NAME: a catalogue entry (see models list; writes its defaults to imagine.json); REPO: owner/name
   imagine models list [--dir D]
+      each model folder's family, type, size on disk and defaults, then the catalogue entries not downloaded
   imagine inspect [--model DIR]
       opens every session of a model folder and prints the inputs it found
 Environment: MODELS_DIR (default ./data/models), HF_TOKEN, HF_ENDPOINT.
@@ -276,59 +279,6 @@ async function tokenize(args: readonly string[], env: CliEnv, io: CliIo): Promis
   return EXIT_OK;
 }
 
-async function models(args: readonly string[], env: CliEnv, io: CliIo): Promise<number> {
-  const [sub, ...rest] = args;
-  // Loaded only here: generate and tokenize never need the hub client.
-  const { downloadModel, formatBytes, formatProgressBar, listModels } = await import('../download/index.ts');
-  if (sub === 'download') {
-    const { values, positionals } = parseArgs({
-      args: rest,
-      allowPositionals: true,
-      strict: true,
-      options: { revision: { type: 'string' }, dir: { type: 'string' } },
-    });
-    if (positionals.length !== 1) {
-      usage('models download takes one REPO (owner/name of an SD 1.x ONNX export)');
-    }
-    const tty = io.stderr.isTTY === true;
-    const result = await downloadModel({
-      repo: positionals[0]!,
-      revision: values.revision,
-      dir: values.dir ?? modelsDir(env),
-      token: env.HF_TOKEN,
-      endpoint: env.HF_ENDPOINT,
-      onProgress: tty ? (p) => io.stderr.write(`\r${formatProgressBar(p)}`) : undefined,
-    });
-    if (tty) io.stderr.write('\n');
-    io.stderr.write(
-      `${result.filesDownloaded.length} file(s), ${formatBytes(result.bytesDownloaded)} downloaded; ` +
-        `${result.manifest.repo}@${result.manifest.commit ?? result.manifest.revision} is in ${result.dir}\n` +
-        `Try: imagine generate --model ${result.dir} --prompt "..."\n`,
-    );
-    io.stdout.write(`${result.dir}\n`);
-    return EXIT_OK;
-  }
-  if (sub === 'list') {
-    const { values, positionals } = parseArgs({
-      args: rest,
-      allowPositionals: true,
-      strict: true,
-      options: { dir: { type: 'string' } },
-    });
-    if (positionals.length > 0) usage(`models list takes no arguments, got "${positionals[0]}"`);
-    const list = await listModels(values.dir ?? modelsDir(env));
-    for (const m of list) {
-      const state = m.complete ? '' : '  (incomplete)';
-      io.stdout.write(`${m.name}\t${m.kind}\t${formatBytes(m.sizeBytes)}\t${m.dir}${state}\n`);
-    }
-    if (list.length === 0) io.stderr.write('No models yet. Try `imagine models download <repo>`.\n');
-    return EXIT_OK;
-  }
-  usage(
-    sub === undefined ? 'models needs a subcommand: download or list' : `unknown models subcommand "${sub}"`,
-  );
-}
-
 /** Checks a model folder without generating: opens every session and prints what it found. */
 async function inspect(args: readonly string[], env: CliEnv, io: CliIo): Promise<number> {
   const { values } = parseArgs({ args: [...args], strict: true, options: { model: { type: 'string' } } });
@@ -344,6 +294,7 @@ async function inspect(args: readonly string[], env: CliEnv, io: CliIo): Promise
           demo: model.demo,
           dtype: model.dtype,
           family: model.family,
+          defaults: model.defaults,
           textEncoder: { inputIds: model.textEncoder.inputIds, output: model.textEncoder.output },
           ...(model.second === null
             ? {}
@@ -386,7 +337,14 @@ export async function runCli(argv: readonly string[], env: CliEnv, io: CliIo): P
       case 'tokenize':
         return await tokenize(rest, env, io);
       case 'models':
-        return await models(rest, env, io);
+        return await modelsCommand(rest, {
+          modelsDir: modelsDir(env),
+          token: env.HF_TOKEN,
+          endpoint: env.HF_ENDPOINT,
+          stdout: io.stdout,
+          stderr: io.stderr,
+          usage,
+        });
       case 'inspect':
         return await inspect(rest, env, io);
       case undefined:
