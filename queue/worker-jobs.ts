@@ -89,15 +89,16 @@ export function createJobProcessor(
     const engine = lease.engine;
     // Another model, or other files under the same name, would give other pictures for the same
     // seeds: refuse rather than pretend. Records from before revisions name the loader's label.
-    const otherRevision =
-      madeBy?.revision !== undefined && served.revision !== '' && madeBy.revision !== served.revision;
+    const revisions = madeBy?.revision !== undefined && served.revision !== '';
+    const otherRevision = revisions && madeBy?.revision !== served.revision;
+    // Without revisions to compare, the loader's label decides (records from before labels: their name).
     const otherModel =
-      madeBy !== undefined && madeBy.revision === undefined && madeBy.name !== engine.info.name;
+      madeBy !== undefined && !revisions && (madeBy.label ?? madeBy.name) !== engine.info.name;
     if (otherRevision || otherModel) {
       lease.release();
       const reason = otherRevision
         ? modelRevisionError(served.name, madeBy?.revision ?? '', served.revision).message
-        : `This grid's images were made with the model ${madeBy?.name ?? ''}, which is no longer loaded, so they can't be made again.`;
+        : `This grid's images were made with the model ${madeBy?.label ?? madeBy?.name ?? ''}, which is no longer loaded, so they can't be made again.`;
       logger.warn(
         { jobId: id, workerId, model: madeBy, loaded: engine.info.name, revision: served.revision },
         'cannot re-render: other model',
