@@ -1,8 +1,10 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { modelFolderFacts } from '../../models/revision.ts';
+import { queueKeys } from '../../queue/keys.ts';
 import { TINY_SD, TINY_SD2 } from '../models/tiny-sd.ts';
 import {
   call,
@@ -129,6 +131,29 @@ describe('several models in one deployment (playground, real queue and worker, t
     const reroll = (await waitForJob(t.url, rerolled.body.id, ['done'], { headers: user })) as ModelJob;
     expect(reroll.settings.model).toBe('sd2');
     expect(reroll.model?.name).toBe('sd2');
+  });
+
+  it('U on a grid whose PNGs were dropped makes them again on the grid’s model: the same bytes', async () => {
+    const before = Buffer.from(
+      await (await fetch(`${t.url}${sd2Grid.images[0]}`, { headers: user })).arrayBuffer(),
+    );
+    const redis = new Redis(String(t.app.redis));
+    try {
+      const keys = queueKeys('imagine');
+      const dropped = [keys.grid(sd2Grid.id), ...[0, 1, 2, 3].map((k) => keys.image(sd2Grid.id, k))];
+      expect(await redis.del(...dropped)).toBe(5);
+    } finally {
+      redis.disconnect();
+    }
+    const u1 = await call<{ image: string }>(`${t.url}/api/jobs/${sd2Grid.id}/upscale/1`, {
+      method: 'POST',
+      headers: user,
+    });
+    expect(u1.status).toBe(200);
+    const again = Buffer.from(
+      await (await fetch(`${t.url}${u1.body.image}`, { headers: user })).arrayBuffer(),
+    );
+    expect(again.equals(before)).toBe(true);
   });
 
   it('after a restart without sd1 (and sd2 now the default): sd1’s grid says its model is gone, sd2’s still refines', async () => {
