@@ -30,4 +30,6 @@ export interface WorkerContext {
   readonly previewEveryMs: number;
   readonly imageTtlMs: number;
   readonly imageStoreMaxBytes: number;
+  /** True once close() began: a job still waiting for a slot is handed back instead of run. */
+  isClosing(): boolean;
 }

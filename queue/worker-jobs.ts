@@ -328,6 +328,12 @@ export function createJobProcessor(
   return async (job, token) => {
     const free = await slots.take();
     try {
+      if (ctx.isClosing()) {
+        // Fetched from another model's queue while this worker's slots were busy, and the worker is
+        // stopping now: hand it back unrun rather than hold the shutdown for a whole batch.
+        await job.moveToWait(token);
+        throw new WaitingError();
+      }
       return await (job.name === RENDER_JOB ? processRender(job, token) : processJob(job, token));
     } finally {
       free();

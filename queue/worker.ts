@@ -196,11 +196,14 @@ export async function startWorker(options: WorkerOptions): Promise<QueueWorker> 
   }, cancelPollMs);
   poll.unref();
 
+  // Declared before any job can run: processors ask whether the worker is stopping.
+  let closing: Promise<void> | undefined;
   const ctx: WorkerContext = {
     client,
     keys,
     pool,
     slots: createSlots(concurrency),
+    isClosing: () => closing !== undefined,
     deliveries,
     running,
     workerId,
@@ -289,7 +292,6 @@ export async function startWorker(options: WorkerOptions): Promise<QueueWorker> 
     'generation worker started',
   );
 
-  let closing: Promise<void> | undefined;
   const release = (): void => {
     for (const id of running.keys()) abort(id, 'shutdown');
   };

@@ -1,5 +1,7 @@
+import { Queue } from 'bullmq';
 import { describe, expect, it } from 'vitest';
 import { ErrorCode } from '../../core/errors.ts';
+import type { Engine } from '../../models/engine.ts';
 import type { ServedModel } from '../../queue/engine-pool.ts';
 import { createJobs } from '../../queue/jobs.ts';
 import { createNoopEngine } from '../../queue/noop-engine.ts';
@@ -83,5 +85,45 @@ describe('routing by model (real Redis, real worker)', () => {
     await worker.close();
     closed = true;
     expect(await jobs.modelServed?.('a')).toBe(false);
+  });
+
+  it('one batch at a time across models; on shutdown a job still waiting for the slot is handed back unrun', async () => {
+    const prefix = uniquePrefix('slots');
+    const jobs = open(prefix);
+    const inner = createNoopEngine({ name: 'a-folder' });
+    // Model a's batches run until aborted (the worker's release on shutdown).
+    const held: Engine = {
+      info: inner.info,
+      generate: (_request, options = {}) =>
+        new Promise((_resolve, reject) => {
+          options.signal?.addEventListener('abort', () => reject(options.signal?.reason), { once: true });
+        }),
+      close: async () => {},
+    };
+    const b = createNoopEngine({ name: 'b-folder' });
+    const worker = await startWorker({
+      connection: redis.url,
+      prefix,
+      models: [
+        { name: 'a', load: async () => held, sizeBytes: 0, revision: 'rev-a' },
+        { name: 'b', load: async () => b, sizeBytes: 0, revision: 'rev-b' },
+      ],
+      concurrency: 1,
+      logger: captureLogger(),
+      previewEveryMs: 0,
+    });
+    const queueB = new Queue('generate-b', { connection: { url: redis.url }, prefix });
+    cleanups.push(() => queueB.close());
+    const first = await jobs.submit({ ...makeSpec(), model: 'a' });
+    await waitFor('a running', async () => (await jobs.status(first.jobId))?.state === 'running');
+    const second = await jobs.submit({ ...makeSpec(), model: 'b' });
+    // Taken from b's queue by this worker, but the one slot is a's.
+    await waitFor('b fetched', async () => (await queueB.getJobState(second.jobId)) === 'active');
+    expect(b.calls).toBe(0);
+    await worker.close({ releaseNow: true });
+    expect(b.calls).toBe(0);
+    expect(await queueB.getJobState(second.jobId)).toBe('waiting');
+    expect(await jobs.status(second.jobId)).toEqual({ state: 'queued', position: 0 });
+    expect((await jobs.status(first.jobId))?.state).toBe('queued');
   });
 });
