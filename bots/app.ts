@@ -189,7 +189,11 @@ export async function startApp(options: AppOptions): Promise<App> {
   }
 
   try {
-    const probe: QueueProbe = createQueueProbe(connection, config.QUEUE_PREFIX);
+    const probe: QueueProbe = createQueueProbe(
+      connection,
+      config.QUEUE_PREFIX,
+      modelsFrom(config).map((m) => m.name),
+    );
     stack.push({ name: 'probe', close: () => probe.close() });
     metrics.setQueueCounts(() => probe.counts());
     health.check('redis', () => probe.ping());

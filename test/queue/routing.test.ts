@@ -5,6 +5,7 @@ import type { Engine } from '../../models/engine.ts';
 import type { ServedModel } from '../../queue/engine-pool.ts';
 import { createJobs } from '../../queue/jobs.ts';
 import { createNoopEngine } from '../../queue/noop-engine.ts';
+import { createQueueProbe } from '../../queue/probe.ts';
 import type { Jobs } from '../../queue/types.ts';
 import { startWorker } from '../../queue/worker.ts';
 import { uniquePrefix, useTestRedis } from '../helpers/use-redis.ts';
@@ -125,5 +126,20 @@ describe('routing by model (real Redis, real worker)', () => {
     expect(await queueB.getJobState(second.jobId)).toBe('waiting');
     expect(await jobs.status(second.jobId)).toEqual({ state: 'queued', position: 0 });
     expect((await jobs.status(first.jobId))?.state).toBe('queued');
+  });
+
+  it('the queue-depth gauges count every model’s queue', async () => {
+    const prefix = uniquePrefix('probe');
+    const jobs = open(prefix);
+    await jobs.submit({ ...makeSpec(), model: 'x' });
+    await jobs.submit({ ...makeSpec(), model: 'y' });
+    const both = createQueueProbe(redis.url, prefix, ['x', 'y']);
+    const plain = createQueueProbe(redis.url, prefix);
+    cleanups.push(
+      () => both.close(),
+      () => plain.close(),
+    );
+    expect((await both.counts()).waiting).toBe(2);
+    expect((await plain.counts()).waiting).toBe(0);
   });
 });
