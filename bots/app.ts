@@ -15,6 +15,7 @@ import { Health } from './ops/health.ts';
 import { createMetrics, type Metrics } from './ops/metrics.ts';
 import { type RunningServer, startOpsServer } from './ops/server.ts';
 import { ConversationService, serviceSettingsFrom } from './service.ts';
+import { startTeamSettings } from './settings/start.ts';
 import type { ChatSurface } from './surface.ts';
 import { redisIdentitySecret } from './web/secret.ts';
 import { startPlayground } from './web/server.ts';
@@ -274,9 +275,13 @@ export async function startApp(options: AppOptions): Promise<App> {
         metrics,
       });
       stack.push({ name: 'jobs', close: () => jobs.close() });
+      const serviceSettings = serviceSettingsFrom(config);
+      const teams = await startTeamSettings(connection, config.QUEUE_PREFIX, serviceSettings, log);
+      stack.push({ name: 'team settings', close: () => teams.close() });
       const service = new ConversationService({
         jobs,
-        settings: serviceSettingsFrom(config),
+        teams,
+        settings: serviceSettings,
         log: log.child({ component: 'service' }),
         metrics,
       });
@@ -302,6 +307,7 @@ export async function startApp(options: AppOptions): Promise<App> {
         log: log.child({ component: 'web' }),
         recordTtlDays: config.RECORD_TTL_DAYS,
         identitySecret: redisIdentitySecret(connection, config.QUEUE_PREFIX),
+        teamSettings: { store: teams.store, limits: serviceSettings.limits },
         info: () => ({
           role,
           model: modelInfo ?? null,
@@ -324,7 +330,12 @@ export async function startApp(options: AppOptions): Promise<App> {
       if (config.SLACK_BOT_TOKEN !== undefined) {
         const { SlackAdapter, slackSettingsFrom } = await import('./slack/adapter.ts');
         const slack = slackSettingsFrom(config)!;
-        const adapter = new SlackAdapter({ ...slack, service: conversation, log });
+        const adapter = new SlackAdapter({
+          ...slack,
+          service: conversation,
+          log,
+          teamSettings: (request) => service.teamSettings(request),
+        });
         await adapter.start();
         stack.push({ name: 'slack', close: () => adapter.stop() });
       }
@@ -421,6 +432,7 @@ async function startDiscord(
     apiUrl: config.DISCORD_API_URL,
     limits: serviceSettingsFrom(config).limits,
     log: log.child({ surface: 'discord' }),
+    teamSettings: (request) => service.teamSettings(request),
   });
   await bot.start();
   return { name: 'discord', close: () => bot.stop() };

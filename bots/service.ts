@@ -10,6 +10,8 @@ import { KnownJobs } from './service/known-jobs.ts';
 import { press } from './service/press.ts';
 import { ProgressThrottle } from './service/progress.ts';
 import { type ServiceLog, type ServiceSettings, SILENT_LOG } from './service/settings.ts';
+import { type SettingsAnswer, type SettingsRequest, settingsCommand } from './service/settings-command.ts';
+import type { TeamSupport } from './settings/support.ts';
 import type {
   ChatSurface,
   ControlPress,
@@ -66,6 +68,8 @@ export interface ConversationServiceOptions {
    * @defaultValue 8
    */
   readonly maxConcurrentInteractions?: number;
+  /** Team settings (Redis) and daily quotas. @defaultValue none: the environment's settings everywhere */
+  readonly teams?: TeamSupport;
 }
 
 const DEFAULT_PROGRESS_INTERVAL_MS = 2000;
@@ -97,6 +101,7 @@ export class ConversationService {
       }),
       chains: new Chains(),
       known: new KnownJobs(),
+      teams: options.teams,
     };
     this.#progressIntervalMs = options.settings.progressIntervalMs ?? DEFAULT_PROGRESS_INTERVAL_MS;
   }
@@ -140,6 +145,18 @@ export class ConversationService {
   /** A button press (see service/press.ts). Never throws; answers with the job made or acted on, if any. */
   press(pressed: ControlPress, reply: InteractionReply): Promise<InteractionResult> {
     return press(this.#ctx, this.#surfaces.get(pressed.surface)?.surface, pressed, reply);
+  }
+
+  /**
+   * `/imagine-settings` (see service/settings-command.ts): show, set or reset a scope's settings.
+   * Throws when Redis can't be reached (the adapter says so).
+   */
+  teamSettings(request: SettingsRequest): Promise<SettingsAnswer> {
+    const teams = this.#ctx.teams;
+    if (teams === undefined) {
+      return Promise.resolve({ ok: false, message: 'Team settings are not enabled on this deployment.' });
+    }
+    return settingsCommand(teams.store, this.#ctx.settings.limits, request);
   }
 
   /** Detaches every surface and waits for in-flight renders. */

@@ -26,6 +26,8 @@ interface ActionBase {
   /** Display name, for captions. */
   readonly userName?: string;
   readonly channel: string;
+  /** The workspace (Slack team, Discord guild) the channel belongs to: the scope of team settings. */
+  readonly workspace?: string;
   /** Thread to post in (Slack thread_ts), when the surface has threads. */
   readonly thread?: string;
   /** Unique id of this interaction; a redelivered interaction carries the same id (one job). */

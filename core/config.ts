@@ -258,6 +258,11 @@ export const configSchema = z.object({
   OWNER_ONLY_BUTTONS: bool(false),
   /** Comma-separated user ids (surface:user, e.g. `discord:123`) who may cancel anyone's jobs. Default empty. */
   ADMIN_USERS: idList,
+  /**
+   * Comma-separated words refused in every prompt on every surface (whole words, case- and
+   * accent-insensitive; see core/team-settings.ts). Teams add their own but cannot lift these. Default empty.
+   */
+  BANNED_WORDS: idList,
 
   /** Discord bot token. Unset: Discord is off. */
   DISCORD_TOKEN: optionalString,
@@ -394,6 +399,10 @@ export interface RequestLimits {
   readonly defaultWidth: number;
   readonly defaultHeight: number;
   readonly maxPixels: number;
+  /** Negative prompt when none is given (a team's setting). @defaultValue none */
+  readonly defaultNegative?: string;
+  /** Aspect `W:H` when neither size nor aspect is given (a team's setting). @defaultValue DEFAULT_WIDTH×DEFAULT_HEIGHT */
+  readonly defaultAspect?: string;
   /** Names of the served models, the default first (`--model` picks one). @defaultValue `['default']` */
   readonly models?: readonly string[];
 }

@@ -21,6 +21,10 @@ export enum ErrorCode {
   ModelGone = 'E_MODEL_GONE',
   /** A service the request needs (the queue's Redis) can't be reached right now; retry later (HTTP 503). */
   Unavailable = 'E_UNAVAILABLE',
+  /** The prompt holds a word banned here (the word is never echoed). */
+  BannedWord = 'E_BANNED_WORD',
+  /** The user's daily image quota in this scope is used up; retry after the reset. */
+  Quota = 'E_QUOTA',
   // HTTP-level refusals of the playground and ops servers (shown verbatim)
   BadBody = 'E_BAD_BODY',
   BodyTooLarge = 'E_BODY_TOO_LARGE',

@@ -17,6 +17,7 @@ const HTTP_ANSWER: Readonly<Record<ErrorCode, HttpAnswer>> = {
   [ErrorCode.UnknownFlag]: { status: 400 },
   [ErrorCode.UnknownModel]: { status: 400 },
   [ErrorCode.PromptTooLong]: { status: 400 },
+  [ErrorCode.BannedWord]: { status: 400 },
   [ErrorCode.BadBody]: { status: 400 },
   [ErrorCode.Unauthorized]: { status: 401 },
   [ErrorCode.Forbidden]: { status: 403 },
@@ -32,6 +33,8 @@ const HTTP_ANSWER: Readonly<Record<ErrorCode, HttpAnswer>> = {
   // Limits that lift as jobs finish: a generation takes seconds, so 10 s is a fair first wait.
   [ErrorCode.RateLimited]: { status: 429, retryAfterSeconds: 10 },
   [ErrorCode.QueueFull]: { status: 429, retryAfterSeconds: 10 },
+  // A daily quota lifts at the next UTC midnight; the error carries the exact seconds, this is a floor.
+  [ErrorCode.Quota]: { status: 429, retryAfterSeconds: 3600 },
   // Redis reconnects within seconds; asking sooner than that only repeats the failure.
   [ErrorCode.Unavailable]: { status: 503, retryAfterSeconds: 5 },
   [ErrorCode.Redis]: { status: 503, retryAfterSeconds: 5 },

@@ -235,7 +235,7 @@ function validateImagine(raw: RawOptions, limits: RequestLimits): Result<Imagine
       ErrorCode.PromptTooLong,
     );
   }
-  const negative = (raw.negative ?? '').replace(/\s+/gu, ' ').trim();
+  const negative = (raw.negative ?? limits.defaultNegative ?? '').replace(/\s+/gu, ' ').trim();
   if (negative.length > MAX_PROMPT_CHARS) {
     return fail(
       `The negative prompt is ${negative.length} characters long; the limit is ${MAX_PROMPT_CHARS}.`,
@@ -278,8 +278,10 @@ function validateImagine(raw: RawOptions, limits: RequestLimits): Result<Imagine
 
   let width = limits.defaultWidth;
   let height = limits.defaultHeight;
-  if (raw.aspect !== undefined) {
-    const size = sizeForAspect(raw.aspect, limits);
+  // A team's default aspect applies only when the user gave neither an aspect nor a size.
+  const aspect = raw.aspect ?? (raw.size === undefined ? limits.defaultAspect : undefined);
+  if (aspect !== undefined) {
+    const size = sizeForAspect(aspect, limits);
     if (!size.ok) return size;
     ({ width, height } = size.value);
   } else if (raw.size !== undefined) {

@@ -24,6 +24,16 @@ export interface GenerateRequest {
   readonly height: number;
   /** Which torch generator the seeds reproduce. Default: the engine's configured one (cpu). */
   readonly generator?: GeneratorKind;
+  /**
+   * Image-to-image: the starting picture, an encoded PNG, JPEG or WebP file (at most 20 MiB and
+   * 4096x4096 pixels), resized to width x height when its size differs. Absent: text-to-image.
+   */
+  readonly initImage?: Uint8Array;
+  /**
+   * Image-to-image only: how much of the schedule runs from the picture, above 0 and at most 1 (1 starts
+   * from noise at the first timestep), as diffusers' `strength`. @defaultValue `0.8` (diffusers' default)
+   */
+  readonly strength?: number;
 }
 
 /** Interleaved 8-bit RGB, row-major, no padding: `data.length === width * height * 3`. */
@@ -62,6 +72,8 @@ export interface GenerateTimings {
   /** One entry per denoising step (UNet + scheduler + guidance). */
   readonly stepMs: readonly number[];
   readonly decodeMs: number;
+  /** Image-to-image: the VAE encoder's run. */
+  readonly encodeImageMs?: number;
   readonly safetyMs?: number;
   readonly totalMs: number;
 }

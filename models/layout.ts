@@ -20,6 +20,8 @@ export const PIPELINE_FOLDERS = [
   'text_encoder/',
   'unet/',
   'vae_decoder/',
+  // Image-to-image (Vary, Upscale, image prompts) needs the encoder; text-to-image never opens it.
+  'vae_encoder/',
   'text_encoder_2/',
   'tokenizer_2/',
 ] as const;

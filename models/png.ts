@@ -36,6 +36,8 @@ export interface ImageParameters {
   /** Revision of the model's files (A1111's `Model hash`); omitted when absent. */
   readonly modelHash?: string;
   readonly generator: GeneratorKind;
+  /** Image-to-image's strength, A1111's "Denoising strength"; absent for text-to-image. */
+  readonly strength?: number;
 }
 
 /** A1111's `quote`: values with a comma, newline or colon are JSON-quoted so the line parses back. */
@@ -59,6 +61,7 @@ export function formatParameters(p: ImageParameters): string {
   ];
   if (p.modelHash !== undefined && p.modelHash !== '') fields.push(['Model hash', p.modelHash]);
   if (p.model !== '') fields.push(['Model', p.model]);
+  if (p.strength !== undefined) fields.push(['Denoising strength', String(p.strength)]);
   if (p.generator === 'cpu') fields.push(['RNG', 'CPU']);
   const line = fields.map(([k, v]) => `${k}: ${quote(v)}`).join(', ');
   const negative = p.negative === '' ? '' : `\nNegative prompt: ${p.negative}`;

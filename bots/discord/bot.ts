@@ -27,6 +27,12 @@ import type {
 import { registerCommands } from './commands.ts';
 import { DISCORD_LIMITS, DISCORD_MARKUP, NO_MENTIONS, type RestMessage, restMessage } from './render.ts';
 import { DiscordReply, InteractionWebhooks } from './reply.ts';
+import {
+  onSettingsCommand,
+  SETTINGS_COMMAND,
+  type SettingsHandler,
+  settingsCommandDefinition,
+} from './settings-command.ts';
 
 /**
  * The Discord adapter: discord.js in, the conversation service deciding, Discord messages out.
@@ -70,6 +76,8 @@ export interface DiscordBotOptions {
    * accept more, but results may land in any channel. @defaultValue 10 MiB
    */
   readonly maxUploadBytes?: number;
+  /** `/imagine-settings`: registered and answered only when given (ConversationService.teamSettings). */
+  readonly teamSettings?: SettingsHandler;
 }
 
 const DEFAULTS = {
@@ -140,6 +148,7 @@ export class DiscordBot {
         this.#options.appId,
         this.#options.guildId,
         this.#options.limits,
+        this.#options.teamSettings === undefined ? [] : [settingsCommandDefinition(this.#options.limits)],
       );
       this.#log.info(
         { commands: commands.map((c) => c.name), guild: this.#options.guildId ?? 'global' },
@@ -164,12 +173,17 @@ export class DiscordBot {
   }
 
   #onInteraction(interaction: Interaction): void {
+    const settings = this.#options.teamSettings;
     const handled =
       interaction.isChatInputCommand() && interaction.commandName === 'imagine'
         ? this.#onImagine(interaction)
-        : interaction.isButton()
-          ? this.#onButton(interaction)
-          : undefined;
+        : interaction.isChatInputCommand() &&
+            interaction.commandName === SETTINGS_COMMAND &&
+            settings !== undefined
+          ? onSettingsCommand(interaction, settings)
+          : interaction.isButton()
+            ? this.#onButton(interaction)
+            : undefined;
     handled?.catch((error: unknown) =>
       this.#log.error({ err: error, interactionId: interaction.id }, 'discord interaction handler failed'),
     );
@@ -218,6 +232,7 @@ export class DiscordBot {
       user: interaction.user.id,
       userName: interaction.user.globalName ?? interaction.user.username,
       channel: interaction.channelId,
+      ...(interaction.guildId === null ? {} : { workspace: interaction.guildId }),
       interactionId: interaction.id,
       messageRef: { app: interaction.applicationId, token: interaction.token, at: String(now), kind },
     };

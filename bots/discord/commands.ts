@@ -84,10 +84,15 @@ export async function registerCommands(
   appId: string,
   guildId: string | undefined,
   limits: RequestLimits,
+  /** More commands to register with `/imagine` (e.g. `/imagine-settings`). */
+  extra: readonly RESTPostAPIChatInputApplicationCommandsJSONBody[] = [],
 ): Promise<{ id: string; name: string }[]> {
   const route =
     guildId === undefined
       ? Routes.applicationCommands(appId)
       : Routes.applicationGuildCommands(appId, guildId);
-  return (await rest.put(route, { body: [imagineCommand(limits)] })) as { id: string; name: string }[];
+  return (await rest.put(route, { body: [imagineCommand(limits), ...extra] })) as {
+    id: string;
+    name: string;
+  }[];
 }

@@ -1,5 +1,6 @@
 import type { Origin } from '../../core/jobspec.ts';
 import type { Jobs, QueueMetrics } from '../../queue/index.ts';
+import type { TeamSupport } from '../settings/support.ts';
 import type { AckGate } from './ack-gate.ts';
 import type { Chains } from './chains.ts';
 import type { KnownJobs } from './known-jobs.ts';
@@ -18,6 +19,8 @@ export interface ServiceContext {
   readonly gate: AckGate;
   readonly chains: Chains;
   readonly known: KnownJobs;
+  /** Team settings and quotas; absent, only the environment's settings apply. */
+  readonly teams: TeamSupport | undefined;
 }
 
 /**

@@ -1,13 +1,36 @@
 import { imagineBatch, specFrom } from '../../core/batch.ts';
-import { ErrorCode, InternalError, reportError } from '../../core/errors.ts';
-import { modelOf, parseImagineOptions, parseImagineText } from '../../core/request.ts';
+import { ErrorCode, InternalError, reportError, type UserError } from '../../core/errors.ts';
+import {
+  type ImagineRequest,
+  modelOf,
+  parseImagineOptions,
+  parseImagineText,
+  type Result,
+} from '../../core/request.ts';
 import { drawBaseSeed, gridSeeds } from '../../core/seeds.ts';
+import { limitsWith } from '../../core/team-settings.ts';
 import type { ChatSurface, ImagineCommand, InteractionReply, InteractionResult } from '../surface.ts';
 import { type ServiceContext, safely } from './context.ts';
 import { warningsFor } from './format.ts';
 import { originOf } from './origin.ts';
 import { MESSAGES } from './settings.ts';
 import { submitAndShow } from './submit.ts';
+import { checkPrompts, type TeamScope, teamFor } from './team.ts';
+
+/** A parsed request whose prompt holds a word banned here becomes that refusal. */
+function banned(
+  ctx: ServiceContext,
+  team: TeamScope,
+  parsed: Result<ImagineRequest>,
+): Result<ImagineRequest> {
+  if (!parsed.ok) return parsed;
+  try {
+    checkPrompts(ctx, team, [parsed.value.prompt]);
+    return parsed;
+  } catch (error) {
+    return { ok: false, error: error as UserError };
+  }
+}
 
 /**
  * `/imagine`. Parses (pure), then calls `reply.privately` (bad input: nothing queued) or
@@ -20,11 +43,17 @@ export async function imagine(
   command: ImagineCommand,
   reply: InteractionReply,
 ): Promise<InteractionResult> {
-  const limits = ctx.settings.limits;
-  const parsed =
+  // Resolved before the acknowledgement: a cache hit (the usual case) costs nothing, a miss one read.
+  const team = await teamFor(ctx, command);
+  // The team's defaults (negative, sampler, steps, guidance, aspect) apply where the user gave none.
+  const limits = limitsWith(ctx.settings.limits, team.settings);
+  const parsed = banned(
+    ctx,
+    team,
     command.text !== undefined
       ? parseImagineText(command.text, limits)
-      : parseImagineOptions(command.options, limits);
+      : parseImagineOptions(command.options, limits),
+  );
   if (surface === undefined || !parsed.ok) {
     // Bad input never reaches the queue (which counts only what it refuses itself), so count it here.
     if (!parsed.ok) ctx.metrics?.submit('invalid');
@@ -53,7 +82,7 @@ export async function imagine(
     // Queued all the same (a worker may be restarting or starting up), but the user is told.
     const served = await ctx.jobs.modelServed?.(batch.model).catch(() => true);
     if (served === false) warnings.push(MESSAGES.modelUnserved(batch.model));
-    return submitAndShow(ctx, surface, spec, reply, accepted, warnings);
+    return submitAndShow(ctx, surface, spec, reply, accepted, warnings, team);
   });
   return jobId === undefined ? {} : { jobId };
 }

@@ -14,6 +14,7 @@ import { imageText } from './format.ts';
 import { originOf } from './origin.ts';
 import { MESSAGES } from './settings.ts';
 import { submitAndShow } from './submit.ts';
+import { accessSettings, checkPrompts, teamFor } from './team.ts';
 
 /**
  * A button press: refine, reroll, full-size or cancel. Returns the job it made (refine, reroll) or
@@ -82,14 +83,16 @@ async function act(
   reply: InteractionReply,
   accepted: Promise<boolean>,
 ): Promise<Step> {
+  // This channel's settings: its suffixes, button policy, admins, banned words and quota.
+  const team = await teamFor(ctx, pressed);
   if (control.action === 'cancel') {
     const record = await ctx.jobs.record(control.recordId);
     // No record: the queue answers for a job it doesn't have (not found).
-    if (record !== null && !mayCancel(ctx.settings, record, pressed))
+    if (record !== null && !mayCancel(accessSettings(ctx, team), record, pressed))
       throw new UserError(ErrorCode.Forbidden, MESSAGES.notCanceller);
     await ctx.jobs.cancel(control.recordId, { surface: pressed.surface, user: pressed.user });
     ctx.log.info(
-      { jobId: control.recordId, by: pressed.user, admin: isAdmin(ctx.settings, pressed) },
+      { jobId: control.recordId, by: pressed.user, admin: isAdmin(accessSettings(ctx, team), pressed) },
       'cancel asked',
     );
     // The cancelled delivery edits the job's message publicly; nothing more to say here.
@@ -98,7 +101,8 @@ async function act(
   }
   const record = await ctx.jobs.record(control.recordId);
   if (record === null) throw new UserError(ErrorCode.Expired, MESSAGES.expired(ctx.settings.recordTtlDays));
-  if (!mayUseGrid(ctx.settings, record, pressed)) throw new UserError(ErrorCode.Forbidden, MESSAGES.notOwner);
+  if (!mayUseGrid(accessSettings(ctx, team), record, pressed))
+    throw new UserError(ErrorCode.Forbidden, MESSAGES.notOwner);
   if (record.state.status.state !== 'done')
     throw new UserError(ErrorCode.InvalidRequest, MESSAGES.notFinished);
   // The grid's own model, even after the default changed; a model no longer listed can't make matching images.
@@ -110,14 +114,16 @@ async function act(
   // A finished grid's spec is itself a batch: its prompts, seeds and settings.
   const next =
     control.action === 'refine'
-      ? refine(record.spec, control.index, ctx.settings.suffixes)
+      ? refine(record.spec, control.index, team.settings.suffixes)
       : reroll(record.spec, drawBaseSeed(ctx.random));
+  // The words banned here now apply to what the grid's prompts (and the suffixes) make.
+  checkPrompts(ctx, team, next.prompts);
   // The parent's revision goes along: a worker whose files for this name changed refuses rather than
   // make pictures that don't match the parent's seeds.
   const revision = record.result?.model.revision;
   const batch = revision === undefined ? next : { ...next, modelRevision: revision };
   const spec = specFrom(batch, { origin: originOf(pressed), requestedAt: ctx.now(), parentId: record.id });
-  const jobId = await submitAndShow(ctx, surface, spec, reply, accepted, []);
+  const jobId = await submitAndShow(ctx, surface, spec, reply, accepted, [], team);
   return { result: jobId === undefined ? {} : { jobId } };
 }
 

@@ -11,6 +11,8 @@ export interface ServiceSettings {
   readonly ownerOnlyButtons: boolean;
   /** `surface:user` ids that may cancel anyone's job. */
   readonly adminUsers: readonly string[];
+  /** Words refused in every prompt (BANNED_WORDS); teams add to them. @defaultValue none */
+  readonly bannedWords?: readonly string[];
   /** Shown in the "expired" message. */
   readonly recordTtlDays: number;
   /**
@@ -26,6 +28,7 @@ export function serviceSettingsFrom(config: Config): ServiceSettings {
     suffixes: config.SUFFIXES,
     ownerOnlyButtons: config.OWNER_ONLY_BUTTONS,
     adminUsers: config.ADMIN_USERS,
+    bannedWords: config.BANNED_WORDS,
     recordTtlDays: config.RECORD_TTL_DAYS,
   };
 }

@@ -1,11 +1,17 @@
 import { ErrorCode, reportError } from '../../core/errors.ts';
 import type { JobSpecInput } from '../../core/jobspec.ts';
 import { mergeMessageRef, PermanentDeliveryError, type SubmitResult } from '../../queue/index.ts';
+import type { QuotaCharge } from '../settings/quota.ts';
 import type { ChatSurface, InteractionReply, JobTarget, MessageRef } from '../surface.ts';
 import { interactionKey, type ServiceContext, safely } from './context.ts';
 import { displayPrompt } from './format.ts';
 import { MESSAGES } from './settings.ts';
+import { chargeQuota, type TeamScope } from './team.ts';
 import { queuedView } from './views.ts';
+
+async function refund(ctx: ServiceContext, charge: QuotaCharge | undefined): Promise<void> {
+  await charge?.refund().catch((error: unknown) => ctx.log.warn({ err: error }, 'refunding a quota failed'));
+}
 
 /**
  * Submits a job spec and shows it as queued (or why it could not be). Returns the id of the job the
@@ -24,9 +30,10 @@ export function submitAndShow(
   reply: InteractionReply,
   accepted: Promise<boolean>,
   warnings: readonly string[],
+  team?: TeamScope,
 ): Promise<string | undefined> {
   return ctx.chains.run(interactionKey(spec.origin), () =>
-    submitNow(ctx, surface, spec, reply, accepted, warnings),
+    submitNow(ctx, surface, spec, reply, accepted, warnings, team),
   );
 }
 
@@ -37,12 +44,17 @@ async function submitNow(
   reply: InteractionReply,
   accepted: Promise<boolean>,
   warnings: readonly string[],
+  team: TeamScope | undefined,
 ): Promise<string | undefined> {
   const origin = spec.origin;
   let result: SubmitResult;
+  let charge: QuotaCharge | undefined;
   try {
+    // Counted before submitting, so two requests at once can't both take the last of a quota.
+    charge = await chargeQuota(ctx, team, origin.user, spec.prompts.length);
     result = await ctx.jobs.submit(spec);
   } catch (error) {
+    await refund(ctx, charge);
     await accepted;
     const shown = reportError(ctx.log, error, {
       surface: origin.surface,
@@ -55,6 +67,8 @@ async function submitNow(
   const ok = await accepted;
   const id = result.jobId;
   if (result.duplicate) {
+    // The first delivery of this interaction already counted its images.
+    await refund(ctx, charge);
     ctx.log.info({ jobId: id, interactionId: origin.interactionId }, 'duplicate interaction: nothing queued');
     return id;
   }

@@ -33,6 +33,7 @@ import {
 } from './options.ts';
 import { createReceiver, levelOf, listenHttp, onCommand, onPress } from './receive.ts';
 import { ACTION_ID_PREFIX, SLACK_LIMITS, SLACK_MARKUP } from './render.ts';
+import { registerSettings } from './settings-modal.ts';
 import { type ReplyContext, SlackWebApi } from './web-api.ts';
 
 export type { AckTiming, SlackAdapterOptions, SlackConversation, SlackMode } from './options.ts';
@@ -118,6 +119,13 @@ export class SlackAdapter implements ChatSurface {
         );
       },
     );
+    if (options.teamSettings !== undefined) {
+      registerSettings(this.#app, {
+        command: options.settingsCommand ?? '/imagine-settings',
+        handler: options.teamSettings,
+        log: this.#log,
+      });
+    }
     this.#app.error(async (error) => {
       reportError(this.#log, error, { where: 'bolt' });
     });

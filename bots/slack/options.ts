@@ -1,6 +1,7 @@
 import type { Config } from '../../core/config.ts';
 import type { Logger } from '../logger.ts';
 import type { ConversationService } from '../service.ts';
+import type { SettingsHandler } from './settings-modal.ts';
 
 /** The Slack adapter's options, their defaults, and how they come from the validated config. */
 
@@ -34,6 +35,10 @@ export interface SlackAdapterOptions {
   readonly apiTimeoutMs?: number;
   /** Called after each acknowledgement with the time since the interaction was received (metrics, benchmarks). */
   readonly onAck?: (timing: AckTiming) => void;
+  /** `/imagine-settings` and its modal: registered only when given (ConversationService.teamSettings). */
+  readonly teamSettings?: SettingsHandler;
+  /** @defaultValue `'/imagine-settings'` */
+  readonly settingsCommand?: string;
 }
 
 export interface AckTiming {

@@ -1,7 +1,9 @@
+import type { RequestLimits } from '../../core/config.ts';
 import type { Jobs } from '../../queue/index.ts';
 import type { Logger } from '../logger.ts';
 import type { Health } from '../ops/health.ts';
 import type { Metrics } from '../ops/metrics.ts';
+import type { TeamSettingsStore } from '../settings/store.ts';
 import type { ControlPress, ImagineCommand, InteractionResult } from '../surface.ts';
 import type { IdentityIssueLimit } from './auth.ts';
 import type { HttpReply, WebSurface } from './surface.ts';
@@ -43,6 +45,15 @@ export interface PlaygroundOptions {
   readonly identitySecret?: () => Promise<Buffer>;
   /** New identities per client address. @defaultValue IDENTITY_ISSUE_DEFAULTS */
   readonly identityLimit?: Partial<IdentityIssueLimit>;
+  /** Team settings: `GET/PUT /api/settings`. @defaultValue none (those routes answer 404) */
+  readonly teamSettings?: PlaygroundTeamSettings;
+}
+
+/** The playground's team settings (`GET/PUT /api/settings`). */
+export interface PlaygroundTeamSettings {
+  readonly store: TeamSettingsStore;
+  /** For checking steps and aspect against the deployment's limits. */
+  readonly limits: RequestLimits;
 }
 
 /** Playground job ids: only jobs made on the web are visible here (Discord and Slack jobs are not). */
@@ -52,3 +63,6 @@ export const ANY_JOB_ID_RE = /^[a-z]+-[A-Za-z0-9_-]{1,64}$/u;
 
 /** The channel every playground job is posted in (the page is one shared room). */
 export const PLAYGROUND_CHANNEL = 'playground';
+
+/** The playground's workspace: the whole playground is one team for team settings. */
+export const PLAYGROUND_WORKSPACE = 'playground';

@@ -8,7 +8,13 @@ import { HttpError, readJsonObject, SECURITY_HEADERS, sendJson, sendPublicError 
 import { encodeControl } from '../service/controls.ts';
 import type { ControlAction, ImagineCommand } from '../surface.ts';
 import { imagineBody } from './body.ts';
-import { PLAYGROUND_CHANNEL, type PlaygroundOptions, WEB_JOB_ID_RE } from './options.ts';
+import {
+  PLAYGROUND_CHANNEL,
+  PLAYGROUND_WORKSPACE,
+  type PlaygroundOptions,
+  WEB_JOB_ID_RE,
+} from './options.ts';
+import { settingsRoutes } from './settings-api.ts';
 import { HttpReply } from './surface.ts';
 import { jobJson, jobUrl } from './view.ts';
 
@@ -149,6 +155,7 @@ export function playgroundRoutes(options: PlaygroundOptions): PlaygroundRoutes {
       {
         surface: 'web',
         user: ctx.user,
+        workspace: PLAYGROUND_WORKSPACE,
         channel: PLAYGROUND_CHANNEL,
         interactionId: interactionId(ctx.req, ctx.user),
         controlId: encodeControl({ action, recordId: id, index }),
@@ -169,6 +176,7 @@ export function playgroundRoutes(options: PlaygroundOptions): PlaygroundRoutes {
             const base = {
               surface: 'web' as const,
               user: ctx.user,
+              workspace: PLAYGROUND_WORKSPACE,
               channel: PLAYGROUND_CHANNEL,
               interactionId: interactionId(ctx.req, ctx.user),
             };
@@ -281,6 +289,7 @@ export function playgroundRoutes(options: PlaygroundOptions): PlaygroundRoutes {
     { pattern: /^\/api\/jobs\/([^/]+)\/cancel$/u, methods: { POST: (ctx) => press(ctx, 'cancel', 0) } },
   ];
 
+  if (options.teamSettings !== undefined) routes.push(...settingsRoutes(options.teamSettings, bodyLimit));
   return { routes, gone };
 }
 

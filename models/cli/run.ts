@@ -1,5 +1,5 @@
 import { randomInt } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { CodedError, isUserError } from '../../core/errors.ts';
@@ -13,7 +13,9 @@ import {
 import { MAX_SEED } from '../../core/seeds.ts';
 import { ensureDemoModel } from '../demo/index.ts';
 import type { StepProgress } from '../engine.ts';
+import { initImageSize } from '../init-image.ts';
 import { loadModel } from '../loader.ts';
+import { DEFAULT_STRENGTH } from '../pipeline/img2img.ts';
 import { loadEngine } from '../pipeline.ts';
 import { encodePng, formatParameters } from '../png.ts';
 import { EXECUTION_PROVIDERS, type ExecutionProviderName, isExecutionProviderName } from '../providers.ts';
@@ -49,10 +51,15 @@ export const USAGE = `Usage:
   imagine generate --prompt P [--prompt P2 ...] [--seed S [--seed S2 ...]] [options]
       --model DIR         SD 1.x, SD 2.x or SDXL ONNX folder (default: the demo model, built into $MODELS_DIR/demo)
       --negative N        negative prompt (default: none; --negative "" is an explicit empty one, which SDXL encodes)
-      --scheduler NAME    ${SAMPLERS.join(' | ')} (default: pndm)
-      --steps N           denoising steps (default: 25)
-      --guidance G        classifier-free guidance scale; <= 1 turns it off (default: 7.5)
-      --width W --height H  multiples of 8 (default: 512 x 512)
+      --scheduler NAME    ${SAMPLERS.join(' | ')} (default: the model's, see below)
+      --steps N           denoising steps (default: the model's)
+      --guidance G        classifier-free guidance scale; <= 1 turns it off (default: the model's)
+      --width W --height H  multiples of 8 (default: the --init-image's size rounded down to 8, else the model's)
+                          The model's defaults: its imagine.json, else by family (Turbo: 1 step, guidance 0,
+                          512²; SDXL: 30 steps, 5, 1024²; SD 2.x 768: 768²; SD 1.x/2.x: 25 steps, 7.5, 512²);
+                          \`imagine inspect\` prints them.
+      --init-image FILE   image-to-image from a PNG, JPEG or WebP picture (resized to --width/--height if given)
+      --strength S        with --init-image: share of the schedule run, above 0 and at most 1 (default: 0.8)
       --out DIR           writes DIR/0.png, DIR/1.png, ... (default: ./out)
       --generator KIND    cpu | cuda: which torch generator the seeds reproduce (default: cpu)
       --ep NAME           ${EXECUTION_PROVIDERS.join(' | ')} (default: cpu)
@@ -128,6 +135,26 @@ function stepLine(p: StepProgress): string {
   return `\r[${bar}] step ${p.step}/${p.total}  ${(p.elapsedMs / 1000).toFixed(1)}s`;
 }
 
+/** `--init-image` read and sized (diffusers' default: its own size rounded down to 8), with its strength. */
+async function readInitImage(
+  file: string | undefined,
+  strengthArg: string | undefined,
+): Promise<{ bytes: Uint8Array; width: number; height: number; strength: number } | null> {
+  if (file === undefined) {
+    if (strengthArg !== undefined) usage('--strength needs an --init-image');
+    return null;
+  }
+  const strength = parseFloatArg('strength', strengthArg, DEFAULT_STRENGTH);
+  if (!(strength > 0 && strength <= 1)) usage(`--strength must be above 0 and at most 1, got ${strength}`);
+  let bytes: Uint8Array;
+  try {
+    bytes = new Uint8Array(await readFile(file));
+  } catch (error) {
+    usage(`cannot read --init-image ${file}: ${(error as Error).message}`);
+  }
+  return { bytes, strength, ...(await initImageSize(bytes, 8)) };
+}
+
 async function generate(args: readonly string[], env: CliEnv, io: CliIo): Promise<number> {
   const { values, positionals } = parseArgs({
     args: [...args],
@@ -149,6 +176,8 @@ async function generate(args: readonly string[], env: CliEnv, io: CliIo): Promis
       'device-id': { type: 'string' },
       threads: { type: 'string' },
       'safety-checker': { type: 'boolean' },
+      'init-image': { type: 'string' },
+      strength: { type: 'string' },
     },
   });
   if (positionals.length > 0) usage(`unexpected argument "${positionals[0]}" (prompts go after --prompt)`);
@@ -156,9 +185,8 @@ async function generate(args: readonly string[], env: CliEnv, io: CliIo): Promis
   if (prompts.length === 0) usage('generate needs at least one --prompt');
   const seeds = (values.seed ?? []).map(parseSeed);
   if (seeds.length === 0) seeds.push(randomInt(0, MAX_SEED));
-  const scheduler = values.scheduler ?? 'pndm';
-  if (!isSamplerName(scheduler))
-    usage(`--scheduler must be one of ${SAMPLERS.join(', ')}; got "${scheduler}"`);
+  if (values.scheduler !== undefined && !isSamplerName(values.scheduler))
+    usage(`--scheduler must be one of ${SAMPLERS.join(', ')}; got "${values.scheduler}"`);
   const generator = values.generator ?? 'cpu';
   if (!(GENERATOR_KINDS as readonly string[]).includes(generator)) {
     usage(`--generator must be cpu or cuda, got "${generator}"`);
@@ -166,12 +194,20 @@ async function generate(args: readonly string[], env: CliEnv, io: CliIo): Promis
   const ep = values.ep ?? 'cpu';
   if (!isExecutionProviderName(ep))
     usage(`--ep must be one of ${EXECUTION_PROVIDERS.join(', ')}; got "${ep}"`);
-  const steps = parseIntArg('steps', values.steps, 1, 1000, 25);
-  const guidance = parseFloatArg('guidance', values.guidance, 7.5);
-  const width = parseIntArg('width', values.width, 8, 8192, 512);
-  const height = parseIntArg('height', values.height, 8, 8192, 512);
-  if (width % 8 !== 0 || height % 8 !== 0)
-    usage(`--width and --height must be multiples of 8, got ${width}x${height}`);
+  // Unset flags take the model's own defaults (models/defaults.ts), known only once it is loaded;
+  // the given ones are checked before the (slow) load.
+  const givenSteps = values.steps === undefined ? undefined : parseIntArg('steps', values.steps, 1, 1000, 1);
+  const givenGuidance =
+    values.guidance === undefined ? undefined : parseFloatArg('guidance', values.guidance, 0);
+  const init = await readInitImage(values['init-image'], values.strength);
+  const givenWidth =
+    values.width === undefined ? init?.width : parseIntArg('width', values.width, 8, 8192, 8);
+  const givenHeight =
+    values.height === undefined ? init?.height : parseIntArg('height', values.height, 8, 8192, 8);
+  if ((givenWidth ?? 8) % 8 !== 0 || (givenHeight ?? 8) % 8 !== 0)
+    usage(
+      `--width and --height must be multiples of 8, got ${givenWidth ?? '(model default)'}x${givenHeight ?? '(model default)'}`,
+    );
   const threads = parseIntArg('threads', values.threads, 0, 1024, 0);
   const deviceId = parseIntArg('device-id', values['device-id'], 0, 64, 0);
   const outDir = values.out ?? './out';
@@ -187,6 +223,12 @@ async function generate(args: readonly string[], env: CliEnv, io: CliIo): Promis
     generator: generator as GeneratorKind,
     safetyChecker: values['safety-checker'] === true,
   });
+  const fits = engine.info.defaults;
+  const scheduler = values.scheduler ?? fits?.scheduler ?? 'pndm';
+  const steps = givenSteps ?? fits?.steps ?? 25;
+  const guidance = givenGuidance ?? fits?.guidance ?? 7.5;
+  const width = givenWidth ?? fits?.width ?? 512;
+  const height = givenHeight ?? fits?.height ?? 512;
   try {
     const tty = io.stderr.isTTY === true;
     let lastLen = 0;
@@ -203,6 +245,7 @@ async function generate(args: readonly string[], env: CliEnv, io: CliIo): Promis
         width,
         height,
         generator: generator as GeneratorKind,
+        ...(init === null ? {} : { initImage: init.bytes, strength: init.strength }),
       },
       tty
         ? {
@@ -228,6 +271,7 @@ async function generate(args: readonly string[], env: CliEnv, io: CliIo): Promis
         height,
         model: engine.info.name,
         generator: result.generator,
+        ...(init === null ? {} : { strength: init.strength }),
       });
       const file = path.join(outDir, `${k}.png`);
       await writeFile(file, await encodePng(image, parameters));

@@ -11,10 +11,10 @@ import { type BuildDemoOptions, type DemoModelOptions, resolveDemoOptions } from
 import { buildTextEncoder } from './text-encoder.ts';
 import { pythonJson, tokenizerFiles } from './tokenizer-files.ts';
 import { buildUnet } from './unet.ts';
-import { buildVaeDecoder, SCALING_FACTOR } from './vae.ts';
+import { buildVaeDecoder, buildVaeEncoder, SCALING_FACTOR } from './vae.ts';
 
 /** Bump when the generated files change for the same options: ensureDemoModel rebuilds stale folders. */
-export const DEMO_MODEL_VERSION = 1;
+export const DEMO_MODEL_VERSION = 2;
 export const DEMO_MARKER_FILE = 'demo.json';
 
 export interface DemoCost {
@@ -143,6 +143,7 @@ export async function buildDemoModel(
   await onnx('text_encoder', g.textEncoder.model);
   await onnx('unet', g.unet.model);
   await onnx('vae_decoder', g.vaeDecoder.model);
+  await onnx('vae_encoder', buildVaeEncoder(g.options).model);
   const o = g.options;
   const blockOut = o.vaeChannels > 0 ? o.vaeChannelMult.map((m) => m * o.vaeChannels) : [32, 32, 32, 32];
   await text(

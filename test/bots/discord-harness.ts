@@ -2,6 +2,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { DiscordBot, type DiscordBotOptions } from '../../bots/discord/bot.ts';
 import { ConversationService, type ServiceSettings } from '../../bots/service.ts';
+import type { TeamSupport } from '../../bots/settings/support.ts';
 import { DEFAULT_SUFFIXES } from '../../core/config.ts';
 import type { Engine, GenerateOptions, GenerateRequest } from '../../models/engine.ts';
 import { loadEngine } from '../../models/pipeline.ts';
@@ -108,6 +109,8 @@ export interface HarnessOptions {
   readonly bot?: Partial<DiscordBotOptions>;
   readonly fake?: FakeDiscord;
   readonly perUser?: number;
+  /** Team settings and quotas for the service; with them the bot registers `/imagine-settings`. */
+  readonly teams?: TeamSupport;
 }
 
 export async function startHarness(options: HarnessOptions): Promise<Harness> {
@@ -132,9 +135,14 @@ export async function startHarness(options: HarnessOptions): Promise<Harness> {
     cancelPollMs: 200,
   });
   const makeBot = async (j: Jobs) => {
-    const service = new ConversationService({ jobs: j, settings });
+    const service = new ConversationService({
+      jobs: j,
+      settings,
+      ...(options.teams === undefined ? {} : { teams: options.teams }),
+    });
     const bot = new DiscordBot({
       service,
+      ...(options.teams === undefined ? {} : { teamSettings: (r) => service.teamSettings(r) }),
       token: fake.token,
       appId: fake.appId,
       apiUrl: fake.apiUrl,

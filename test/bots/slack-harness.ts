@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import sharp from 'sharp';
 import { ConversationService, decodeControl, type ServiceSettings } from '../../bots/service.ts';
+import type { TeamSupport } from '../../bots/settings/support.ts';
 import { SlackAdapter, type SlackAdapterOptions } from '../../bots/slack/adapter.ts';
 import { DEFAULT_SUFFIXES } from '../../core/config.ts';
 import { buildDemoModel } from '../../models/demo/build.ts';
@@ -54,6 +55,8 @@ export interface BotOptions {
   readonly perUser?: number;
   readonly queueDepth?: number;
   readonly adapter?: Partial<SlackAdapterOptions>;
+  /** Team settings and quotas for the service; with them the bot answers `/imagine-settings`. */
+  readonly teams?: TeamSupport;
 }
 
 export class TestBot {
@@ -82,7 +85,12 @@ export class TestBot {
       delivery: DELIVERY,
       limits: { perUser: o.perUser ?? 50, queueDepth: o.queueDepth ?? 500 },
     });
-    this.service = new ConversationService({ jobs: this.jobs, settings: o.settings ?? TEST_SETTINGS });
+    const service = new ConversationService({
+      jobs: this.jobs,
+      settings: o.settings ?? TEST_SETTINGS,
+      ...(o.teams === undefined ? {} : { teams: o.teams }),
+    });
+    this.service = service;
     this.adapter = new SlackAdapter({
       service: this.service,
       log: pino({ level: 'silent' }),
@@ -92,6 +100,7 @@ export class TestBot {
       port: 0,
       host: '127.0.0.1',
       apiUrl: o.fake.apiUrl,
+      ...(o.teams === undefined ? {} : { teamSettings: (r) => service.teamSettings(r) }),
       ...o.adapter,
     });
     await this.adapter.start();

@@ -163,10 +163,19 @@ describe('slack-manifest.yaml', () => {
       .filter((line) => !line.trimStart().startsWith('#'))
       .join('\n');
     expect(active).toMatch(/slash_commands:\n\s+- command: \/imagine\n/u);
+    expect(active).toMatch(/\n\s+- command: \/imagine-settings\n/u);
     const scopes = /bot:\n((?:\s+- [a-z:.]+\n)+)/u.exec(active)?.[1]?.match(/[a-z:.]+/gu);
     // commands: /imagine; chat:write: postMessage/update/delete/postEphemeral; files:write: uploadV2;
-    // files:read: files.info (was a grid shared before a restart?); channels:join: conversations.join.
-    expect(scopes?.sort()).toEqual(['channels:join', 'chat:write', 'commands', 'files:read', 'files:write']);
+    // files:read: files.info (was a grid shared before a restart?); channels:join: conversations.join;
+    // users:read: users.info (is the user of /imagine-settings a workspace admin or owner?).
+    expect(scopes?.sort()).toEqual([
+      'channels:join',
+      'chat:write',
+      'commands',
+      'files:read',
+      'files:write',
+      'users:read',
+    ]);
     expect(active).toMatch(/interactivity:\n\s+is_enabled: true/u);
     expect(active).toContain('socket_mode_enabled: true');
   });

@@ -40,7 +40,6 @@ const EXTRAS = [
   'unet/diffusion_pytorch_model.safetensors',
   'unet/openvino_model.xml',
   'text_encoder/model.fp16.safetensors',
-  'vae_encoder/model.onnx',
   'vae/config.json',
 ];
 
@@ -120,6 +119,8 @@ describe('downloadCatalogEntry', () => {
       const got = await readTree(result.dir);
       for (const f of entry.files) expect(got.has(f.path), f.path).toBe(true);
       for (const extra of EXTRAS) expect(got.has(extra), extra).toBe(false);
+      // The VAE encoder comes along where the repo has one, for image-to-image.
+      if (entry.family !== 'sd2') expect(got.has('vae_encoder/model.onnx')).toBe(true);
       if (entry.family === 'sdxl') {
         expect(
           got
@@ -166,12 +167,16 @@ describe('downloadCatalogEntry', () => {
       expect(first).toBeInstanceOf(DownloadError);
       expect((first as DownloadError).reason).toBe('network');
       const part = join(dir, 'stabilityai--sdxl-turbo', 'text_encoder_2', 'model.onnx.part');
-      expect((await stat(part)).size).toBe(cutAt);
+      // Bytes in flight when the connection broke may not have reached the file; what counts is
+      // that the next run asks for exactly what the part file lacks.
+      const kept = (await stat(part)).size;
+      expect(kept).toBeGreaterThan(0);
+      expect(kept).toBeLessThanOrEqual(cutAt);
       expect(await exists(join(dir, 'stabilityai--sdxl-turbo', 'imagine.json'))).toBe(false);
       const before = hub.log.length;
       const second = await downloadCatalogEntry(entry, { dir, endpoint: hub.endpoint, retries: 0 });
       const ranges = hub.log.slice(before).filter((l) => l.url.endsWith('text_encoder_2/model.onnx'));
-      expect(ranges.map((l) => l.range)).toContain(`bytes=${cutAt}-`);
+      expect(ranges.map((l) => l.range)).toContain(`bytes=${kept}-`);
       expect((await readFile(join(second.dir, 'text_encoder_2', 'model.onnx'))).equals(big)).toBe(true);
       // Files finished before the cut are not fetched again.
       expect(second.filesDownloaded[0]).toBe('text_encoder_2/model.onnx');

@@ -36,7 +36,6 @@ beforeAll(async () => {
   modelFiles = await readTree(built.dir);
   modelFiles.delete('demo.json'); // a hub repo has no demo marker
   modelFiles.set('README.md', Buffer.from('# tiny\n'));
-  modelFiles.set('vae_encoder/model.onnx', Buffer.from('not needed for txt2img'));
   modelFiles.set('unet/diffusion_pytorch_model.safetensors', Buffer.from('pytorch weights, skipped'));
   const fp16 = await readTree((await buildDemoModel(join(base, 'src16'), { fp16: true })).dir);
   fp16.delete('demo.json');
@@ -95,6 +94,7 @@ const PIPELINE_FILES = [
   'unet/model.onnx',
   'vae_decoder/config.json',
   'vae_decoder/model.onnx',
+  'vae_encoder/model.onnx',
 ];
 
 describe('downloadModel against a local hub', () => {

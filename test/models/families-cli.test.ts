@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { cp, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -121,5 +121,40 @@ describe('imagine inspect on the other families', () => {
       scheduler: 'euler_a',
       source: 'family',
     });
+  });
+});
+
+describe('imagine generate without flags uses the model’s defaults', () => {
+  it('takes steps, guidance, scheduler and size from imagine.json; given flags still win', async () => {
+    const model = path.join(work, 'sd2-with-defaults');
+    await cp(TINY_SD2, model, { recursive: true });
+    await writeFile(
+      path.join(model, 'imagine.json'),
+      JSON.stringify({ defaults: { steps: 2, guidance: 0, width: 64, height: 96, scheduler: 'euler' } }),
+    );
+    const run = async (out: string, extra: string[]) => {
+      await exec(
+        process.execPath,
+        [BIN, 'generate', '--model', model, '--prompt', 'a boat', '--seed', '5', '--out', out, ...extra],
+        {
+          cwd: ROOT,
+          timeout: 120_000,
+        },
+      ).catch((error: { stderr?: string; code?: number }) => {
+        throw new Error(`imagine exited ${error.code}: ${error.stderr}`);
+      });
+      return readPngText(await readFile(path.join(out, '0.png'))).parameters!;
+    };
+    const plain = await run(path.join(work, 'defaults-plain'), []);
+    expect(plain).toMatch(/Steps: 2, Sampler: Euler, CFG scale: 0, Seed: 5, Size: 64x96/);
+    const given = await run(path.join(work, 'defaults-given'), [
+      '--steps',
+      '3',
+      '--guidance',
+      '4',
+      '--width',
+      '96',
+    ]);
+    expect(given).toMatch(/Steps: 3, Sampler: Euler, CFG scale: 4, Seed: 5, Size: 96x96/);
   });
 });

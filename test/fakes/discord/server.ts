@@ -224,9 +224,13 @@ export class FakeDiscord {
   /** Dispatches a CHAT_INPUT interaction (a slash command) to every ready gateway session. */
   slashCommand(input: {
     name?: string;
-    options: Readonly<Record<string, string | number>>;
+    /** Options of a subcommand (sent nested under it, as Discord does), instead of the command's own. */
+    subcommand?: string;
+    options: Readonly<Record<string, string | number | boolean>>;
     user: FakeUser;
     channelId?: string;
+    /** The member's permissions in the channel (a bit field, as a decimal string). @defaultValue a plain member's */
+    permissions?: string;
     /** Reuse an id/token to deliver the same interaction again. */
     replay?: InjectedInteraction;
   }): InjectedInteraction {
@@ -235,12 +239,22 @@ export class FakeDiscord {
     const channelId = input.channelId ?? this.channelId;
     const name = input.name ?? 'imagine';
     const command = this.#commandNamed(name);
-    const options = Object.entries(input.options).map(([key, value]) => {
-      const declared = command?.options?.find((o) => o.name === key);
-      return { name: key, type: declared?.type ?? (typeof value === 'number' ? 10 : 3), value };
+    const sub = command?.options?.find((o) => o.name === input.subcommand) as
+      | { options?: { name: string; type: number }[] }
+      | undefined;
+    const declaredOptions = input.subcommand === undefined ? command?.options : sub?.options;
+    const given = Object.entries(input.options).map(([key, value]) => {
+      const declared = declaredOptions?.find((o) => o.name === key);
+      const type = typeof value === 'boolean' ? 5 : typeof value === 'number' ? 10 : 3;
+      return { name: key, type: declared?.type ?? type, value };
     });
+    const options =
+      input.subcommand === undefined ? given : [{ name: input.subcommand, type: 1, options: given }];
+    const base = this.#interactionBase(id, token, 2, input.user, channelId);
     const payload = {
-      ...this.#interactionBase(id, token, 2, input.user, channelId),
+      ...base,
+      member:
+        input.permissions === undefined ? base.member : { ...base.member, permissions: input.permissions },
       data: {
         id: command?.id ?? snowflake(),
         name,

@@ -230,6 +230,47 @@ export class SignedSender {
     });
   }
 
+  /**
+   * A modal's submission (`view_submission`), as Slack posts it: the opened view with the state the
+   * user typed, `values[block_id][action_id] = {type, value}`.
+   */
+  async submitView(
+    init: {
+      readonly view: Readonly<Record<string, unknown>>;
+      readonly user?: string;
+      readonly values: Readonly<Record<string, string>>;
+    },
+    overrides: SignOverrides = {},
+  ): Promise<SlackHttpResult> {
+    const user = init.user ?? 'U0ALICE';
+    const values = Object.fromEntries(
+      Object.entries(init.values).map(([block, value]) => [
+        block,
+        { value: { type: 'plain_text_input', value: value === '' ? null : value } },
+      ]),
+    );
+    const payload = {
+      type: 'view_submission',
+      team: { id: this.teamId, domain: 'fake' },
+      user: { id: user, username: user.toLowerCase(), name: user.toLowerCase(), team_id: this.teamId },
+      api_app_id: this.apiAppId,
+      token: 'deprecated-verification-token',
+      trigger_id: newTriggerId(),
+      view: {
+        ...init.view,
+        team_id: this.teamId,
+        state: { values },
+        hash: 'fake-hash',
+        app_id: this.apiAppId,
+      },
+      response_urls: [],
+      is_enterprise_install: false,
+      enterprise: null,
+    };
+    const body = stringify({ payload: JSON.stringify(payload) });
+    return this.post(signRequest(body, this.signingSecret, overrides));
+  }
+
   /** The same slash command over Socket Mode (the app must be connected to the fake). */
   socketSlashCommand(init: SlashCommandInit): Promise<SocketAck> {
     return this.fake.sendEnvelope('slash_commands', this.slashCommandPayload(init));

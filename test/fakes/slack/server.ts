@@ -141,6 +141,11 @@ export class FakeSlack {
   readonly messages: FakeMessage[] = [];
   readonly ephemerals: FakeEphemeral[] = [];
   readonly files = new Map<string, FakeFile>();
+  /** Modals opened with views.open, oldest first (each with the id the fake gave it). */
+  readonly views: (Record<string, unknown> & { id: string })[] = [];
+  /** Workspace members users.info knows, with their roles. */
+  readonly users = new Map<string, { readonly isAdmin?: boolean; readonly isOwner?: boolean }>();
+  private readonly usedTriggers = new Set<string>();
   private readonly channels = new Map<string, ChannelInfo>();
   private readonly faults = new Map<string, Fault[]>();
   private readonly responseTargets = new Map<string, ResponseUrlTarget>();
@@ -511,6 +516,41 @@ export class FakeSlack {
       }
       case 'files.completeUploadExternal':
         return this.completeUpload(p);
+      case 'users.info': {
+        const id = stringParam(p, 'user') ?? '';
+        const user = this.users.get(id);
+        if (user === undefined) return { ok: false, error: 'user_not_found' };
+        return {
+          ok: true,
+          user: {
+            id,
+            team_id: FAKE_TEAM_ID,
+            name: id.toLowerCase(),
+            deleted: false,
+            is_bot: false,
+            is_admin: user.isAdmin === true,
+            is_owner: user.isOwner === true,
+            is_primary_owner: false,
+            is_restricted: false,
+          },
+        };
+      }
+      case 'views.open': {
+        const trigger = stringParam(p, 'trigger_id');
+        const rawView = p.view;
+        const view = (typeof rawView === 'string' ? JSON.parse(rawView) : rawView) as
+          | Record<string, unknown>
+          | undefined;
+        // Slack refuses a trigger used twice, or one older than 3 s; the fake checks the first.
+        if (trigger === undefined || this.usedTriggers.has(trigger))
+          return { ok: false, error: 'invalid_trigger_id' };
+        if (view?.type !== 'modal') return { ok: false, error: 'invalid_arguments' };
+        this.usedTriggers.add(trigger);
+        const opened = { ...view, id: `V${++this.idCounter}` } as Record<string, unknown> & { id: string };
+        this.views.push(opened);
+        this.#waiting.notify();
+        return { ok: true, view: opened };
+      }
       case 'files.info': {
         const file = this.files.get(stringParam(p, 'file') ?? '');
         if (file === undefined) return { ok: false, error: 'file_not_found' };
