@@ -6,6 +6,7 @@ import {
   parseImagineOptions,
   parseImagineText,
   type Result,
+  servedModels,
 } from '../../core/request.ts';
 import { drawBaseSeed, gridSeeds } from '../../core/seeds.ts';
 import { limitsWith } from '../../core/team-settings.ts';
@@ -71,14 +72,21 @@ export async function imagine(
   const accepted = ctx.gate.accept(reply);
   const request = parsed.value;
   const seeds = gridSeeds(request.seed ?? drawBaseSeed(ctx.random));
-  // The spec always names its model, so the grid's buttons keep it after the default changes.
-  const batch = { ...imagineBatch(request, seeds), model: modelOf(request, limits) };
+  // The spec always names its model, so the grid's buttons keep it after the default changes: the one
+  // asked for, else the team's (when this deployment serves it), else the deployment's default.
+  const teamModel = team.settings.model;
+  const teamServed = teamModel !== undefined && servedModels(limits).includes(teamModel);
+  const model = request.model ?? (teamServed ? teamModel : modelOf(request, limits));
+  const batch = { ...imagineBatch(request, seeds), model };
   const spec = specFrom(batch, {
     origin: originOf(command),
     requestedAt: ctx.now(),
   });
   const jobId = await ctx.gate.work(async () => {
     const warnings = warningsFor(request, limits);
+    if (request.model === undefined && teamModel !== undefined && !teamServed) {
+      warnings.push(MESSAGES.teamModelUnserved(teamModel, model));
+    }
     // Queued all the same (a worker may be restarting or starting up), but the user is told.
     const served = await ctx.jobs.modelServed?.(batch.model).catch(() => true);
     if (served === false) warnings.push(MESSAGES.modelUnserved(batch.model));

@@ -133,6 +133,29 @@ describe('several models in one deployment (playground, real queue and worker, t
     expect(reroll.model?.name).toBe('sd2');
   });
 
+  it('a team’s default model (the settings’ model) applies when it is served; --model still wins', async () => {
+    const put = (json: unknown) => call(`${t.url}/api/settings`, { method: 'PUT', headers: user, json });
+    expect((await put({ model: 'sd2' })).status).toBe(200);
+    try {
+      const plain = await call<{ id: string }>(`${t.url}/api/imagine`, {
+        method: 'POST',
+        headers: user,
+        json: { text: 'a grey wolf' },
+      });
+      const job = (await waitForJob(t.url, plain.body.id, ['done'], { headers: user })) as ModelJob;
+      expect(job.settings.model).toBe('sd2');
+      const asked = await call<{ id: string }>(`${t.url}/api/imagine`, {
+        method: 'POST',
+        headers: user,
+        json: { text: 'a grey wolf --model sd1' },
+      });
+      const chosen = (await waitForJob(t.url, asked.body.id, ['done'], { headers: user })) as ModelJob;
+      expect(chosen.settings.model).toBe('sd1');
+    } finally {
+      expect((await put({ model: null })).status).toBe(200);
+    }
+  });
+
   it('U on a grid whose PNGs were dropped makes them again on the grid’s model: the same bytes', async () => {
     const before = Buffer.from(
       await (await fetch(`${t.url}${sd2Grid.images[0]}`, { headers: user })).arrayBuffer(),
