@@ -75,6 +75,7 @@ export function defaultEngine(config: Config, log: Logger): () => Promise<Engine
       intraOpThreads: config.ORT_INTRA_OP_THREADS,
       generator: config.GENERATOR,
       safetyChecker: config.SAFETY_CHECKER,
+      decoder: config.DECODER,
       logger: log.child({ component: 'engine' }),
     };
     if (config.MODEL_DIR !== undefined) return loadEngine(resolve(config.MODEL_DIR), options);

@@ -40,6 +40,11 @@ export interface StepProgress {
   readonly elapsedMs: number;
   /** Cheap latent→RGB projection of image `index` (a few ms); call only when a preview is wanted. */
   preview(index?: number): RgbImage;
+  /**
+   * Image `index` through the model's tiny autoencoder (TAESD) at full size: a real preview, at the cost
+   * of one tiny-decoder run. Present only when the model folder has `vae_decoder_tiny/`.
+   */
+  decodedPreview?(index?: number): Promise<RgbImage>;
 }
 
 export interface GenerateOptions {

@@ -32,7 +32,8 @@ export type FromThread =
       readonly step: number;
       readonly total: number;
       readonly elapsedMs: number;
-      /** Latent previews of every image of the batch (a few KB each at latent resolution). */
+      /** Latent previews of every image of the batch (a few KB each at latent resolution); the first is a
+       * full-size TAESD decode when the model has a tiny decoder. */
       readonly previews: readonly RgbImage[];
     }
   | { readonly type: 'result'; readonly id: number; readonly result: GenerateResult }

@@ -74,8 +74,11 @@ port.on('message', (message: ToThread) => {
       if (engine === undefined) throw new Error('engine is not loaded');
       const result = await engine.generate(request, {
         signal: controller.signal,
-        onStep: (p) => {
+        onStep: async (p) => {
           const previews = request.seeds.map((_, k) => p.preview(k));
+          // With a tiny decoder, the first image (the one progress shows) is a real TAESD preview; not
+          // after the last step, where the final decode follows at once.
+          if (p.decodedPreview !== undefined && p.step < p.total) previews[0] = await p.decodedPreview(0);
           send({ type: 'step', id, step: p.step, total: p.total, elapsedMs: p.elapsedMs, previews });
         },
       });
