@@ -112,12 +112,17 @@ export async function runFamilyPreset(name: string, argv: readonly string[]): Pr
       await engine.generate({ ...request, prompts: request.prompts.slice(0, 1), seeds: [1], steps: 1 });
       for (let r = 0; r < runs; r++) {
         const loadBefore = load();
+        const cpu0 = process.cpuUsage();
         const t0 = performance.now();
         const result = await engine.generate(request);
         const p0 = performance.now();
         for (const image of result.images) await encodePng(image);
         const pngMs = performance.now() - p0;
         const totalMs = performance.now() - t0;
+        const cpu = process.cpuUsage(cpu0);
+        // CPU time of this process (onnxruntime's threads included): on a shared host, cpu / threads is
+        // what the grid would take with the cores to itself (the wall time measures the neighbours too).
+        const cpuMs = (cpu.user + cpu.system) / 1000;
         const p = engine.lastProfile!;
         const outside = (sum(p.stepMs) - sum(p.unetRunMs)) / sum(p.stepMs);
         const row = {
@@ -137,6 +142,7 @@ export async function runFamilyPreset(name: string, argv: readonly string[]): Pr
           decodeMs: result.timings.decodeMs,
           pngMs,
           totalMs,
+          cpuMs,
           outsideOrtShare: outside,
           loadAverage: `${loadBefore} → ${load()}`,
         };
@@ -144,7 +150,8 @@ export async function runFamilyPreset(name: string, argv: readonly string[]): Pr
         console.log(
           `${name} ${size}² ×${batch} ${steps} step(s) decoder=${decoder}: text ${f1(p.textEncoderRunMs)} ms, steps [${p.stepMs.map(f1).join(', ')}] ms ` +
             `(outside session.run ${(outside * 100).toFixed(2)} %), decode ${f1(result.timings.decodeMs)} ms ` +
-            `(${f1(row.decodeMsPerImage)}/image), PNG ${f1(pngMs)} ms, grid total ${f1(totalMs / 1000)} s; ` +
+            `(${f1(row.decodeMsPerImage)}/image), PNG ${f1(pngMs)} ms, grid total ${f1(totalMs / 1000)} s ` +
+            `(CPU ${f1(cpuMs / 1000)} s = ${f1(cpuMs / 1000 / row.threads)} s on ${row.threads} idle cores); ` +
             `load average ${row.loadAverage}`,
         );
       }
