@@ -24,6 +24,16 @@ export interface GenerateRequest {
   readonly height: number;
   /** Which torch generator the seeds reproduce. Default: the engine's configured one (cpu). */
   readonly generator?: GeneratorKind;
+  /**
+   * Image-to-image: the starting picture, an encoded PNG, JPEG or WebP file (at most 20 MiB and
+   * 4096x4096 pixels), resized to width x height when its size differs. Absent: text-to-image.
+   */
+  readonly initImage?: Uint8Array;
+  /**
+   * Image-to-image only: how much of the schedule runs from the picture, above 0 and at most 1 (1 starts
+   * from noise at the first timestep), as diffusers' `strength`. @defaultValue `0.8` (diffusers' default)
+   */
+  readonly strength?: number;
 }
 
 /** Interleaved 8-bit RGB, row-major, no padding: `data.length === width * height * 3`. */
@@ -67,6 +77,8 @@ export interface GenerateTimings {
   /** One entry per denoising step (UNet + scheduler + guidance). */
   readonly stepMs: readonly number[];
   readonly decodeMs: number;
+  /** Image-to-image: the VAE encoder's run. */
+  readonly encodeImageMs?: number;
   readonly safetyMs?: number;
   readonly totalMs: number;
 }
@@ -80,6 +92,23 @@ export interface GenerateResult {
   readonly timings: GenerateTimings;
 }
 
+/**
+ * Generation settings that fit a model (models/defaults.ts): from its folder's `imagine.json`, else known
+ * by family and scheduler config. For callers to use where the user gave no value; settings override them.
+ */
+export interface ModelDefaults {
+  readonly steps: number;
+  readonly guidance: number;
+  readonly width: number;
+  readonly height: number;
+  /** The folder's own scheduler, when this engine has it; absent: the caller's choice. */
+  readonly scheduler?: SamplerName;
+  /** Where they came from: the folder's imagine.json (over the known ones) or the family rules alone. */
+  readonly source: 'imagine.json' | 'family';
+  /** Which rule gave them, for people: e.g. "SD-Turbo (EulerAncestral scheduler with trailing spacing)". */
+  readonly reason: string;
+}
+
 export interface ModelInfo {
   /** Folder name or hub repo id. */
   readonly name: string;
@@ -91,6 +120,8 @@ export interface ModelInfo {
   readonly hasSafetyChecker: boolean;
   /** The Stable Diffusion family the loader recognised (absent for engines that are not a model). */
   readonly family?: 'sd1' | 'sd2' | 'sdxl';
+  /** Defaults that fit this model (absent for engines that are not a model folder). */
+  readonly defaults?: ModelDefaults;
 }
 
 export interface Engine {

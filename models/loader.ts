@@ -2,6 +2,8 @@ import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { InferenceSession } from 'onnxruntime-node';
 import { CodedError, ErrorCode, InternalError } from '../core/errors.ts';
+import { resolveModelDefaults } from './defaults.ts';
+import type { ModelDefaults } from './engine.ts';
 import { checkFamily, type FamilyName, folderKind, SDXL_EXTRA_FILES } from './family.ts';
 import { REQUIRED_MODEL_FILES } from './layout.ts';
 import { createSession, type ProviderOptions } from './providers.ts';
@@ -46,6 +48,8 @@ export interface LoadedModel {
   readonly demo: boolean;
   readonly dtype: FloatElement;
   readonly family: FamilyName;
+  /** Generation defaults that fit the model (imagine.json, else by family and scheduler; defaults.ts). */
+  readonly defaults: ModelDefaults;
   readonly tokenizer: ClipTokenizer;
   /** SDXL's second tokenizer and text encoder (OpenCLIP ViT-bigG); null for SD 1.x/2.x. */
   readonly second: { readonly tokenizer: ClipTokenizer; readonly textEncoder: TextEncoderModel } | null;
@@ -285,6 +289,12 @@ export async function loadModel(modelDir: string, options: LoadModelOptions = {}
 
   const tokenizer = await loadTokenizer(dir, 'tokenizer');
   const tokenizer2 = kind === 'sdxl' ? await loadTokenizer(dir, 'tokenizer_2') : null;
+  // Read before any session opens, so a bad imagine.json fails fast; checkFamily below confirms the family.
+  const defaults = await resolveModelDefaults(
+    dir,
+    kind === 'sdxl' ? 'sdxl' : tokenizer.padTokenId !== tokenizer.eosTokenId ? 'sd2' : 'sd1',
+    schedulerConfig,
+  );
 
   // The safety checker's files are checked first so that every session can open at once.
   let safety: { file: string; preprocess: ClipImagePreprocess } | null = null;
@@ -367,6 +377,7 @@ export async function loadModel(modelDir: string, options: LoadModelOptions = {}
       demo,
       dtype: unet.sample.type,
       family,
+      defaults,
       tokenizer,
       second:
         textEncoder2 === null || tokenizer2 === null

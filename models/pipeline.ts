@@ -9,10 +9,18 @@ import type {
   ModelInfo,
   RgbImage,
 } from './engine.ts';
+import { decodeInitImage, rgbToVaeInput } from './init-image.ts';
 import { type DecoderName, type LoadedModel, loadModel } from './loader.ts';
 import { checkImages, decodeLatents } from './pipeline/decode.ts';
 import { denoise, pipelineScheduler } from './pipeline/denoise.ts';
 import { cancelled, invalid } from './pipeline/errors.ts';
+import {
+  checkStrength,
+  DEFAULT_STRENGTH,
+  imageToImage,
+  openVaeEncoder,
+  type VaeEncoder,
+} from './pipeline/img2img.ts';
 import type { LatentsMode, ModelFamily } from './pipeline/parts.ts';
 import { sd1Family } from './pipeline/sd1.ts';
 import { sdxlFamily } from './pipeline/sdxl.ts';
@@ -82,13 +90,16 @@ class StableDiffusionEngine implements Engine {
   private readonly logger: EngineLogger | undefined;
   private readonly runner = new SessionRunner();
   private readonly family: ModelFamily;
-  private readonly mode: LatentsMode = textToImage;
+  private readonly options: EngineOptions;
+  /** Opened on the first image-to-image request. */
+  private vaeEncoder: Promise<VaeEncoder> | null = null;
   private closed = false;
   // One batch at a time: concurrent runs would only fight over the same cores/GPU.
   private chain: Promise<unknown> = Promise.resolve();
 
   constructor(model: LoadedModel, options: EngineOptions, ep: ExecutionProviderName) {
     this.model = model;
+    this.options = options;
     this.family = model.family === 'sdxl' ? sdxlFamily(model, this.runner) : sd1Family(model, this.runner);
     this.defaultGenerator = options.generator ?? DEFAULT_ENGINE_OPTIONS.generator;
     this.logger = options.logger;
@@ -100,6 +111,7 @@ class StableDiffusionEngine implements Engine {
       executionProvider: ep,
       hasSafetyChecker: model.safetyChecker !== null,
       family: model.family,
+      defaults: model.defaults,
     };
   }
 
@@ -116,6 +128,8 @@ class StableDiffusionEngine implements Engine {
     if (this.closed) return;
     this.closed = true;
     await this.chain;
+    const encoder = await this.vaeEncoder?.catch(() => null);
+    await encoder?.session.release();
     await this.model.close();
   }
 
@@ -161,6 +175,41 @@ class StableDiffusionEngine implements Engine {
     if (generator !== undefined && generator !== 'cpu' && generator !== 'cuda') {
       throw invalid(`Unknown generator "${String(generator)}" (cpu or cuda).`);
     }
+    if (request.initImage === undefined) {
+      if (request.strength !== undefined) throw invalid('Strength applies only with a starting image.');
+    } else {
+      if (!(request.initImage instanceof Uint8Array)) {
+        throw invalid('The starting image must be the bytes of a PNG, JPEG or WebP file.');
+      }
+      checkStrength(request.strength ?? DEFAULT_STRENGTH);
+    }
+  }
+
+  /** The request's start-latents mode: text-to-image, or image-to-image from its decoded picture. */
+  private async modeFor(request: GenerateRequest): Promise<LatentsMode & { encodeMs?: number }> {
+    if (request.initImage === undefined) return textToImage;
+    const image = await decodeInitImage(request.initImage, request.width, request.height);
+    if (this.vaeEncoder === null) {
+      const { dir, vaeScalingFactor } = this.model;
+      this.vaeEncoder = openVaeEncoder(dir, this.options, vaeScalingFactor);
+      // A folder without an encoder stays refusable, and a later request tries again.
+      this.vaeEncoder.catch(() => {
+        this.vaeEncoder = null;
+      });
+    }
+    const encoder = await this.vaeEncoder;
+    if (encoder.kind === 'sample') {
+      this.logger?.warn(
+        { model: this.info.name },
+        "the VAE encoder samples inside its graph (latent_sample): image-to-image seeds can't match diffusers",
+      );
+    }
+    return imageToImage({
+      encoder,
+      runner: this.runner,
+      pixels: rgbToVaeInput(image),
+      strength: request.strength ?? DEFAULT_STRENGTH,
+    });
   }
 
   private async run(request: GenerateRequest, options: GenerateOptions): Promise<GenerateResult> {
@@ -175,6 +224,7 @@ class StableDiffusionEngine implements Engine {
 
     // diffusers: do_classifier_free_guidance = guidance_scale > 1 and unet.config.time_cond_proj_dim is None.
     const cfg = request.guidance > 1 && model.unet.timestepCond === null;
+    const mode = await this.modeFor(request);
 
     // 1-2. The family's text conditioning (tokenize and encode each distinct text once).
     const prompt = await this.family.encodePrompt(request, cfg);
@@ -188,7 +238,7 @@ class StableDiffusionEngine implements Engine {
       width: request.width / model.vaeScaleFactor,
     };
     const perImage = latentShape.channels * latentShape.height * latentShape.width;
-    const latents = this.mode.prepareLatents({ request, scheduler, generators, perImage });
+    const { latents, firstStep } = await mode.prepareLatents({ request, scheduler, generators, perImage });
 
     // 4. UNet inputs that stay the same at every step: the conditioning, and LCM's guidance embedding.
     const rows = cfg ? 2 * batch : batch;
@@ -202,6 +252,7 @@ class StableDiffusionEngine implements Engine {
       scheduler,
       generators,
       latents,
+      firstStep,
       runUnet,
       runner: this.runner,
       cfg,
@@ -262,10 +313,15 @@ class StableDiffusionEngine implements Engine {
       this.logger?.info({ negativeTruncatedTokens }, 'prompt truncated to CLIP 77 tokens');
     }
     const stepMs = denoised.stepMs;
-    const timings =
-      safetyMs === undefined
-        ? { tokenizeMs, textEncodeMs, stepMs, decodeMs, totalMs }
-        : { tokenizeMs, textEncodeMs, stepMs, decodeMs, safetyMs, totalMs };
+    const timings = {
+      tokenizeMs,
+      textEncodeMs,
+      stepMs,
+      decodeMs,
+      ...(mode.encodeMs === undefined ? {} : { encodeImageMs: mode.encodeMs }),
+      ...(safetyMs === undefined ? {} : { safetyMs }),
+      totalMs,
+    };
     return {
       images,
       truncatedTokens,

@@ -34,6 +34,8 @@ export interface ImageParameters {
   /** Model name; omitted when empty. */
   readonly model: string;
   readonly generator: GeneratorKind;
+  /** Image-to-image's strength, A1111's "Denoising strength"; absent for text-to-image. */
+  readonly strength?: number;
 }
 
 /** A1111's `quote`: values with a comma, newline or colon are JSON-quoted so the line parses back. */
@@ -56,6 +58,7 @@ export function formatParameters(p: ImageParameters): string {
     ['Size', `${p.width}x${p.height}`],
   ];
   if (p.model !== '') fields.push(['Model', p.model]);
+  if (p.strength !== undefined) fields.push(['Denoising strength', String(p.strength)]);
   if (p.generator === 'cpu') fields.push(['RNG', 'CPU']);
   const line = fields.map(([k, v]) => `${k}: ${quote(v)}`).join(', ');
   const negative = p.negative === '' ? '' : `\nNegative prompt: ${p.negative}`;

@@ -57,6 +57,19 @@ export interface VaeDecoderModel {
   readonly fixedLatentSize: { readonly height: number; readonly width: number } | null;
 }
 
+/** image-to-image's VAE encoder: `sample` [B, 3, H, W] in [-1, 1] → the latent distribution or a sample. */
+export interface VaeEncoderModel {
+  readonly session: InferenceSession;
+  readonly sample: IoSpec & { readonly type: FloatElement };
+  readonly output: string;
+  /**
+   * `parameters`: mean and log-variance side by side (optimum's `latent_parameters`, [B, 2C, h, w]), so
+   * the engine draws the sample with the image's generator as diffusers does; `sample`: an older export
+   * whose graph samples (`latent_sample`, [B, C, h, w]) with its own random op, which no seed reproduces.
+   */
+  readonly kind: 'parameters' | 'sample';
+}
+
 export interface SafetyCheckerModel {
   readonly session: InferenceSession;
   readonly clipInput: IoSpec & { readonly type: FloatElement };
@@ -267,6 +280,29 @@ export function describeVae(file: string, session: InferenceSession): VaeDecoder
     output: out.name,
     fixedLatentSize: h !== null && w !== null ? { height: h, width: w } : null,
   };
+}
+
+export function describeVaeEncoder(file: string, session: InferenceSession): VaeEncoderModel {
+  const inputs = ioSpecs(session, 'input');
+  const outputs = ioSpecs(session, 'output');
+  const taken = new Set<string>();
+  const sample = requireFloat(
+    file,
+    pick(inputs, taken, ['sample', 'images'], (s) => s.shape.length === 4),
+    'sample [batch, 3, height, width]',
+    inputs,
+  );
+  leftovers(file, inputs, taken, 'sample');
+  const params = outputs.find((o) => o.name === 'latent_parameters');
+  const drawn = outputs.find((o) => o.name === 'latent_sample' || o.name === 'latent_dist');
+  const out = params ?? drawn;
+  if (out === undefined || !isFloatElement(out.type)) {
+    throw badModel(
+      file,
+      `expected a latent_parameters (or latent_sample) output, found ${describe(outputs)}`,
+    );
+  }
+  return { session, sample, output: out.name, kind: params === undefined ? 'sample' : 'parameters' };
 }
 
 export function describeSafetyChecker(

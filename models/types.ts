@@ -28,6 +28,17 @@ export interface Scheduler {
   /** diffusers' `scale_model_input(sample, t)`; returns a new array (or the input when it is the identity). */
   scaleModelInput(sample: Float32Array, timestep: number): Float32Array;
   /**
+   * diffusers' `set_begin_index(i)` (image-to-image starts at `timesteps[i]`): the step index the first
+   * `scaleModelInput`/`step` uses. Schedulers that index by timestep (PNDM, DDIM) have no begin index
+   * in diffusers and ignore it. `setTimesteps` clears it, as diffusers does.
+   */
+  setBeginIndex(index: number): void;
+  /**
+   * diffusers' `add_noise(original, noise, timestep)` for image-to-image's start latents, at the first
+   * kept timestep (after `setBeginIndex`); returns a new array, image-major like `sample`.
+   */
+  addNoise(original: Float32Array, noise: Float32Array, timestep: number): Float32Array;
+  /**
    * diffusers' `step(model_output, t, sample, generator=generators).prev_sample`.
    * `generators[k]` supplies the per-step noise of image k (ancestral / LCM samplers only), drawing
    * `sample.length / generators.length` values each, as diffusers does with a list of generators.

@@ -49,7 +49,12 @@ export function urlHost(host: string): string {
 
 /** Listens and returns the bound URL; `close()` stops accepting and ends idle keep-alive sockets. */
 export function listen(server: Server, host: string, port: number): Promise<RunningServer> {
-  server.keepAliveTimeout = 5000;
+  // Clients keep an idle socket until just before the advertised keep-alive timeout, on coarse
+  // timers (undici: 1 s ticks). With a 5 s timeout a busy client reuses a socket the server has
+  // just closed, and the request fails with ECONNRESET (seen in CI under load). With a long idle
+  // timeout the client, not the server, ends idle connections in practice; close() still ends
+  // idle sockets at once.
+  server.keepAliveTimeout = 65_000;
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {

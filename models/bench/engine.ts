@@ -2,7 +2,9 @@
  * Engine benchmark: `npm run bench:engine [-- --model DIR | --preset demo|sd15-mini|sd15] [--size 512 --steps 20 ...]`.
  * Prints where a generation's time goes (tokenizer, text encoder, UNet steps, VAE), throughput at
  * batch 1 and 4, peak RSS, and the share of step time spent outside onnxruntime's session.run
- * (goal: at most 5%). Ends with one JSON line holding every number.
+ * (goal: at most 5%), and image-to-image next to it (`--strength`, default 0.6: the same request started
+ * from a picture the model made, so int(steps * strength) steps run plus the VAE encoder).
+ * Ends with one JSON line holding every number.
  */
 import { availableParallelism, cpus } from 'node:os';
 import path from 'node:path';
@@ -11,6 +13,7 @@ import { isSamplerName, type SamplerName } from '../../core/samplers.ts';
 import { type BuildDemoOptions, ensureDemoModel } from '../demo/index.ts';
 import type { GenerateRequest } from '../engine.ts';
 import { loadEngine, type OnnxEngine, type RunProfile } from '../pipeline.ts';
+import { encodePng } from '../png.ts';
 import { isExecutionProviderName } from '../providers.ts';
 import { FAMILY_PRESETS } from './presets.ts';
 import { runFamilyPreset } from './presets-run.ts';
@@ -28,6 +31,8 @@ const { values } = parseArgs({
     'device-id': { type: 'string', default: '0' },
     preset: { type: 'string', default: 'demo' },
     decoders: { type: 'string', default: 'vae,taesd' },
+
+    strength: { type: 'string', default: '0.6' },
   },
   strict: true,
 });
@@ -52,6 +57,11 @@ const batches = values.batches.split(',').map((b) => int('batches', b.trim(), 1)
 const scheduler = values.scheduler;
 if (!isSamplerName(scheduler)) {
   console.error(`--scheduler: unknown sampler "${scheduler}"`);
+  process.exit(2);
+}
+const strength = Number(values.strength);
+if (!(strength > 0 && strength <= 1)) {
+  console.error(`--strength must be above 0 and at most 1, got "${values.strength}"`);
   process.exit(2);
 }
 const ep = values.ep;
@@ -185,6 +195,45 @@ async function measure(engine: OnnxEngine, batch: number): Promise<BatchResult> 
   };
 }
 
+interface Img2ImgResult {
+  readonly batch: number;
+  readonly strength: number;
+  readonly stepsRun: number;
+  readonly encodeImageMs: number;
+  readonly stepMeanMs: number;
+  readonly vaeMsPerImage: number;
+  readonly totalMs: number;
+  readonly imagesPerSecond: number;
+}
+
+/** Image-to-image from a picture the model just made, at each batch size; null without vae_encoder/. */
+async function measureImg2Img(
+  engine: OnnxEngine,
+  batch: number,
+  initImage: Uint8Array,
+): Promise<Img2ImgResult> {
+  const totals: number[] = [];
+  const encode: number[] = [];
+  const profiles: RunProfile[] = [];
+  for (let r = 0; r < runs; r++) {
+    const result = await engine.generate({ ...request(batch), initImage, strength });
+    totals.push(result.timings.totalMs);
+    encode.push(result.timings.encodeImageMs ?? 0);
+    profiles.push(engine.lastProfile!);
+  }
+  const totalMs = mean(totals);
+  return {
+    batch,
+    strength,
+    stepsRun: profiles[0]!.stepMs.length,
+    encodeImageMs: mean(encode),
+    stepMeanMs: mean(profiles.flatMap((p) => p.stepMs)),
+    vaeMsPerImage: mean(profiles.flatMap((p) => p.vaeRunMs)),
+    totalMs,
+    imagesPerSecond: (batch * 1000) / totalMs,
+  };
+}
+
 const loadStart = performance.now();
 const engine = await loadEngine(modelDir, {
   executionProvider: ep,
@@ -193,10 +242,20 @@ const engine = await loadEngine(modelDir, {
 });
 const loadMs = performance.now() - loadStart;
 const results: BatchResult[] = [];
+const img2img: Img2ImgResult[] = [];
+let img2imgSkipped: string | null = null;
 try {
   // Warm-up: the first run pays for memory-arena growth and kernel selection.
-  await engine.generate({ ...request(1), steps: Math.min(steps, 2) });
+  const warm = await engine.generate({ ...request(1), steps: Math.min(steps, 2) });
   for (const b of batches) results.push(await measure(engine, b));
+  const initImage = new Uint8Array(await encodePng(warm.images[0]!));
+  try {
+    // Warm-up of the VAE encoder's session (opened on first use).
+    await engine.generate({ ...request(1), steps: Math.min(steps, 2), initImage, strength: 1 });
+    for (const b of batches) img2img.push(await measureImg2Img(engine, b, initImage));
+  } catch (error) {
+    img2imgSkipped = (error as Error).message;
+  }
 } finally {
   await engine.close();
 }
@@ -220,6 +279,21 @@ for (const r of results) {
       `${(r.outsideOrtMedianShare * 100).toFixed(2)}% (${r.outsideOrtMedianMs.toFixed(2)} ms)`,
   );
 }
+if (img2imgSkipped !== null) console.log(`image-to-image: skipped (${img2imgSkipped})`);
+else {
+  console.log(
+    'img2img  strength  steps run  vae-enc  step mean  vae/img  total ms  img/s   (vs text-to-image total)',
+  );
+  for (const r of img2img) {
+    const t2i = results.find((t) => t.batch === r.batch);
+    console.log(
+      `${String(r.batch).padStart(7)}  ${String(r.strength).padStart(8)}  ${String(r.stepsRun).padStart(9)}  ` +
+        `${f1(r.encodeImageMs).padStart(7)}  ${f1(r.stepMeanMs).padStart(9)}  ${f1(r.vaeMsPerImage).padStart(7)}  ` +
+        `${f1(r.totalMs).padStart(8)}  ${r.imagesPerSecond.toFixed(3).padStart(6)}  ` +
+        `(${t2i === undefined ? '-' : `${f1(t2i.totalMs)} ms`})`,
+    );
+  }
+}
 console.log(`peak RSS ${f1(peakRssMiB)} MiB (ms columns are per call; vae per image)`);
 console.log(
   JSON.stringify({
@@ -232,5 +306,7 @@ console.log(
     loadMs,
     peakRssMiB,
     results,
+    img2img,
+    ...(img2imgSkipped === null ? {} : { img2imgSkipped }),
   }),
 );

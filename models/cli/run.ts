@@ -1,5 +1,5 @@
 import { randomInt } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { CodedError, isUserError } from '../../core/errors.ts';
@@ -13,10 +13,13 @@ import {
 import { MAX_SEED } from '../../core/seeds.ts';
 import { ensureDemoModel } from '../demo/index.ts';
 import type { StepProgress } from '../engine.ts';
+import { initImageSize } from '../init-image.ts';
 import { loadModel } from '../loader.ts';
+import { DEFAULT_STRENGTH } from '../pipeline/img2img.ts';
 import { loadEngine } from '../pipeline.ts';
 import { encodePng, formatParameters } from '../png.ts';
 import { EXECUTION_PROVIDERS, type ExecutionProviderName, isExecutionProviderName } from '../providers.ts';
+import { modelsCommand } from './models-command.ts';
 
 /**
  * The `imagine` command line: generate, tokenize, models download/list. Takes its environment as a
@@ -51,7 +54,9 @@ export const USAGE = `Usage:
       --scheduler NAME    ${SAMPLERS.join(' | ')} (default: pndm)
       --steps N           denoising steps (default: 25)
       --guidance G        classifier-free guidance scale; <= 1 turns it off (default: 7.5)
-      --width W --height H  multiples of 8 (default: 512 x 512)
+      --width W --height H  multiples of 8 (default: 512 x 512, or the --init-image's size rounded down to 8)
+      --init-image FILE   image-to-image from a PNG, JPEG or WebP picture (resized to --width/--height if given)
+      --strength S        with --init-image: share of the schedule run, above 0 and at most 1 (default: 0.8)
       --out DIR           writes DIR/0.png, DIR/1.png, ... (default: ./out)
       --generator KIND    cpu | cuda: which torch generator the seeds reproduce (default: cpu)
       --ep NAME           ${EXECUTION_PROVIDERS.join(' | ')} (default: cpu)
@@ -62,8 +67,10 @@ export const USAGE = `Usage:
     Without --seed, one random seed is drawn and printed.
   imagine tokenize [--model DIR] TEXT
       prints the 77 CLIP token ids as a JSON array on the last line
-  imagine models download REPO [--revision R] [--dir D]
+  imagine models download NAME|REPO [--revision R] [--dir D]
+      NAME: a catalogue entry (see models list; writes its defaults to imagine.json); REPO: owner/name
   imagine models list [--dir D]
+      each model folder's family, type, size on disk and defaults, then the catalogue entries not downloaded
   imagine inspect [--model DIR]
       opens every session of a model folder and prints the inputs it found
 Environment: MODELS_DIR (default ./data/models), HF_TOKEN, HF_ENDPOINT.
@@ -125,6 +132,26 @@ function stepLine(p: StepProgress): string {
   return `\r[${bar}] step ${p.step}/${p.total}  ${(p.elapsedMs / 1000).toFixed(1)}s`;
 }
 
+/** `--init-image` read and sized (diffusers' default: its own size rounded down to 8), with its strength. */
+async function readInitImage(
+  file: string | undefined,
+  strengthArg: string | undefined,
+): Promise<{ bytes: Uint8Array; width: number; height: number; strength: number } | null> {
+  if (file === undefined) {
+    if (strengthArg !== undefined) usage('--strength needs an --init-image');
+    return null;
+  }
+  const strength = parseFloatArg('strength', strengthArg, DEFAULT_STRENGTH);
+  if (!(strength > 0 && strength <= 1)) usage(`--strength must be above 0 and at most 1, got ${strength}`);
+  let bytes: Uint8Array;
+  try {
+    bytes = new Uint8Array(await readFile(file));
+  } catch (error) {
+    usage(`cannot read --init-image ${file}: ${(error as Error).message}`);
+  }
+  return { bytes, strength, ...(await initImageSize(bytes, 8)) };
+}
+
 async function generate(args: readonly string[], env: CliEnv, io: CliIo): Promise<number> {
   const { values, positionals } = parseArgs({
     args: [...args],
@@ -146,6 +173,8 @@ async function generate(args: readonly string[], env: CliEnv, io: CliIo): Promis
       'device-id': { type: 'string' },
       threads: { type: 'string' },
       'safety-checker': { type: 'boolean' },
+      'init-image': { type: 'string' },
+      strength: { type: 'string' },
     },
   });
   if (positionals.length > 0) usage(`unexpected argument "${positionals[0]}" (prompts go after --prompt)`);
@@ -165,8 +194,9 @@ async function generate(args: readonly string[], env: CliEnv, io: CliIo): Promis
     usage(`--ep must be one of ${EXECUTION_PROVIDERS.join(', ')}; got "${ep}"`);
   const steps = parseIntArg('steps', values.steps, 1, 1000, 25);
   const guidance = parseFloatArg('guidance', values.guidance, 7.5);
-  const width = parseIntArg('width', values.width, 8, 8192, 512);
-  const height = parseIntArg('height', values.height, 8, 8192, 512);
+  const init = await readInitImage(values['init-image'], values.strength);
+  const width = parseIntArg('width', values.width, 8, 8192, init?.width ?? 512);
+  const height = parseIntArg('height', values.height, 8, 8192, init?.height ?? 512);
   if (width % 8 !== 0 || height % 8 !== 0)
     usage(`--width and --height must be multiples of 8, got ${width}x${height}`);
   const threads = parseIntArg('threads', values.threads, 0, 1024, 0);
@@ -200,6 +230,7 @@ async function generate(args: readonly string[], env: CliEnv, io: CliIo): Promis
         width,
         height,
         generator: generator as GeneratorKind,
+        ...(init === null ? {} : { initImage: init.bytes, strength: init.strength }),
       },
       tty
         ? {
@@ -225,6 +256,7 @@ async function generate(args: readonly string[], env: CliEnv, io: CliIo): Promis
         height,
         model: engine.info.name,
         generator: result.generator,
+        ...(init === null ? {} : { strength: init.strength }),
       });
       const file = path.join(outDir, `${k}.png`);
       await writeFile(file, await encodePng(image, parameters));
@@ -276,59 +308,6 @@ async function tokenize(args: readonly string[], env: CliEnv, io: CliIo): Promis
   return EXIT_OK;
 }
 
-async function models(args: readonly string[], env: CliEnv, io: CliIo): Promise<number> {
-  const [sub, ...rest] = args;
-  // Loaded only here: generate and tokenize never need the hub client.
-  const { downloadModel, formatBytes, formatProgressBar, listModels } = await import('../download/index.ts');
-  if (sub === 'download') {
-    const { values, positionals } = parseArgs({
-      args: rest,
-      allowPositionals: true,
-      strict: true,
-      options: { revision: { type: 'string' }, dir: { type: 'string' } },
-    });
-    if (positionals.length !== 1) {
-      usage('models download takes one REPO (owner/name of an SD 1.x ONNX export)');
-    }
-    const tty = io.stderr.isTTY === true;
-    const result = await downloadModel({
-      repo: positionals[0]!,
-      revision: values.revision,
-      dir: values.dir ?? modelsDir(env),
-      token: env.HF_TOKEN,
-      endpoint: env.HF_ENDPOINT,
-      onProgress: tty ? (p) => io.stderr.write(`\r${formatProgressBar(p)}`) : undefined,
-    });
-    if (tty) io.stderr.write('\n');
-    io.stderr.write(
-      `${result.filesDownloaded.length} file(s), ${formatBytes(result.bytesDownloaded)} downloaded; ` +
-        `${result.manifest.repo}@${result.manifest.commit ?? result.manifest.revision} is in ${result.dir}\n` +
-        `Try: imagine generate --model ${result.dir} --prompt "..."\n`,
-    );
-    io.stdout.write(`${result.dir}\n`);
-    return EXIT_OK;
-  }
-  if (sub === 'list') {
-    const { values, positionals } = parseArgs({
-      args: rest,
-      allowPositionals: true,
-      strict: true,
-      options: { dir: { type: 'string' } },
-    });
-    if (positionals.length > 0) usage(`models list takes no arguments, got "${positionals[0]}"`);
-    const list = await listModels(values.dir ?? modelsDir(env));
-    for (const m of list) {
-      const state = m.complete ? '' : '  (incomplete)';
-      io.stdout.write(`${m.name}\t${m.kind}\t${formatBytes(m.sizeBytes)}\t${m.dir}${state}\n`);
-    }
-    if (list.length === 0) io.stderr.write('No models yet. Try `imagine models download <repo>`.\n');
-    return EXIT_OK;
-  }
-  usage(
-    sub === undefined ? 'models needs a subcommand: download or list' : `unknown models subcommand "${sub}"`,
-  );
-}
-
 /** Checks a model folder without generating: opens every session and prints what it found. */
 async function inspect(args: readonly string[], env: CliEnv, io: CliIo): Promise<number> {
   const { values } = parseArgs({ args: [...args], strict: true, options: { model: { type: 'string' } } });
@@ -344,6 +323,7 @@ async function inspect(args: readonly string[], env: CliEnv, io: CliIo): Promise
           demo: model.demo,
           dtype: model.dtype,
           family: model.family,
+          defaults: model.defaults,
           textEncoder: { inputIds: model.textEncoder.inputIds, output: model.textEncoder.output },
           ...(model.second === null
             ? {}
@@ -386,7 +366,14 @@ export async function runCli(argv: readonly string[], env: CliEnv, io: CliIo): P
       case 'tokenize':
         return await tokenize(rest, env, io);
       case 'models':
-        return await models(rest, env, io);
+        return await modelsCommand(rest, {
+          modelsDir: modelsDir(env),
+          token: env.HF_TOKEN,
+          endpoint: env.HF_ENDPOINT,
+          stdout: io.stdout,
+          stderr: io.stderr,
+          usage,
+        });
       case 'inspect':
         return await inspect(rest, env, io);
       case undefined:

@@ -12,10 +12,10 @@ import { buildTinyDecoder, TINY_DECODER_CONFIG } from './taesd.ts';
 import { buildTextEncoder } from './text-encoder.ts';
 import { pythonJson, tokenizerFiles } from './tokenizer-files.ts';
 import { buildUnet } from './unet.ts';
-import { buildVaeDecoder, SCALING_FACTOR } from './vae.ts';
+import { buildVaeDecoder, buildVaeEncoder, SCALING_FACTOR } from './vae.ts';
 
 /** Bump when the generated files change for the same options: ensureDemoModel rebuilds stale folders. */
-export const DEMO_MODEL_VERSION = 1;
+export const DEMO_MODEL_VERSION = 2;
 export const DEMO_MARKER_FILE = 'demo.json';
 
 export interface DemoCost {
@@ -216,6 +216,7 @@ export async function buildDemoModel(
     await onnx('vae_decoder_tiny', g.vaeDecoderTiny.model);
     await text('vae_decoder_tiny/config.json', TINY_DECODER_CONFIG);
   }
+  await onnx('vae_encoder', buildVaeEncoder(g.options).model);
   const blockOut = o.vaeChannels > 0 ? o.vaeChannelMult.map((m) => m * o.vaeChannels) : [32, 32, 32, 32];
   await text(
     'vae_decoder/config.json',

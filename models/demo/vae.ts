@@ -109,3 +109,27 @@ function learnedDecoder(net: Net, o: DemoModelOptions, z: string, latent: number
   );
   return out;
 }
+
+/**
+ * The demo VAE encoder: sample [B,3,H,W] in [-1, 1] → latent_parameters [B,8,H/8,W/8] (optimum's
+ * layout: mean, then log-variance). Procedural: 8x8 average pooling, then the transposed colour mix
+ * (so a picture's hues land roughly where the decoder puts them back) as the mean, and a small fixed
+ * log-variance, so image-to-image on the demo model draws from the image's generator as diffusers does.
+ */
+export function buildVaeEncoder(o: DemoModelOptions): BuiltGraph {
+  const ft = o.fp16 ? 'float16' : 'float32';
+  const b = new GraphBuilder('vae_encoder', ft);
+  const x = b.input('sample', ft, ['batch', 3, 'height', 'width']);
+  const pooled = b.op('AveragePool', [x], { kernel_shape: { ints: [8, 8] }, strides: { ints: [8, 8] } });
+  const weights: number[] = [];
+  for (let c = 0; c < 4; c++) for (let r = 0; r < 3; r++) weights.push((0.5 * MIX[r]![c]!) / SCALING_FACTOR);
+  for (let i = 0; i < 4 * 3; i++) weights.push(0);
+  const bias = [0, 0, 0, 0, -6, -6, -6, -6];
+  const params = b.op('Conv', [pooled, b.constFloat(weights, [8, 3, 1, 1]), b.constFloat(bias, [8])]);
+  b.output(params, 'latent_parameters', ft, ['batch', 8, 'latent_height', 'latent_width']);
+  return {
+    model: { graph: b.build(), docString: 'imagine-bot demo VAE encoder (procedural)' },
+    parameters: b.parameters,
+    macs: 0,
+  };
+}

@@ -1,10 +1,11 @@
 /**
- * Downloads the ONNX Stable Diffusion 1.x files of a Hugging Face repo into `{dir}/{owner}--{name}`.
+ * Downloads the ONNX Stable Diffusion (SD 1.x, SD 2.x, SDXL) files of a Hugging Face repo into
+ * `{dir}/{owner}--{name}`.
  *
  * - Picks only what the ONNX pipeline needs (model_index.json, scheduler/, tokenizer/, text_encoder/,
- *   unet/, vae_decoder/, and optionally safety_checker/ + feature_extractor/), including external weight
- *   files (model.onnx_data, weights.pb). A repo without the required files fails before any transfer,
- *   naming what is missing.
+ *   unet/, vae_decoder/, SDXL's text_encoder_2/ + tokenizer_2/, and optionally safety_checker/ +
+ *   feature_extractor/), including external weight files (model.onnx_data, model.onnx.data, weights.pb).
+ *   A repo without the required files fails before any transfer, naming what is missing.
  * - Every file from the commit the revision resolved to; each written to `<file>.part`, resumed with
  *   `Range` after an interruption (also across runs), checked against the hub's size and sha256 (LFS) or
  *   git blob id (regular files), then renamed into place. A bad file is deleted.
@@ -16,7 +17,8 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
-import { REQUIRED_MODEL_FILES } from '../layout.ts';
+import { SDXL_EXTRA_FILES } from '../family.ts';
+import { PIPELINE_FOLDERS, REQUIRED_MODEL_FILES, SAFETY_FOLDERS, SKIPPED_EXTENSIONS } from '../layout.ts';
 import { DownloadError } from './errors.ts';
 import {
   authHeaders,
@@ -35,11 +37,6 @@ export const MANIFEST_FILE = 'installed.json';
 export const DOWNLOAD_STATE_FILE = '.download-state.json';
 
 export { REQUIRED_MODEL_FILES };
-
-const PIPELINE_FOLDERS = ['scheduler/', 'tokenizer/', 'text_encoder/', 'unet/', 'vae_decoder/'] as const;
-const SAFETY_FOLDERS = ['safety_checker/', 'feature_extractor/'] as const;
-/** Weights of other frameworks that may sit beside the ONNX files; never needed. */
-const SKIPPED_EXTENSIONS = ['.safetensors', '.bin', '.ckpt', '.msgpack', '.h5', '.pt', '.pth'] as const;
 
 export interface DownloadOptions {
   /** Hub repo id, `owner/name`. */
@@ -64,6 +61,10 @@ export interface DownloadOptions {
   /** Minimum time between progress callbacks (the last one of each file always comes). @defaultValue 100 */
   readonly progressIntervalMs?: number | undefined;
   readonly signal?: AbortSignal | undefined;
+  /** 'sdxl' requires text_encoder_2/ and tokenizer_2/ even if the listing lacks them (catalogue entries). */
+  readonly family?: 'sd1' | 'sd2' | 'sdxl' | undefined;
+  /** Sees the hub's file list before any transfer; throws to stop (the catalogue's layout check). */
+  readonly checkFiles?: ((files: readonly HubFile[]) => void) | undefined;
 }
 
 export interface InstalledFile {
@@ -99,13 +100,17 @@ export function modelFolderName(repo: string): string {
   return repo.replace('/', '--');
 }
 
-/** Picks the files the ONNX pipeline uses; throws `not-sd-onnx` listing what is missing. */
+/**
+ * Picks the files the ONNX pipeline uses; throws `not-sd-onnx` listing what is missing. A repo with
+ * text_encoder_2/ or tokenizer_2/ files (or `family: 'sdxl'`) is SDXL and needs both.
+ */
 export function selectModelFiles(
   files: readonly HubFile[],
   options: {
     readonly safetyChecker?: boolean | undefined;
     readonly repo?: string;
     readonly revision?: string;
+    readonly family?: 'sd1' | 'sd2' | 'sdxl' | undefined;
   } = {},
 ): HubFile[] {
   const folders: readonly string[] =
@@ -116,16 +121,22 @@ export function selectModelFiles(
     return folders.some((d) => f.path.startsWith(d));
   });
   const present = new Set(picked.map((f) => f.path));
-  const missing = REQUIRED_MODEL_FILES.filter((f) => !present.has(f));
+  const sdxl =
+    options.family === 'sdxl' ||
+    files.some((f) => f.path.startsWith('text_encoder_2/') || f.path.startsWith('tokenizer_2/'));
+  const required: readonly string[] = sdxl
+    ? [...REQUIRED_MODEL_FILES, ...SDXL_EXTRA_FILES]
+    : REQUIRED_MODEL_FILES;
+  const missing = required.filter((f) => !present.has(f));
   if (missing.length > 0) {
     const where = options.repo === undefined ? 'The repo' : `${options.repo}@${options.revision ?? 'main'}`;
     const pytorch = files.some((f) => /^unet\/diffusion_pytorch_model\./.test(f.path));
     const hint = pytorch
-      ? ' It holds diffusers PyTorch weights; pick an ONNX export instead (owner/name of an SD 1.x ONNX export), or a branch that has one (some repos keep ONNX files on an "onnx" revision).'
-      : ' An ONNX SD 1.x repo has text_encoder/, unet/ and vae_decoder/ model.onnx files plus tokenizer/ and scheduler/.';
+      ? ' It holds diffusers PyTorch weights; pick an ONNX export instead (owner/name of an SD ONNX export, or a name from `imagine models list`), or a branch that has one (some repos keep ONNX files on an "onnx" revision).'
+      : ' An ONNX SD repo has text_encoder/, unet/ and vae_decoder/ model.onnx files plus tokenizer/ and scheduler/; SDXL also text_encoder_2/ and tokenizer_2/.';
     throw new DownloadError(
       'not-sd-onnx',
-      `${where} is not an ONNX Stable Diffusion 1.x model: missing ${missing.join(', ')}.${hint}`,
+      `${where} is not an ONNX Stable Diffusion ${sdxl ? 'XL ' : ''}model: missing ${missing.join(', ')}.${hint}`,
       { context: { missing } },
     );
   }
@@ -211,7 +222,7 @@ const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
     );
   });
 
-/** Downloads (or completes, or verifies) an ONNX SD 1.x model from the hub. */
+/** Downloads (or completes, or verifies) an ONNX SD 1.x/2.x/SDXL model from the hub. */
 export async function downloadModel(options: DownloadOptions): Promise<DownloadResult> {
   const repo = options.repo;
   validateRepoId(repo);
@@ -226,7 +237,13 @@ export async function downloadModel(options: DownloadOptions): Promise<DownloadR
   const ctx = { repo, revision, hasToken: token !== undefined, endpoint };
 
   const info = await fetchRepoInfo({ repo, revision, endpoint, token, fetchImpl, signal });
-  const files = selectModelFiles(info.files, { safetyChecker: options.safetyChecker, repo, revision });
+  const files = selectModelFiles(info.files, {
+    safetyChecker: options.safetyChecker,
+    repo,
+    revision,
+    family: options.family,
+  });
+  options.checkFiles?.(info.files);
   // Pin every request to one commit so a push during the download cannot mix versions.
   const ref = info.commit ?? revision;
   const root = resolve(options.dir, modelFolderName(repo));

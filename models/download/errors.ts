@@ -7,6 +7,8 @@ export type DownloadFailure =
   | 'gated'
   | 'not-found'
   | 'not-sd-onnx'
+  | 'unknown-catalog-entry'
+  | 'catalog-mismatch'
   | 'size-mismatch'
   | 'hash-mismatch'
   | 'network'

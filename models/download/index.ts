@@ -1,4 +1,14 @@
 export {
+  CATALOG,
+  type CatalogEntry,
+  type CatalogFile,
+  checkAgainstEntry,
+  downloadCatalogEntry,
+  findCatalogEntry,
+  sizeMatches,
+  unknownEntry,
+} from './catalog.ts';
+export {
   DOWNLOAD_STATE_FILE,
   type DownloadOptions,
   type DownloadResult,

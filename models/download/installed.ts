@@ -2,7 +2,11 @@
 
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { readImagineJson, resolveModelDefaults } from '../defaults.ts';
+import type { ModelDefaults } from '../engine.ts';
+import { type FamilyName, folderKind, SDXL_EXTRA_FILES } from '../family.ts';
 import { readOnnxIo } from '../onnx-builder/inspect.ts';
+import { ClipTokenizer } from '../tokenizer.ts';
 import { DOWNLOAD_STATE_FILE, MANIFEST_FILE, REQUIRED_MODEL_FILES, readManifest } from './download.ts';
 
 export interface InstalledModel {
@@ -23,6 +27,45 @@ export interface InstalledModel {
   readonly repo?: string;
   readonly revision?: string;
   readonly commit?: string | null;
+  /** The family its files declare (without opening sessions); absent when they don't say. */
+  readonly family?: FamilyName;
+  /** The defaults the engine will report for it (ModelInfo.defaults). */
+  readonly defaults?: ModelDefaults;
+  /** The catalogue entry it was downloaded from (imagine.json `catalog`). */
+  readonly catalog?: string;
+  /** Why family or defaults could not be read (e.g. a bad imagine.json), in the loader's words. */
+  readonly problem?: string;
+}
+
+async function readJson(file: string): Promise<Record<string, unknown>> {
+  try {
+    const v = JSON.parse(await readFile(file, 'utf8')) as unknown;
+    return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
+}
+
+/** Family, defaults and catalogue name as the loader would find them, from the files alone. */
+async function describeFolder(
+  dir: string,
+): Promise<Pick<InstalledModel, 'family' | 'defaults' | 'catalog' | 'problem'>> {
+  try {
+    const index = await readJson(join(dir, 'model_index.json'));
+    const kind = folderKind(dir, index, await exists(join(dir, 'text_encoder_2', 'model.onnx')));
+    let family: FamilyName = 'sdxl';
+    if (kind === 'sd') {
+      // SD 2.x pads with OpenCLIP's "!", SD 1.x with EOS: the loader's own test.
+      const tokenizer = await ClipTokenizer.fromModelDir(dir, 'tokenizer');
+      family = tokenizer.padTokenId !== tokenizer.eosTokenId ? 'sd2' : 'sd1';
+    }
+    const scheduler = await readJson(join(dir, 'scheduler', 'scheduler_config.json'));
+    const defaults = await resolveModelDefaults(dir, family, scheduler);
+    const catalog = (await readImagineJson(dir))?.catalog;
+    return { family, defaults, ...(catalog === undefined ? {} : { catalog }) };
+  } catch (error) {
+    return { problem: (error as Error).message };
+  }
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -86,7 +129,10 @@ export async function listModels(modelsDir: string): Promise<InstalledModel[]> {
     if (!markers.some(Boolean)) continue;
     const demo = await readDemoJson(dir);
     const manifest = await readManifest(dir);
-    const required = await Promise.all(REQUIRED_MODEL_FILES.map((f) => exists(join(dir, f))));
+    const described = await describeFolder(dir);
+    const needed =
+      described.family === 'sdxl' ? [...REQUIRED_MODEL_FILES, ...SDXL_EXTRA_FILES] : REQUIRED_MODEL_FILES;
+    const required = await Promise.all(needed.map((f) => exists(join(dir, f))));
     const unfinished = await exists(join(dir, DOWNLOAD_STATE_FILE));
     const dtype =
       demo?.dtype === 'float16' || demo?.dtype === 'float32'
@@ -100,6 +146,7 @@ export async function listModels(modelsDir: string): Promise<InstalledModel[]> {
       sizeBytes: await folderSize(dir),
       hasSafetyChecker: await exists(join(dir, 'safety_checker', 'model.onnx')),
       complete: required.every(Boolean) && !unfinished,
+      ...described,
       ...(demo !== undefined && typeof demo.label === 'string' ? { label: demo.label } : {}),
       ...(manifest === undefined
         ? {}

@@ -34,6 +34,8 @@ export interface DenoiseInput extends GenerateOptions {
   readonly scheduler: Scheduler;
   readonly generators: readonly NoiseGenerator[];
   readonly latents: Float32Array;
+  /** Index into `scheduler.timesteps` of the first step run (image-to-image skips the first ones). */
+  readonly firstStep?: number;
   readonly runUnet: UnetRun;
   /** Counts session time, so each step's UNet share can be told apart from the loop's own work. */
   readonly runner: SessionRunner;
@@ -59,14 +61,15 @@ export async function denoise(input: DenoiseInput): Promise<DenoiseResult> {
   const perImage = channels * lh * lw;
   let latents = input.latents;
   const timesteps = scheduler.timesteps;
-  const total = timesteps.length;
+  const first = input.firstStep ?? 0;
+  const total = timesteps.length - first;
   const stepMs: number[] = [];
   const unetRunMs: number[] = [];
   const g = f(request.guidance);
   const sigmas = scheduler.sigmas;
   const veSpace = scheduler.initNoiseSigma > 1;
   const cfgInput = new Float32Array(cfg ? 2 * batch * perImage : 0);
-  for (let i = 0; i < total; i++) {
+  for (let i = first; i < timesteps.length; i++) {
     if (signal?.aborted) throw cancelled();
     const stepStart = performance.now();
     const t = timesteps[i]!;
@@ -83,7 +86,7 @@ export async function denoise(input: DenoiseInput): Promise<DenoiseResult> {
     try {
       out = await runUnet(unetInput, t, i);
     } catch (error) {
-      throw i === 0 ? unsupportedSizeError(error, request.width, request.height) : error;
+      throw i === first ? unsupportedSizeError(error, request.width, request.height) : error;
     }
     unetRunMs.push(runner.totalMs - runBefore);
     let noisePred = out;
@@ -110,7 +113,7 @@ export async function denoise(input: DenoiseInput): Promise<DenoiseResult> {
       };
       const decodePreview = input.decodePreview;
       await onStep({
-        step: i + 1,
+        step: i - first + 1,
         total,
         elapsedMs: performance.now() - input.startedAt,
         preview: (index = 0): RgbImage => {

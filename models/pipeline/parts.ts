@@ -10,9 +10,9 @@ import type { NoiseGenerator, Scheduler } from '../types.ts';
  *
  * Families: SD 1.x and 2.x share sd1.ts (2.x differs only in tokenizer padding and scheduler config);
  * SDXL's encodePrompt (sdxl.ts) runs two text encoders and returns `text_embeds` (pooled) and `time_ids`
- * as extra UNet inputs beside `encoder_hidden_states`. Planned next (not built): image-to-image's
- * prepareLatents VAE-encodes the image, samples it with generator k (drawn before the noise), and adds
- * noise at the strength's timestep.
+ * as extra UNet inputs beside `encoder_hidden_states`. Modes: text-to-image (txt2img.ts) starts from
+ * scaled noise at the first timestep; image-to-image (img2img.ts) VAE-encodes the picture, samples it
+ * with generator k (drawn before the noise), and adds noise at the strength's first timestep.
  */
 
 /** A UNet input that stays the same at every step, one row per UNet batch row. */
@@ -53,7 +53,14 @@ export interface LatentsContext {
   readonly perImage: number;
 }
 
-/** A generation mode's start latents (text-to-image: scaled noise), image-major [B, C, h, w]. */
+export interface StartLatents {
+  /** Image-major [B, C, h, w]. */
+  readonly latents: Float32Array;
+  /** Index into `scheduler.timesteps` of the first step run (0 for text-to-image). */
+  readonly firstStep: number;
+}
+
+/** A generation mode's start latents (text-to-image: scaled noise; image-to-image: the noised picture). */
 export interface LatentsMode {
-  prepareLatents(context: LatentsContext): Float32Array;
+  prepareLatents(context: LatentsContext): StartLatents | Promise<StartLatents>;
 }

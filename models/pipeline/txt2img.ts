@@ -1,10 +1,10 @@
-import type { LatentsContext, LatentsMode } from './parts.ts';
+import type { LatentsContext, LatentsMode, StartLatents } from './parts.ts';
 
 const f = Math.fround;
 
 /** Text-to-image start latents: diffusers' `prepare_latents`, noise from generator k times init_noise_sigma. */
 export const textToImage: LatentsMode = {
-  prepareLatents({ request, scheduler, generators, perImage }: LatentsContext): Float32Array {
+  prepareLatents({ request, scheduler, generators, perImage }: LatentsContext): StartLatents {
     const batch = request.prompts.length;
     const latents = new Float32Array(batch * perImage);
     const initSigma = f(scheduler.initNoiseSigma);
@@ -13,6 +13,6 @@ export const textToImage: LatentsMode = {
       const off = k * perImage;
       for (let i = 0; i < perImage; i++) latents[off + i] = f(noise[i]! * initSigma);
     }
-    return latents;
+    return { latents, firstStep: 0 };
   },
 };

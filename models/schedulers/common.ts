@@ -255,3 +255,53 @@ export function clipSample(x: Float32Array, range: number): void {
     else if (v > r) x[i] = r;
   }
 }
+
+/**
+ * DDPM's `add_noise` (PNDM, DDIM, LCM): `sqrt(ᾱ_t) * x + sqrt(1 - ᾱ_t) * noise` in float32, ᾱ looked up
+ * by the timestep itself (these schedulers index by timestep, not by a step index).
+ */
+export function addNoiseByAlpha(
+  scheduler: string,
+  alphasCumprod: Float32Array,
+  original: Float32Array,
+  noise: Float32Array,
+  timestep: number,
+): Float32Array {
+  if (original.length !== noise.length) {
+    throw new InternalError(ErrorCode.Internal, `${scheduler}: add_noise needs as much noise as sample`);
+  }
+  const a = alphasCumprod[timestep];
+  if (a === undefined || !Number.isInteger(timestep)) {
+    throw timestepOutOfRange(scheduler, timestep, alphasCumprod.length);
+  }
+  const sa = f32(Math.sqrt(a));
+  const sb = f32(Math.sqrt(f32(1 - a)));
+  const out = new Float32Array(original.length);
+  for (let i = 0; i < out.length; i++) out[i] = f32(f32(sa * original[i]!) + f32(sb * noise[i]!));
+  return out;
+}
+
+/**
+ * The sigma schedulers' `add_noise` once `set_begin_index` was called (Euler, Euler ancestral):
+ * `x + noise * sigmas[begin_index]` in float32.
+ */
+export function addNoiseBySigma(original: Float32Array, noise: Float32Array, sigma: number): Float32Array {
+  const out = new Float32Array(original.length);
+  const s = f32(sigma);
+  for (let i = 0; i < out.length; i++) out[i] = f32(original[i]! + f32(noise[i]! * s));
+  return out;
+}
+
+/**
+ * The step index a sigma/step-indexed scheduler starts from: the begin index when the pipeline set one
+ * (image-to-image), else where `timestep` sits in the schedule (`_init_step_index`).
+ */
+export function startIndex(
+  scheduler: string,
+  beginIndex: number | null,
+  timesteps: readonly number[],
+  timestep: number,
+  whenMissing: 'throw' | 'last',
+): number {
+  return beginIndex ?? indexForTimestep(scheduler, timesteps, timestep, whenMissing);
+}

@@ -2,6 +2,7 @@ import { ErrorCode, UserError } from '../../core/errors.ts';
 import type { SamplerName } from '../../core/samplers.ts';
 import type { NoiseGenerator, Scheduler, SchedulerConfig } from '../types.ts';
 import {
+  addNoiseByAlpha,
   checkSameLength,
   checkSteps,
   clipSample,
@@ -87,6 +88,13 @@ export class DdimScheduler implements Scheduler {
     } else {
       this.timesteps = npArange(n, 0, -(n / steps)).map((t) => roundHalfEven(t) - 1);
     }
+  }
+
+  /** diffusers' DDIMScheduler has no `set_begin_index`: it steps by timestep, so a mid-schedule start needs nothing. */
+  setBeginIndex(_index: number): void {}
+
+  addNoise(original: Float32Array, noise: Float32Array, timestep: number): Float32Array {
+    return addNoiseByAlpha(NAME, this.schedule.alphasCumprod, original, noise, timestep);
   }
 
   scaleModelInput(sample: Float32Array, _timestep: number): Float32Array {

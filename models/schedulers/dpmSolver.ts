@@ -5,12 +5,12 @@ import {
   checkSameLength,
   checkSteps,
   DEFAULT_BETAS,
-  indexForTimestep,
   type NoiseSchedule,
   notReady,
   readNoiseSchedule,
   scratch,
   sigmaTable,
+  startIndex,
   type Thresholding,
   TIMESTEP_SPACINGS,
   type TimestepSpacing,
@@ -64,6 +64,7 @@ export class DpmSolverMultistepScheduler implements Scheduler {
   private readonly squaredCos: boolean;
 
   private stepIndex: number | null = null;
+  private beginIndex: number | null = null;
   private lowerOrderNums = 0;
   /** model_outputs[-2], model_outputs[-1] (converted to x0 predictions); buffers swap each step. */
   private previousX0: Float32Array | null = null;
@@ -203,6 +204,7 @@ export class DpmSolverMultistepScheduler implements Scheduler {
     this.sigmas = [...sigmas, last].map(f32);
     this.timesteps = timesteps;
     this.stepIndex = null;
+    this.beginIndex = null;
     this.lowerOrderNums = 0;
     this.previousX0 = null;
     this.currentX0 = null;
@@ -210,6 +212,23 @@ export class DpmSolverMultistepScheduler implements Scheduler {
 
   scaleModelInput(sample: Float32Array, _timestep: number): Float32Array {
     return sample;
+  }
+
+  setBeginIndex(index: number): void {
+    this.beginIndex = index;
+  }
+
+  /** `add_noise`: alpha_t * x + sigma_t * noise at the begin index's sigma. */
+  addNoise(original: Float32Array, noise: Float32Array, timestep: number): Float32Array {
+    if (this.sigmas === null) throw notReady(NAME);
+    const index =
+      this.beginIndex === null
+        ? startIndex(NAME, null, this.timesteps, timestep, 'last')
+        : (this.stepIndex ?? this.beginIndex);
+    const [alpha, sigma] = this.alphaSigma(this.sigmas[index]!);
+    const out = new Float32Array(original.length);
+    for (let i = 0; i < out.length; i++) out[i] = f32(f32(alpha * original[i]!) + f32(sigma * noise[i]!));
+    return out;
   }
 
   /** alpha_t, sigma_t for a sigma (`_sigma_to_alpha_sigma_t`), float32. */
@@ -232,7 +251,9 @@ export class DpmSolverMultistepScheduler implements Scheduler {
     const sigmas = this.sigmas;
     if (sigmas === null) throw notReady(NAME);
     checkSameLength(NAME, modelOutput, sample);
-    if (this.stepIndex === null) this.stepIndex = indexForTimestep(NAME, this.timesteps, timestep, 'last');
+    if (this.stepIndex === null) {
+      this.stepIndex = startIndex(NAME, this.beginIndex, this.timesteps, timestep, 'last');
+    }
     const i = this.stepIndex;
     const count = this.timesteps.length;
     const lowerOrderFinal =

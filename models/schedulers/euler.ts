@@ -1,14 +1,15 @@
 import type { SamplerName } from '../../core/samplers.ts';
 import type { NoiseGenerator, Scheduler, SchedulerConfig } from '../types.ts';
 import {
+  addNoiseBySigma,
   checkSameLength,
   checkSteps,
   DEFAULT_BETAS,
-  indexForTimestep,
   type NoiseSchedule,
   notReady,
   readNoiseSchedule,
   sigmaTable,
+  startIndex,
   TIMESTEP_SPACINGS,
   type TimestepSpacing,
 } from './common.ts';
@@ -83,6 +84,7 @@ export class EulerScheduler implements Scheduler {
   private readonly stepsOffset: number;
   private readonly finalSigmaMin: boolean;
   private stepIndex: number | null = null;
+  private beginIndex: number | null = null;
 
   constructor(name: SamplerName, config: SchedulerConfig, overrides: SchedulerConfig = {}) {
     this.name = name;
@@ -143,11 +145,27 @@ export class EulerScheduler implements Scheduler {
       : timesteps;
     this.initNoiseSigma = eulerInitNoiseSigma(finalSigmas, this.spacing);
     this.stepIndex = null;
+    this.beginIndex = null;
+  }
+
+  setBeginIndex(index: number): void {
+    this.beginIndex = index;
+  }
+
+  addNoise(original: Float32Array, noise: Float32Array, timestep: number): Float32Array {
+    if (this.sigmas === null) throw notReady(NAME);
+    const index =
+      this.beginIndex === null
+        ? startIndex(NAME, null, this.timesteps, timestep, 'throw')
+        : (this.stepIndex ?? this.beginIndex);
+    return addNoiseBySigma(original, noise, this.sigmas[index]!);
   }
 
   scaleModelInput(sample: Float32Array, timestep: number): Float32Array {
     if (this.sigmas === null) throw notReady(NAME);
-    if (this.stepIndex === null) this.stepIndex = indexForTimestep(NAME, this.timesteps, timestep, 'throw');
+    if (this.stepIndex === null) {
+      this.stepIndex = startIndex(NAME, this.beginIndex, this.timesteps, timestep, 'throw');
+    }
     return scaleBySigma(sample, this.sigmas[this.stepIndex]!);
   }
 
@@ -160,7 +178,9 @@ export class EulerScheduler implements Scheduler {
     const sigmas = this.sigmas;
     if (sigmas === null) throw notReady(NAME);
     checkSameLength(NAME, modelOutput, sample);
-    if (this.stepIndex === null) this.stepIndex = indexForTimestep(NAME, this.timesteps, timestep, 'throw');
+    if (this.stepIndex === null) {
+      this.stepIndex = startIndex(NAME, this.beginIndex, this.timesteps, timestep, 'throw');
+    }
     const sigma = sigmas[this.stepIndex]!;
     // s_churn = 0 → gamma = 0 → sigma_hat = sigma * (0 + 1) = sigma, and no noise is added.
     const sigmaHat = sigma;

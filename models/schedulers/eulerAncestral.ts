@@ -1,16 +1,17 @@
 import type { SamplerName } from '../../core/samplers.ts';
 import type { NoiseGenerator, Scheduler, SchedulerConfig } from '../types.ts';
 import {
+  addNoiseBySigma,
   checkSameLength,
   checkSteps,
   DEFAULT_BETAS,
   drawNoise,
-  indexForTimestep,
   type NoiseSchedule,
   notReady,
   readNoiseSchedule,
   scratch,
   sigmaTable,
+  startIndex,
   TIMESTEP_SPACINGS,
   type TimestepSpacing,
 } from './common.ts';
@@ -36,6 +37,7 @@ export class EulerAncestralScheduler implements Scheduler {
   private readonly spacing: TimestepSpacing;
   private readonly stepsOffset: number;
   private stepIndex: number | null = null;
+  private beginIndex: number | null = null;
   private noise: Float32Array | null = null;
 
   constructor(name: SamplerName, config: SchedulerConfig, overrides: SchedulerConfig = {}) {
@@ -65,11 +67,27 @@ export class EulerAncestralScheduler implements Scheduler {
     this.sigmas = sigmas;
     this.initNoiseSigma = eulerInitNoiseSigma(sigmas, this.spacing);
     this.stepIndex = null;
+    this.beginIndex = null;
+  }
+
+  setBeginIndex(index: number): void {
+    this.beginIndex = index;
+  }
+
+  addNoise(original: Float32Array, noise: Float32Array, timestep: number): Float32Array {
+    if (this.sigmas === null) throw notReady(NAME);
+    const index =
+      this.beginIndex === null
+        ? startIndex(NAME, null, this.timesteps, timestep, 'throw')
+        : (this.stepIndex ?? this.beginIndex);
+    return addNoiseBySigma(original, noise, this.sigmas[index]!);
   }
 
   scaleModelInput(sample: Float32Array, timestep: number): Float32Array {
     if (this.sigmas === null) throw notReady(NAME);
-    if (this.stepIndex === null) this.stepIndex = indexForTimestep(NAME, this.timesteps, timestep, 'throw');
+    if (this.stepIndex === null) {
+      this.stepIndex = startIndex(NAME, this.beginIndex, this.timesteps, timestep, 'throw');
+    }
     return scaleBySigma(sample, this.sigmas[this.stepIndex]!);
   }
 
@@ -82,7 +100,9 @@ export class EulerAncestralScheduler implements Scheduler {
     const sigmas = this.sigmas;
     if (sigmas === null) throw notReady(NAME);
     checkSameLength(NAME, modelOutput, sample);
-    if (this.stepIndex === null) this.stepIndex = indexForTimestep(NAME, this.timesteps, timestep, 'throw');
+    if (this.stepIndex === null) {
+      this.stepIndex = startIndex(NAME, this.beginIndex, this.timesteps, timestep, 'throw');
+    }
     const sigma = sigmas[this.stepIndex]!;
     const sigmaTo = sigmas[this.stepIndex + 1]!;
     const fromSq = f32(sigma * sigma);

@@ -2,15 +2,16 @@ import { ErrorCode, UserError } from '../../core/errors.ts';
 import type { SamplerName } from '../../core/samplers.ts';
 import type { NoiseGenerator, Scheduler, SchedulerConfig } from '../types.ts';
 import {
+  addNoiseByAlpha,
   checkSameLength,
   checkSteps,
   clipSample,
   drawNoise,
-  indexForTimestep,
   type NoiseSchedule,
   notReady,
   readNoiseSchedule,
   scratch,
+  startIndex,
   type Thresholding,
   thresholdSample,
   timestepOutOfRange,
@@ -40,6 +41,7 @@ export class LcmScheduler implements Scheduler {
   private readonly timestepScaling: number;
   private numInferenceSteps: number | null = null;
   private stepIndex: number | null = null;
+  private beginIndex: number | null = null;
   private noise: Float32Array | null = null;
 
   constructor(name: SamplerName, config: SchedulerConfig, overrides: SchedulerConfig = {}) {
@@ -97,6 +99,15 @@ export class LcmScheduler implements Scheduler {
     this.timesteps = indices.map((i) => origin[i]!);
     this.numInferenceSteps = steps;
     this.stepIndex = null;
+    this.beginIndex = null;
+  }
+
+  setBeginIndex(index: number): void {
+    this.beginIndex = index;
+  }
+
+  addNoise(original: Float32Array, noise: Float32Array, timestep: number): Float32Array {
+    return addNoiseByAlpha(NAME, this.schedule.alphasCumprod, original, noise, timestep);
   }
 
   scaleModelInput(sample: Float32Array, _timestep: number): Float32Array {
@@ -111,7 +122,9 @@ export class LcmScheduler implements Scheduler {
   ): Float32Array {
     if (this.numInferenceSteps === null) throw notReady(NAME);
     checkSameLength(NAME, modelOutput, sample);
-    if (this.stepIndex === null) this.stepIndex = indexForTimestep(NAME, this.timesteps, timestep, 'throw');
+    if (this.stepIndex === null) {
+      this.stepIndex = startIndex(NAME, this.beginIndex, this.timesteps, timestep, 'throw');
+    }
     const ac = this.schedule.alphasCumprod;
     const prevIndex = this.stepIndex + 1;
     const prevTimestep = prevIndex < this.timesteps.length ? this.timesteps[prevIndex]! : timestep;

@@ -1,6 +1,7 @@
 import type { SamplerName } from '../../core/samplers.ts';
 import type { NoiseGenerator, Scheduler, SchedulerConfig } from '../types.ts';
 import {
+  addNoiseByAlpha,
   checkSameLength,
   checkSteps,
   DEFAULT_BETAS,
@@ -97,6 +98,13 @@ export class PndmScheduler implements Scheduler {
     this.counter = 0;
     this.curSample = null;
     this.curModelOutput = null;
+  }
+
+  /** diffusers' PNDMScheduler has no `set_begin_index`: it steps by timestep, so a mid-schedule start needs nothing. */
+  setBeginIndex(_index: number): void {}
+
+  addNoise(original: Float32Array, noise: Float32Array, timestep: number): Float32Array {
+    return addNoiseByAlpha(NAME, this.schedule.alphasCumprod, original, noise, timestep);
   }
 
   scaleModelInput(sample: Float32Array, _timestep: number): Float32Array {

@@ -326,7 +326,9 @@ describe('imagine models', () => {
 
     const list = await imagine(['models', 'list', '--dir', models]);
     expect(list.code, list.stderr).toBe(0);
-    expect(list.stdout).toMatch(/^test-org\/tiny-sd\tfp32\t/m);
+    expect(list.stdout).toMatch(
+      /^test-org\/tiny-sd\tsd1\tfp32\t.*\t25 steps, guidance 7\.5, 512x512, pndm\t/m,
+    );
 
     const c = CASES[8]!;
     const out = path.join(work, 'downloaded-out');

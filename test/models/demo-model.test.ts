@@ -201,6 +201,7 @@ describe('demo model folder', () => {
       'unet/model.onnx',
       'vae_decoder/config.json',
       'vae_decoder/model.onnx',
+      'vae_encoder/model.onnx',
     ]);
     const marker = JSON.parse(await readFile(join(demoDir, 'demo.json'), 'utf8'));
     expect(marker.demo).toBe(true);

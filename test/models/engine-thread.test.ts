@@ -1,9 +1,11 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CodedError, ErrorCode, InternalError, UserError } from '../../core/errors.ts';
 import type { Engine } from '../../models/engine.ts';
 import { loadEngineInThread, TERMINATE_THREAD } from '../../models/engine-thread/index.ts';
 import { loadEngine } from '../../models/pipeline.ts';
-import { CASES, closeness, referenceRgb, requestOf, TINY_SD } from './tiny-sd.ts';
+import { CASES, closeness, IMG2IMG, IMG2IMG_CASES, referenceRgb, requestOf, TINY_SD } from './tiny-sd.ts';
 
 describe('engine hosted in a worker thread', () => {
   let threaded: Engine;
@@ -33,6 +35,31 @@ describe('engine hosted in a worker thread', () => {
       expect(match.maxDiff).toBeLessThanOrEqual(2);
     }
     expect(a.truncatedTokens).toEqual(b.truncatedTokens);
+  });
+
+  it('runs image-to-image with the picture sent to the thread, progress counting only the steps run', async () => {
+    const c = IMG2IMG[2]!;
+    const initImage = new Uint8Array(await readFile(path.join(IMG2IMG_CASES, c.init_image)));
+    const request = {
+      prompts: c.prompts,
+      negative: c.negative ?? '',
+      negativeGiven: c.negative !== undefined,
+      seeds: c.seeds,
+      scheduler: c.scheduler,
+      steps: c.steps,
+      guidance: c.guidance,
+      width: 96,
+      height: 64,
+      initImage,
+      strength: c.strength,
+    };
+    const steps: [number, number][] = [];
+    const result = await threaded.generate(request, { onStep: (p) => void steps.push([p.step, p.total]) });
+    const run = Math.trunc(c.steps * c.strength);
+    expect(steps).toEqual(Array.from({ length: run }, (_, i) => [i + 1, run]));
+    const match = closeness(result.images[0]!.data, await referenceRgb(c.images[0]!.file, IMG2IMG_CASES));
+    expect(match.within1).toBeGreaterThanOrEqual(0.999);
+    expect(match.maxDiff).toBeLessThanOrEqual(2);
   });
 
   it('streams progress with a preview of each image', async () => {

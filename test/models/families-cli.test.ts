@@ -111,4 +111,15 @@ describe('imagine inspect on the other families', () => {
     expect(info.unet.timeIds).toMatchObject({ name: 'time_ids', shape: ['batch', 6] });
     expect(info.vaeScalingFactor).toBe(0.13025);
   });
+
+  it('prints the defaults the engine will report (the SDXL-Turbo fixture: 1 step, no guidance, 512²)', async () => {
+    expect((await inspect(TINY_SDXL)).defaults).toMatchObject({
+      steps: 1,
+      guidance: 0,
+      width: 512,
+      height: 512,
+      scheduler: 'euler_a',
+      source: 'family',
+    });
+  });
 });

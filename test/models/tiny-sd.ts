@@ -80,3 +80,24 @@ export function closeness(actual: Uint8Array, expected: Uint8Array): Closeness {
   }
   return { within1: within1 / actual.length, exact: exact / actual.length, maxDiff };
 }
+
+/** diffusers' image-to-image oracle cases (see the folder's README). */
+export const IMG2IMG_CASES = path.join(FIXTURES, 'img2img-cases');
+
+export interface Img2ImgCase {
+  readonly model: 'tiny-sd' | 'tiny-sdxl';
+  readonly prompts: string[];
+  readonly negative?: string;
+  readonly seeds: number[];
+  readonly scheduler: SamplerName;
+  readonly steps: number;
+  readonly strength: number;
+  readonly guidance: number;
+  /** File name in IMG2IMG_CASES; already at the output size. */
+  readonly init_image: string;
+  readonly images: { readonly file: string; readonly sha256_rgb: string; readonly mean: number }[];
+}
+
+export const IMG2IMG: readonly Img2ImgCase[] = JSON.parse(
+  readFileSync(path.join(IMG2IMG_CASES, 'cases.json'), 'utf8'),
+);

@@ -189,6 +189,13 @@ describe('playground JSON API (real queue, worker and demo model)', () => {
     expect(cancelled.grid).toBeNull();
   });
 
+  it('keeps idle connections open long enough that clients close them first (no reuse-after-close resets)', async () => {
+    const response = await fetch(`${t.url}/healthz`);
+    await response.arrayBuffer();
+    const advertised = /timeout=(\d+)/u.exec(response.headers.get('keep-alive') ?? '')?.[1];
+    expect(Number(advertised)).toBeGreaterThanOrEqual(60);
+  });
+
   it('answers 429 with Retry-After past the per-user cap', async () => {
     const user = await newUser(t.url);
     const submit = () =>
