@@ -79,6 +79,7 @@ export async function servedModels(config: Config, log: Logger): Promise<ServedM
     intraOpThreads: config.ORT_INTRA_OP_THREADS,
     generator: config.GENERATOR,
     safetyChecker: config.SAFETY_CHECKER,
+    decoder: config.DECODER,
     logger: log.child({ component: 'engine' }),
   };
   const served: ServedModel[] = [];

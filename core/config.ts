@@ -205,6 +205,11 @@ export const configSchema = z.object({
   GENERATOR: z.enum(GENERATOR_KINDS).default('cpu'),
   /** Run the model's safety checker when it has one, flagging NSFW images. Default false. */
   SAFETY_CHECKER: bool(false),
+  /**
+   * Final decoder: `vae` (the model's VAE, diffusers-exact) or `taesd` (the folder's tiny autoencoder in
+   * vae_decoder_tiny/, much faster, approximate). Default `vae`.
+   */
+  DECODER: z.enum(['vae', 'taesd']).default('vae'),
 
   /** Refinement suffixes, `|`-separated, 1-4 entries. Default `, highly realistic|, artsy|, trending|, colorful`. */
   SUFFIXES: suffixes,

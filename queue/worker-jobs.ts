@@ -217,6 +217,8 @@ export function createJobProcessor(
       const engine = lease.engine;
       const result = await engine.generate(requestFor(spec), {
         signal: entry.controller.signal,
+        // A decoded (TAESD) preview costs a decode: make one only as often as previews are published.
+        decodedPreviewEveryMs: previewEveryMs,
         onStep: (evals) => {
           const progress = { ...evals, ...userProgress(evals, spec.steps) };
           publishProgress(id, surface, progress);
