@@ -1,9 +1,10 @@
 import { join, resolve } from 'node:path';
-import { type Config, DEFAULT_WORKER_PORT } from '../core/config.ts';
+import { type Config, DEFAULT_WORKER_PORT, modelsFrom } from '../core/config.ts';
 import { CodedError, ErrorCode } from '../core/errors.ts';
 import type { Engine } from '../models/engine.ts';
 import { type RedisConnection, settleWithin } from '../queue/connection.ts';
 import { deliveryTakeover } from '../queue/delivery.ts';
+import type { ServedModel } from '../queue/engine-pool.ts';
 import { createJobs } from '../queue/jobs.ts';
 import { createQueueProbe, type QueueProbe } from '../queue/probe.ts';
 import { startRedis } from '../queue/redis-launcher.ts';
@@ -65,25 +66,53 @@ const PART_CLOSE_TIMEOUT_MS = 5000;
 /** How long `npm start` lets a running job finish on SIGTERM, so the whole stop stays under 20 s. */
 export const ALL_IN_ONE_SHUTDOWN_MS = 10_000;
 
-export function defaultEngine(config: Config, log: Logger): () => Promise<Engine> {
-  return async () => {
-    // In a worker thread: onnxruntime-node runs each session call synchronously, and a UNet call can take
-    // seconds on CPU; the worker's event loop must keep renewing job locks and serving health checks.
-    const { loadEngineInThread: loadEngine } = await import('../models/engine-thread/index.ts');
-    const options = {
-      executionProvider: config.ORT_EP,
-      deviceId: config.ORT_DEVICE_ID,
-      intraOpThreads: config.ORT_INTRA_OP_THREADS,
-      generator: config.GENERATOR,
-      safetyChecker: config.SAFETY_CHECKER,
-      logger: log.child({ component: 'engine' }),
-    };
-    if (config.MODEL_DIR !== undefined) return loadEngine(resolve(config.MODEL_DIR), options);
-    const { ensureDemoModel } = await import('../models/demo/index.ts');
-    const dir = join(config.MODELS_DIR, 'demo');
-    log.info({ dir }, 'MODEL_DIR is not set: using the demo model (synthetic images, not Stable Diffusion)');
-    return loadEngine(await ensureDemoModel(dir), options);
+/**
+ * The models a worker serves (MODELS, else MODEL_DIR or the demo model as `default`): each loaded in
+ * its own engine thread when first needed, with its revision and weight size read from its folder.
+ */
+export async function servedModels(config: Config, log: Logger): Promise<ServedModel[]> {
+  const { loadEngineInThread } = await import('../models/engine-thread/index.ts');
+  const { modelFolderFacts } = await import('../models/revision.ts');
+  const options = {
+    executionProvider: config.ORT_EP,
+    deviceId: config.ORT_DEVICE_ID,
+    intraOpThreads: config.ORT_INTRA_OP_THREADS,
+    generator: config.GENERATOR,
+    safetyChecker: config.SAFETY_CHECKER,
+    decoder: config.DECODER,
+    logger: log.child({ component: 'engine' }),
   };
+  const served: ServedModel[] = [];
+  for (const entry of modelsFrom(config)) {
+    let dir: string;
+    if (entry.dir === undefined) {
+      const { ensureDemoModel } = await import('../models/demo/index.ts');
+      dir = await ensureDemoModel(join(config.MODELS_DIR, 'demo'));
+    } else {
+      dir = resolve(entry.dir);
+    }
+    const facts = await modelFolderFacts(dir).catch((error: unknown) => {
+      throw new CodedError(ErrorCode.ModelLoad, `model ${entry.name}: can't read its folder ${dir}`, {
+        cause: error,
+      });
+    });
+    log.info(
+      {
+        model: entry.name,
+        dir,
+        revision: facts.revision,
+        weightsMb: Math.round(facts.weightBytes / 2 ** 20),
+      },
+      'serving model',
+    );
+    served.push({
+      name: entry.name,
+      load: () => loadEngineInThread(dir, options),
+      sizeBytes: facts.weightBytes,
+      revision: facts.revision,
+    });
+  }
+  return served;
 }
 
 /** Measures how long each surface takes to post results (the `deliver` phase). */
@@ -162,7 +191,11 @@ export async function startApp(options: AppOptions): Promise<App> {
   }
 
   try {
-    const probe: QueueProbe = createQueueProbe(connection, config.QUEUE_PREFIX);
+    const probe: QueueProbe = createQueueProbe(
+      connection,
+      config.QUEUE_PREFIX,
+      modelsFrom(config).map((m) => m.name),
+    );
     stack.push({ name: 'probe', close: () => probe.close() });
     metrics.setQueueCounts(() => probe.counts());
     health.check('redis', () => probe.ping());
@@ -182,30 +215,38 @@ export async function startApp(options: AppOptions): Promise<App> {
         role === 'all'
           ? Math.min(config.SHUTDOWN_TIMEOUT_MS, ALL_IN_ONE_SHUTDOWN_MS)
           : config.SHUTDOWN_TIMEOUT_MS;
-      workerStarting = startWorker({
-        connection,
-        prefix: config.QUEUE_PREFIX,
-        engine: options.engine ?? defaultEngine(config, log),
-        concurrency: config.WORKER_CONCURRENCY,
-        takeoverMs: config.STALLED_INTERVAL_MS,
-        shutdownTimeoutMs,
-        imageTtlMs: Math.min(config.IMAGE_TTL_HOURS * 3_600_000, config.RECORD_TTL_DAYS * 86_400_000),
-        imageStoreMaxBytes: Math.round(config.IMAGE_STORE_MAX_MB * 1024 * 1024),
-        logger: log.child({ component: 'worker' }),
-        metrics,
-      }).then(
-        (started) => {
-          worker = started;
-          modelInfo = { name: started.engine.info.name, demo: started.engine.info.demo };
-          log.info({ workerId: started.id, model: modelInfo }, 'worker ready');
-          return started;
-        },
-        (error: unknown) => {
-          // Reported by whoever awaits workerReady (main logs it and exits 1).
-          loadError = error;
-          throw error;
-        },
-      );
+      const engine = options.engine;
+      const served = engine === undefined ? servedModels(config, log) : Promise.resolve(undefined);
+      workerStarting = served
+        .then((models) =>
+          startWorker({
+            connection,
+            prefix: config.QUEUE_PREFIX,
+            // An engine given by the caller (tests, benchmarks) is the one `default` model.
+            ...(models === undefined ? (engine === undefined ? {} : { engine }) : { models }),
+            memoryBudgetBytes: config.MODEL_MEMORY_MB * 2 ** 20,
+            concurrency: config.WORKER_CONCURRENCY,
+            takeoverMs: config.STALLED_INTERVAL_MS,
+            shutdownTimeoutMs,
+            imageTtlMs: Math.min(config.IMAGE_TTL_HOURS * 3_600_000, config.RECORD_TTL_DAYS * 86_400_000),
+            imageStoreMaxBytes: Math.round(config.IMAGE_STORE_MAX_MB * 1024 * 1024),
+            logger: log.child({ component: 'worker' }),
+            metrics,
+          }),
+        )
+        .then(
+          (started) => {
+            worker = started;
+            modelInfo = { name: started.info.name, demo: started.info.demo };
+            log.info({ workerId: started.id, model: modelInfo }, 'worker ready');
+            return started;
+          },
+          (error: unknown) => {
+            // Reported by whoever awaits workerReady (main logs it and exits 1).
+            loadError = error;
+            throw error;
+          },
+        );
       workerReady = workerStarting.then(() => undefined);
       // Callers await it when they care; an unawaited failure is already logged above.
       workerReady.catch(() => undefined);
@@ -273,6 +314,7 @@ export async function startApp(options: AppOptions): Promise<App> {
         info: () => ({
           role,
           model: modelInfo ?? null,
+          models: modelsFrom(config).map((m) => m.name),
           suffixes: config.SUFFIXES,
           defaults: {
             sampler: config.DEFAULT_SAMPLER,

@@ -17,6 +17,8 @@ export interface GridSettings {
   readonly guidance: number;
   readonly width: number;
   readonly height: number;
+  /** The served model's name (absent in specs from before models had names: the default one). */
+  readonly model?: string;
 }
 
 /** Per-image prompts and seeds (image k is prompts[k] on seeds[k]) and the shared settings. A JobSpec is one. */
@@ -30,6 +32,8 @@ export interface NextBatch extends GridBatch {
   readonly kind: JobKind;
   /** Refine: which image of the parent grid (0-based). */
   readonly parentIndex?: number;
+  /** Refine, reroll: the revision of the model the parent grid was made with; the worker must have it. */
+  readonly modelRevision?: string;
 }
 
 export function settingsOf(batch: GridSettings): GridSettings {
@@ -40,6 +44,7 @@ export function settingsOf(batch: GridSettings): GridSettings {
     guidance: batch.guidance,
     width: batch.width,
     height: batch.height,
+    ...(batch.model === undefined ? {} : { model: batch.model }),
   };
 }
 
@@ -72,6 +77,7 @@ export function specFrom(batch: NextBatch, from: SpecOrigin): JobSpecInput {
     prompts: [...batch.prompts],
     seeds: [...batch.seeds],
     ...settingsOf(batch),
+    ...(batch.modelRevision === undefined ? {} : { modelRevision: batch.modelRevision }),
     origin: { ...from.origin, messageRef: { ...from.origin.messageRef } },
     requestedAt: from.requestedAt,
   };

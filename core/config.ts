@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { CodedError, ErrorCode } from './errors.ts';
+import { DEFAULT_MODEL_NAME, type ModelEntry, parseModelList } from './models.ts';
 import { NSFW_POLICIES } from './nsfw.ts';
 import { GENERATOR_KINDS, SAMPLERS } from './samplers.ts';
 
@@ -150,6 +151,16 @@ const hostPortList = z
     return nodes;
   });
 
+const modelList = optionalString.transform((v, ctx) => {
+  if (v === undefined) return undefined;
+  const parsed = parseModelList(v);
+  if (!parsed.ok) {
+    ctx.addIssue({ code: 'custom', message: parsed.error });
+    return z.NEVER;
+  }
+  return parsed.value;
+});
+
 /** The worker's health port when WORKER_PORT is unset (then the next free one above it if taken). */
 export const DEFAULT_WORKER_PORT = 8788;
 
@@ -172,6 +183,17 @@ export const configSchema = z.object({
 
   /** Model folder (SD 1.x ONNX layout). Unset: the bundled demo model, built on first use. */
   MODEL_DIR: optionalString,
+  /**
+   * Several models, `name=folder,name=folder` (names: lowercase letters, digits, _ . -); the first is
+   * the default and `/imagine … --model NAME` picks another. Unset: one model named `default`, from
+   * MODEL_DIR (or the demo model). Give either MODELS or MODEL_DIR.
+   */
+  MODELS: modelList,
+  /**
+   * Memory, in MB, a worker may hold for loaded models (estimated from their ONNX files on disk); past
+   * it the least recently used idle model is unloaded before another is loaded. 0 = no limit. Default 0.
+   */
+  MODEL_MEMORY_MB: int(0, 0, 4_194_304),
   /** Where `imagine models download` puts models and where the demo model is built. Default `./data/models`. */
   MODELS_DIR: z.string().default('./data/models'),
   /** onnxruntime execution provider: cpu, cuda or webgpu. Default `cpu`. */
@@ -184,6 +206,11 @@ export const configSchema = z.object({
   GENERATOR: z.enum(GENERATOR_KINDS).default('cpu'),
   /** Run the model's safety checker when it has one, flagging NSFW images. Default false. */
   SAFETY_CHECKER: bool(false),
+  /**
+   * Final decoder: `vae` (the model's VAE, diffusers-exact) or `taesd` (the folder's tiny autoencoder in
+   * vae_decoder_tiny/, much faster, approximate). Default `vae`.
+   */
+  DECODER: z.enum(['vae', 'taesd']).default('vae'),
 
   /** Refinement suffixes, `|`-separated, 1-4 entries. Default `, highly realistic|, artsy|, trending|, colorful`. */
   SUFFIXES: suffixes,
@@ -342,6 +369,9 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
   if (c.REDIS_URL !== undefined && c.REDIS_SENTINELS !== undefined && c.REDIS_SENTINELS.length > 0) {
     errors.push('REDIS_SENTINELS: give either REDIS_URL or REDIS_SENTINELS, not both');
   }
+  if (c.MODELS !== undefined && c.MODEL_DIR !== undefined) {
+    errors.push('MODELS: give either MODELS (name=folder,…) or MODEL_DIR (one model), not both');
+  }
   if (c.DISCORD_TOKEN !== undefined && c.DISCORD_APP_ID === undefined) {
     errors.push('DISCORD_APP_ID: required when DISCORD_TOKEN is set');
   }
@@ -385,6 +415,16 @@ export interface RequestLimits {
   readonly defaultNegative?: string;
   /** Aspect `W:H` when neither size nor aspect is given (a team's setting). @defaultValue DEFAULT_WIDTH×DEFAULT_HEIGHT */
   readonly defaultAspect?: string;
+  /** Names of the served models, the default first (`--model` picks one). @defaultValue `['default']` */
+  readonly models?: readonly string[];
+}
+
+/**
+ * The served models in order, the default first: MODELS, else one model named `default` from
+ * MODEL_DIR (undefined dir: the demo model).
+ */
+export function modelsFrom(config: Config): readonly ModelEntry[] {
+  return config.MODELS ?? [{ name: DEFAULT_MODEL_NAME, dir: config.MODEL_DIR }];
 }
 
 export function requestLimitsFrom(config: Config): RequestLimits {
@@ -396,5 +436,6 @@ export function requestLimitsFrom(config: Config): RequestLimits {
     defaultWidth: config.DEFAULT_WIDTH,
     defaultHeight: config.DEFAULT_HEIGHT,
     maxPixels: config.MAX_PIXELS,
+    models: modelsFrom(config).map((m) => m.name),
   };
 }

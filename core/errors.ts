@@ -15,6 +15,10 @@ export enum ErrorCode {
   Forbidden = 'E_FORBIDDEN',
   AlreadyFinished = 'E_ALREADY_FINISHED',
   Cancelled = 'E_CANCELLED',
+  /** `--model` names a model this deployment does not list (MODELS). */
+  UnknownModel = 'E_UNKNOWN_MODEL',
+  /** A grid's model is no longer served (removed from MODELS, or its files changed). */
+  ModelGone = 'E_MODEL_GONE',
   /** A service the request needs (the queue's Redis) can't be reached right now; retry later (HTTP 503). */
   Unavailable = 'E_UNAVAILABLE',
   /** The prompt holds a word banned here (the word is never echoed). */

@@ -15,6 +15,7 @@ interface HttpAnswer {
 const HTTP_ANSWER: Readonly<Record<ErrorCode, HttpAnswer>> = {
   [ErrorCode.InvalidRequest]: { status: 400 },
   [ErrorCode.UnknownFlag]: { status: 400 },
+  [ErrorCode.UnknownModel]: { status: 400 },
   [ErrorCode.PromptTooLong]: { status: 400 },
   [ErrorCode.BannedWord]: { status: 400 },
   [ErrorCode.BadBody]: { status: 400 },
@@ -26,6 +27,7 @@ const HTTP_ANSWER: Readonly<Record<ErrorCode, HttpAnswer>> = {
   [ErrorCode.Cancelled]: { status: 409 },
   [ErrorCode.NotReady]: { status: 409 },
   [ErrorCode.Expired]: { status: 410 },
+  [ErrorCode.ModelGone]: { status: 410 },
   [ErrorCode.BodyTooLarge]: { status: 413 },
   [ErrorCode.UnsupportedMediaType]: { status: 415 },
   // Limits that lift as jobs finish: a generation takes seconds, so 10 s is a fair first wait.

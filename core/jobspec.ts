@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { MODEL_NAME_RE } from './models.ts';
 import { MAX_PROMPT_CHARS } from './request.ts';
 import { SAMPLERS } from './samplers.ts';
 import { GRID_SIZE, MAX_SEED } from './seeds.ts';
@@ -69,6 +70,13 @@ export const jobSpecSchema = z
     guidance: z.number().min(0).max(30),
     width: z.number().int().min(64).max(4096).multipleOf(8),
     height: z.number().int().min(64).max(4096).multipleOf(8),
+    /**
+     * The served model's name; it picks the queue, so only workers with that model run the job.
+     * Absent (specs from before MODELS): the model named `default`.
+     */
+    model: z.string().regex(MODEL_NAME_RE).exactOptional(),
+    /** Refine, reroll: the revision of the parent grid's model; a worker with another one refuses the job. */
+    modelRevision: z.string().min(1).max(64).exactOptional(),
     origin: originSchema,
     /** When the user asked, ms since the epoch. */
     requestedAt: z.number().int().nonnegative(),

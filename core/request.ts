@@ -1,5 +1,6 @@
 import type { RequestLimits } from './config.ts';
 import { ErrorCode, UserError } from './errors.ts';
+import { DEFAULT_MODEL_NAME, unknownModelError } from './models.ts';
 import { isSamplerName, SAMPLERS, type SamplerName } from './samplers.ts';
 import { MAX_SEED } from './seeds.ts';
 
@@ -15,6 +16,8 @@ export interface ImagineRequest {
   readonly sampler: SamplerName;
   readonly width: number;
   readonly height: number;
+  /** The served model asked for (`--model`); absent: the deployment's default (see `modelOf`). */
+  readonly model?: string;
 }
 
 /** Typed options, as Discord's slash-command options deliver them (all raw, all optional but prompt). */
@@ -31,6 +34,8 @@ export interface ImagineOptions {
   readonly size?: string | undefined;
   readonly width?: number | string | undefined;
   readonly height?: number | string | undefined;
+  /** Served model name (Discord offers them as choices). */
+  readonly model?: string | undefined;
 }
 
 export type Result<T, E = UserError> = { ok: true; value: T } | { ok: false; error: E };
@@ -54,12 +59,13 @@ const FLAG_ALIASES: Readonly<Record<string, FlagName>> = {
   ar: 'aspect',
   aspect: 'aspect',
   size: 'size',
+  model: 'model',
 };
-type FlagName = 'negative' | 'seed' | 'steps' | 'guidance' | 'sampler' | 'aspect' | 'size';
+type FlagName = 'negative' | 'seed' | 'steps' | 'guidance' | 'sampler' | 'aspect' | 'size' | 'model';
 
 export const FLAG_HELP =
   '--no <negative prompt>, --seed <0-4294967295>, --steps <n>, --cfg <0-30>, ' +
-  `--sampler <${SAMPLERS.join('|')}>, --ar <w:h>, --size <WxH>`;
+  `--sampler <${SAMPLERS.join('|')}>, --ar <w:h>, --size <WxH>, --model <name>`;
 
 function fail<T>(message: string, code: ErrorCode = ErrorCode.InvalidRequest): Result<T> {
   return { ok: false, error: new UserError(code, message) };
@@ -114,6 +120,7 @@ interface RawOptions {
   sampler?: string;
   aspect?: string;
   size?: string;
+  model?: string;
 }
 
 /** Parses the text form: `a lighthouse at dusk --no blurry, text --seed 42 --ar 3:2`. */
@@ -200,6 +207,7 @@ export function parseImagineOptions(options: ImagineOptions, limits: RequestLimi
   assign('guidance', options.guidance);
   assign('sampler', options.sampler);
   assign('aspect', options.aspect);
+  assign('model', options.model);
   const width = str(options.width);
   const height = str(options.height);
   if ((width === undefined) !== (height === undefined)) {
@@ -282,11 +290,37 @@ function validateImagine(raw: RawOptions, limits: RequestLimits): Result<Imagine
     ({ width, height } = size.value);
   }
 
-  const value: ImagineRequest =
-    seed === undefined
-      ? { prompt, negative, steps, guidance, sampler, width, height }
-      : { prompt, negative, seed, steps, guidance, sampler, width, height };
+  // Only a model asked for is kept; the service puts the default one in the job spec (modelOf).
+  let model: string | undefined;
+  if (raw.model !== undefined) {
+    const served = servedModels(limits);
+    const name = raw.model.toLowerCase();
+    if (!served.includes(name)) return { ok: false, error: unknownModelError(raw.model, served) };
+    model = name;
+  }
+
+  const value: ImagineRequest = {
+    prompt,
+    negative,
+    ...(seed === undefined ? {} : { seed }),
+    steps,
+    guidance,
+    sampler,
+    width,
+    height,
+    ...(model === undefined ? {} : { model }),
+  };
   return { ok: true, value };
+}
+
+/** The served model names, the default first. */
+export function servedModels(limits: RequestLimits): readonly string[] {
+  return limits.models !== undefined && limits.models.length > 0 ? limits.models : [DEFAULT_MODEL_NAME];
+}
+
+/** The model a request runs on: the one it asked for, else the deployment's default. */
+export function modelOf(request: ImagineRequest, limits: RequestLimits): string {
+  return request.model ?? servedModels(limits)[0]!;
 }
 
 export function parseSeed(text: string): Result<number> {
@@ -403,5 +437,6 @@ export function formatImagineText(request: ImagineRequest): string {
   if (request.seed !== undefined) parts.push(`--seed ${request.seed}`);
   parts.push(`--steps ${request.steps}`, `--cfg ${request.guidance}`, `--sampler ${request.sampler}`);
   parts.push(`--size ${request.width}x${request.height}`);
+  if (request.model !== undefined) parts.push(`--model ${request.model}`);
   return parts.join(' ');
 }

@@ -50,6 +50,11 @@ export interface StepProgress {
   readonly elapsedMs: number;
   /** Cheap latent→RGB projection of image `index` (a few ms); call only when a preview is wanted. */
   preview(index?: number): RgbImage;
+  /**
+   * Image `index` through the model's tiny autoencoder (TAESD) at full size: a real preview, at the cost
+   * of one tiny-decoder run. Present only when the model folder has `vae_decoder_tiny/`.
+   */
+  decodedPreview?(index?: number): Promise<RgbImage>;
 }
 
 export interface GenerateOptions {
@@ -57,6 +62,11 @@ export interface GenerateOptions {
   readonly onStep?: (progress: StepProgress) => void | Promise<void>;
   /** Checked between steps; aborting rejects with a CodedError of code E_CANCELLED. */
   readonly signal?: AbortSignal;
+  /**
+   * For engines that make decoded (TAESD) previews themselves, such as the engine thread: the least time
+   * between two of them, since each costs a decode (seconds on a CPU). 0: none. Absent: every step.
+   */
+  readonly decodedPreviewEveryMs?: number;
 }
 
 export interface GeneratedImage extends RgbImage {

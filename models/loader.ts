@@ -67,12 +67,26 @@ export interface LoadedModel {
   readonly textEncoder: TextEncoderModel;
   readonly unet: UnetModel;
   readonly vaeDecoder: VaeDecoderModel;
+  /**
+   * The tiny autoencoder's decoder (TAESD / TAESDXL, diffusers' AutoencoderTiny) from `vae_decoder_tiny/`,
+   * when the folder has one: progress previews, and the final decoder with `decoder: 'taesd'`.
+   */
+  readonly tinyDecoder: VaeDecoderModel | null;
+  /** Which decoder makes the final images. */
+  readonly decoder: DecoderName;
   readonly safetyChecker: SafetyCheckerModel | null;
   /** Releases every session; safe to call twice. */
   close(): Promise<void>;
 }
 
+/** `vae`: the model's own VAE (diffusers-exact); `taesd`: its tiny autoencoder, faster and approximate. */
+export type DecoderName = 'vae' | 'taesd';
+
+export const TINY_DECODER_FILE = 'vae_decoder_tiny/model.onnx';
+
 export interface LoadModelOptions extends ProviderOptions {
+  /** Final decoder; `taesd` needs `vae_decoder_tiny/model.onnx` in the folder. @defaultValue `'vae'` */
+  readonly decoder?: DecoderName;
   /** Load safety_checker/model.onnx when the folder has one. @defaultValue `false` */
   readonly safetyChecker?: boolean;
   /** Told when the safety checker is wanted but missing. */
@@ -310,6 +324,18 @@ export async function loadModel(modelDir: string, options: LoadModelOptions = {}
   ];
   const te2File = path.join(dir, 'text_encoder_2/model.onnx');
   if (kind === 'sdxl') toOpen.push({ file: te2File, what: 'second text encoder' });
+  const tinyFile = path.join(dir, TINY_DECODER_FILE);
+  const decoder = options.decoder ?? 'vae';
+  const hasTiny = await isFile(tinyFile);
+  if (decoder === 'taesd' && !hasTiny) {
+    throw new InternalError(
+      ErrorCode.ModelLoad,
+      `DECODER=taesd needs the tiny autoencoder's decoder at ${tinyFile}, which does not exist. Export ` +
+        'madebyollin/taesd (SD 1.x/2.x) or taesdxl (SDXL) decoder to ONNX there, or use DECODER=vae.',
+      { context: { file: tinyFile } },
+    );
+  }
+  if (hasTiny) toOpen.push({ file: tinyFile, what: 'tiny decoder (TAESD)' });
   if (safety !== null) toOpen.push({ file: safety.file, what: 'safety checker' });
   const sessions = await openSessions(toOpen, options);
   const releaseAll = async () => {
@@ -322,6 +348,7 @@ export async function loadModel(modelDir: string, options: LoadModelOptions = {}
     const unet = describeUnet(unetFile, sessions[1]!, latentChannels);
     const vaeDecoder = describeVae(vaeFile, sessions[2]!);
     const textEncoder2 = kind === 'sdxl' ? describeTextEncoder(te2File, sessions[3]!) : null;
+    const tinyDecoder = hasTiny ? describeVae(tinyFile, sessions[kind === 'sdxl' ? 4 : 3]!) : null;
     const openClip = tokenizer.padTokenId !== tokenizer.eosTokenId;
     const family = checkFamily(dir, kind, unet, textEncoder, textEncoder2, openClip);
 
@@ -364,6 +391,8 @@ export async function loadModel(modelDir: string, options: LoadModelOptions = {}
       textEncoder,
       unet,
       vaeDecoder,
+      tinyDecoder,
+      decoder,
       safetyChecker,
       close: async () => {
         if (closed) return;

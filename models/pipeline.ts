@@ -7,9 +7,10 @@ import type {
   GenerateRequest,
   GenerateResult,
   ModelInfo,
+  RgbImage,
 } from './engine.ts';
 import { decodeInitImage, rgbToVaeInput } from './init-image.ts';
-import { type LoadedModel, loadModel } from './loader.ts';
+import { type DecoderName, type LoadedModel, loadModel } from './loader.ts';
 import { checkImages, decodeLatents } from './pipeline/decode.ts';
 import { denoise, pipelineScheduler } from './pipeline/denoise.ts';
 import { cancelled, invalid } from './pipeline/errors.ts';
@@ -57,12 +58,15 @@ export interface EngineOptions extends ProviderOptions {
   readonly logger?: EngineLogger;
   /** Name shown in ModelInfo and PNG parameters. @defaultValue the folder's name */
   readonly name?: string;
+  /** Final decoder (DECODER): the VAE, diffusers-exact, or the folder's TAESD. @defaultValue `'vae'` */
+  readonly decoder?: DecoderName;
 }
 
 export const DEFAULT_ENGINE_OPTIONS = {
   ...DEFAULT_PROVIDER_OPTIONS,
   generator: 'cpu',
   safetyChecker: false,
+  decoder: 'vae',
 } as const satisfies Required<Omit<EngineOptions, 'logger' | 'name'>>;
 
 /** Where the time of the last `generate` went; the benchmark reads it. */
@@ -254,6 +258,15 @@ class StableDiffusionEngine implements Engine {
       cfg,
       latentShape,
       startedAt: start,
+      ...(model.tinyDecoder === null
+        ? {}
+        : {
+            decodePreview: async (one: Float32Array): Promise<RgbImage> => {
+              const size1 = { batch: 1, width: request.width, height: request.height };
+              const d = await decodeLatents(model, this.runner, one, size1, undefined, 'taesd');
+              return { width: request.width, height: request.height, data: d.rgb[0]! };
+            },
+          }),
       ...(signal === undefined ? {} : { signal }),
       ...(onStep === undefined ? {} : { onStep }),
     });

@@ -33,6 +33,8 @@ export interface ImageParameters {
   readonly height: number;
   /** Model name; omitted when empty. */
   readonly model: string;
+  /** Revision of the model's files (A1111's `Model hash`); omitted when absent. */
+  readonly modelHash?: string;
   readonly generator: GeneratorKind;
   /** Image-to-image's strength, A1111's "Denoising strength"; absent for text-to-image. */
   readonly strength?: number;
@@ -57,6 +59,7 @@ export function formatParameters(p: ImageParameters): string {
     ['Seed', String(p.seed)],
     ['Size', `${p.width}x${p.height}`],
   ];
+  if (p.modelHash !== undefined && p.modelHash !== '') fields.push(['Model hash', p.modelHash]);
   if (p.model !== '') fields.push(['Model', p.model]);
   if (p.strength !== undefined) fields.push(['Denoising strength', String(p.strength)]);
   if (p.generator === 'cpu') fields.push(['RNG', 'CPU']);

@@ -9,7 +9,7 @@ import type { CancelBy, JobStatus } from './types.ts';
  * it, and ends and delivers a job that was still queued.
  */
 export function createCancel(ctx: JobsContext): (id: string, by: CancelBy) => Promise<JobStatus> {
-  const { client, keys, generate, deliveries, logger, metrics } = ctx;
+  const { client, keys, deliveries, logger, metrics } = ctx;
 
   async function cancelNow(id: string, by: CancelBy): Promise<JobStatus> {
     const record = await loadRecord(client, keys, id);
@@ -29,6 +29,7 @@ export function createCancel(ctx: JobsContext): (id: string, by: CancelBy) => Pr
     // Tell whichever worker runs it (any process); it aborts at the next step and delivers.
     await client.publish(keys.cancelChannel, id);
     if (previous === 'queued') {
+      const generate = ctx.queueFor(record.spec.model);
       const removed = await generate.remove(id);
       // Not removed and not active: the job is gone from BullMQ (never enqueued), so nobody else will
       // deliver. Active: the worker has it and will see the cancel.

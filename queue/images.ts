@@ -23,7 +23,7 @@ export function createGridImages(
   renderWaitMs: number,
   ensureSubscriber: () => RedisClient,
 ): GridImages {
-  const { client, keys, generate, logger } = ctx;
+  const { client, keys, logger } = ctx;
   const renderWaiters = new Map<string, Set<(message: RenderedMessage) => void>>();
   let renderSubscription: Promise<unknown> | undefined;
 
@@ -41,7 +41,7 @@ export function createGridImages(
       index >= (record.result?.resultKeys.images.length ?? record.spec.prompts.length)
     )
       return null;
-    await rerender(id, key);
+    await rerender(id, key, record.spec.model);
     return client.getBuffer(key);
   }
 
@@ -50,7 +50,7 @@ export function createGridImages(
    * deduplicated by grid id (BullMQ deduplication, until it ends), so concurrent presses make one;
    * LIFO, so a person waiting on a button goes before the queue.
    */
-  async function rerender(id: string, key: string): Promise<void> {
+  async function rerender(id: string, key: string, model: string | undefined): Promise<void> {
     let wake: (message: RenderedMessage) => void = () => {};
     const ended = new Promise<RenderedMessage>((resolve) => {
       wake = resolve;
@@ -73,7 +73,8 @@ export function createGridImages(
       // Made by another caller's job between the first read and the subscription.
       if ((await client.exists(key)) === 1) return;
       const data: RenderJobData = { render: id };
-      await generate.add(RENDER_JOB, data as unknown as JobSpec, {
+      // On the grid's model's queue: only a worker with that model can make the same pictures.
+      await ctx.queueFor(model).add(RENDER_JOB, data as unknown as JobSpec, {
         deduplication: { id: `render:${id}` },
         lifo: true,
         removeOnComplete: true,

@@ -11,7 +11,8 @@ export interface JobsContext {
   /** Request path: fails a command instead of hanging while Redis is down. */
   readonly client: RedisClient;
   readonly keys: QueueKeys;
-  readonly generate: Queue<JobSpec>;
+  /** The generate queue of one model (`generateQueueName`); made on first use. */
+  queueFor(model: string | undefined): Queue<JobSpec>;
   readonly deliveries: DeliveryQueues;
   readonly logger: QueueLogger;
   readonly metrics: QueueMetrics;

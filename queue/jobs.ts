@@ -21,12 +21,13 @@ import { CLOSE_TIMEOUT_MS, createJobEvents } from './events.ts';
 import { createGridImages, type GridImages } from './images.ts';
 import { assertMessageRefPatch, jobGoneError } from './job-errors.ts';
 import type { JobsContext } from './jobs-context.ts';
-import { GENERATE_QUEUE, queueKeys } from './keys.ts';
+import { generateQueueName, queueKeys } from './keys.ts';
 import type { QueueLogger } from './logger.ts';
 import { noopMetrics, type QueueMetrics } from './metrics.ts';
 import { loadRecord, pipelineReplies, queuePosition, unavailableError } from './queue-state.ts';
 import { decodeStatus } from './records.ts';
 import { MERGE_MESSAGE_REF, runScript } from './scripts.ts';
+import { servedRevisions } from './served.ts';
 import { createSubmit } from './submit.ts';
 import type {
   CancelBy,
@@ -140,17 +141,27 @@ export function createJobs(options: JobsOptions): Jobs {
   const consumers = new Set<Subscription>();
   let closed = false;
 
-  const generate = new Queue<JobSpec>(GENERATE_QUEUE, {
-    connection: client,
-    prefix,
-    defaultJobOptions: {
-      attempts,
-      backoff: { type: backoff.type, delay: backoff.delayMs },
-      removeOnComplete: { age: 3600, count: 1000 },
-      removeOnFail: { age: 7 * 86_400 },
-    },
-  });
-  generate.on('error', (error) => logger.warn({ err: error }, 'generate queue error'));
+  // One generate queue per served model (see generateQueueName), made when first used.
+  const queues = new Map<string, Queue<JobSpec>>();
+  function queueFor(model: string | undefined): Queue<JobSpec> {
+    const name = generateQueueName(model);
+    let queue = queues.get(name);
+    if (queue === undefined) {
+      queue = new Queue<JobSpec>(name, {
+        connection: client,
+        prefix,
+        defaultJobOptions: {
+          attempts,
+          backoff: { type: backoff.type, delay: backoff.delayMs },
+          removeOnComplete: { age: 3600, count: 1000 },
+          removeOnFail: { age: 7 * 86_400 },
+        },
+      });
+      queue.on('error', (error) => logger.warn({ err: error, queue: name }, 'generate queue error'));
+      queues.set(name, queue);
+    }
+    return queue;
+  }
   const deliveries = new DeliveryQueues(client, prefix, deliveryOptions);
 
   function assertOpen(): void {
@@ -160,7 +171,7 @@ export function createJobs(options: JobsOptions): Jobs {
   const ctx: JobsContext = {
     client,
     keys,
-    generate,
+    queueFor,
     deliveries,
     logger,
     metrics,
@@ -205,14 +216,16 @@ export function createJobs(options: JobsOptions): Jobs {
 
   async function statusNow(id: string): Promise<JobStatus | null> {
     const replies = pipelineReplies(
-      await client.pipeline().hmget(keys.record(id), 'state', 'status').get(keys.progress(id)).exec(),
+      await client.pipeline().hmget(keys.record(id), 'state', 'status', 'spec').get(keys.progress(id)).exec(),
     );
     const fields = replies[0] as (string | null)[] | undefined;
     const progress = replies[1] as string | null | undefined;
     const state = fields?.[0];
     const statusText = fields?.[1];
     if (state === null || state === undefined || statusText === null || statusText === undefined) return null;
-    if (state === 'queued') return { state: 'queued', position: await queuePosition(client, keys, id) };
+    if (state === 'queued') {
+      return { state: 'queued', position: await queuePosition(client, keys, id, modelOf(fields?.[2])) };
+    }
     if (state === 'running' && typeof progress === 'string') {
       const [step, total] = progress.split('/').map(Number);
       if (step !== undefined && total !== undefined && Number.isFinite(step) && Number.isFinite(total)) {
@@ -240,6 +253,10 @@ export function createJobs(options: JobsOptions): Jobs {
 
   async function imagePng(id: string, index: number): Promise<Buffer | null> {
     return guarded(() => imagePngNow(id, index));
+  }
+
+  async function modelServed(model: string): Promise<boolean> {
+    return guarded(async () => (await servedRevisions(client, keys, model)).length > 0);
   }
 
   async function updateMessageRef(id: string, patch: MessageRef): Promise<void> {
@@ -297,7 +314,10 @@ export function createJobs(options: JobsOptions): Jobs {
     // which the clients below are disconnected anyway.
     await settleWithin(Promise.all([...consumers].map((c) => c.close())), CLOSE_TIMEOUT_MS);
     consumers.clear();
-    await settleWithin(Promise.all([deliveries.close(), generate.close()]), CLOSE_TIMEOUT_MS);
+    await settleWithin(
+      Promise.all([deliveries.close(), ...[...queues.values()].map((q) => q.close())]),
+      CLOSE_TIMEOUT_MS,
+    );
     const subscriber = events.close();
     await Promise.all(
       [subscriber, consumerClient, client].map((c) => (c === undefined ? undefined : closeRedisClient(c))),
@@ -311,9 +331,21 @@ export function createJobs(options: JobsOptions): Jobs {
     record,
     gridPng,
     imagePng,
+    modelServed,
     updateMessageRef,
     onDelivery,
     onProgress,
     close,
   };
+}
+
+/** The model a stored spec names (undefined: the default model, or an unreadable spec). */
+function modelOf(specText: string | null | undefined): string | undefined {
+  if (typeof specText !== 'string') return undefined;
+  try {
+    const model = (JSON.parse(specText) as { model?: unknown }).model;
+    return typeof model === 'string' ? model : undefined;
+  } catch {
+    return undefined;
+  }
 }

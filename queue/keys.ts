@@ -1,7 +1,17 @@
 import type { Surface } from '../core/jobspec.ts';
+import { DEFAULT_MODEL_NAME } from '../core/models.ts';
 
-/** BullMQ queue that carries generation jobs. */
+/** BullMQ queue that carries generation jobs of the model named `default` (and of specs without a model). */
 export const GENERATE_QUEUE = 'generate';
+
+/**
+ * The BullMQ queue of one served model: only workers that serve the model take from it. The model
+ * named `default` (a deployment without MODELS) keeps the queue it always had, so its queued jobs
+ * survive an upgrade.
+ */
+export function generateQueueName(model: string | undefined): string {
+  return model === undefined || model === DEFAULT_MODEL_NAME ? GENERATE_QUEUE : `${GENERATE_QUEUE}-${model}`;
+}
 
 /** BullMQ queue that carries finished jobs to one chat surface. */
 export function deliveryQueueName(surface: Surface): string {
@@ -45,6 +55,12 @@ export interface QueueKeys {
   progressChannel(surface: Surface): string;
   /** Prefix of BullMQ's job hashes on the generate queue (`<prefix>:generate:<id>`). */
   readonly generateJobPrefix: string;
+  /** Prefix of BullMQ's job hashes on one model's generate queue. */
+  jobPrefixOf(model: string | undefined): string;
+  /** Set of the ids of workers that said they serve `model` (each backed by `servedBy`, which expires). */
+  served(model: string): string;
+  /** A worker's announcement that it serves `model` (value: the model's revision), with a TTL. */
+  servedBy(model: string, workerId: string): string;
 }
 
 export function queueKeys(prefix: string): QueueKeys {
@@ -68,5 +84,8 @@ export function queueKeys(prefix: string): QueueKeys {
     cancelChannel: `${base}:cancel`,
     progressChannel: (surface) => `${base}:progress:${surface}`,
     generateJobPrefix: `${prefix}:${GENERATE_QUEUE}:`,
+    jobPrefixOf: (model) => `${prefix}:${generateQueueName(model)}:`,
+    served: (model) => `${base}:served:${model}`,
+    servedBy: (model, workerId) => `${base}:served:${model}:${workerId}`,
   };
 }

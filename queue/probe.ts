@@ -1,6 +1,6 @@
 import { Queue } from 'bullmq';
 import { closeRedisClient, createRedisClient, type RedisConnection, whenConnected } from './connection.ts';
-import { GENERATE_QUEUE } from './keys.ts';
+import { generateQueueName } from './keys.ts';
 
 /** BullMQ job counts of the generation queue. Missing keys count as 0. */
 export interface QueueCounts {
@@ -23,7 +23,12 @@ export interface QueueProbe {
   close(): Promise<void>;
 }
 
-export function createQueueProbe(connection: RedisConnection, prefix: string): QueueProbe {
+/** `models`: the served model names, whose queues are counted together. @defaultValue the one `default` model */
+export function createQueueProbe(
+  connection: RedisConnection,
+  prefix: string,
+  models: readonly string[] = [],
+): QueueProbe {
   const client = createRedisClient(connection, { blocking: false, name: 'imagine-probe' });
   // Errors surface through ping(); the client reconnects by itself. The last one says why it can't
   // connect (refused, WRONGPASS…), which a command's own "not writeable" error would hide.
@@ -38,8 +43,13 @@ export function createQueueProbe(connection: RedisConnection, prefix: string): Q
     const cause = client.status !== 'ready' && lastError !== undefined ? lastError : error;
     return new Error(`redis unreachable: ${cause instanceof Error ? cause.message : String(cause)}`);
   };
-  const queue = new Queue(GENERATE_QUEUE, { connection: client, prefix });
-  queue.on('error', () => {});
+  // One generate queue per model: the gauges count them all.
+  const names = [...new Set((models.length === 0 ? [undefined] : models).map(generateQueueName))];
+  const queues = names.map((name) => {
+    const queue = new Queue(name, { connection: client, prefix });
+    queue.on('error', () => {});
+    return queue;
+  });
   return {
     async ping() {
       // Fails at once while disconnected and within REQUEST_TIMEOUT_MS when Redis hangs.
@@ -53,10 +63,19 @@ export function createQueueProbe(connection: RedisConnection, prefix: string): Q
       await whenConnected(client).catch((error: unknown) => {
         throw unreachable(error);
       });
-      return queue.getJobCounts('waiting', 'delayed', 'prioritized', 'active', 'completed', 'failed');
+      const all = await Promise.all(
+        queues.map((q) =>
+          q.getJobCounts('waiting', 'delayed', 'prioritized', 'active', 'completed', 'failed'),
+        ),
+      );
+      const total: Record<string, number> = {};
+      for (const counts of all) {
+        for (const [state, n] of Object.entries(counts)) total[state] = (total[state] ?? 0) + n;
+      }
+      return total;
     },
     async close() {
-      await queue.close().catch(() => {});
+      await Promise.all(queues.map((q) => q.close().catch(() => {})));
       await closeRedisClient(client);
     },
   };

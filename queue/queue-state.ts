@@ -44,8 +44,14 @@ export function pipelineReplies(replies: [Error | null, unknown][] | null): unkn
 }
 
 /** Jobs ahead of `id` in the wait list (BullMQ pushes on the left and takes from the right). */
-export async function queuePosition(client: RedisClient, keys: QueueKeys, id: string): Promise<number> {
-  const waitKey = `${keys.generateJobPrefix}wait`;
+export async function queuePosition(
+  client: RedisClient,
+  keys: QueueKeys,
+  id: string,
+  model: string | undefined,
+): Promise<number> {
+  // Each model has its own queue: the position is among the jobs waiting for the same model.
+  const waitKey = `${keys.jobPrefixOf(model)}wait`;
   const replies = pipelineReplies(await client.pipeline().lpos(waitKey, id).llen(waitKey).exec());
   const pos = replies[0];
   const len = Number(replies[1] ?? 0);

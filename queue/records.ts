@@ -43,7 +43,12 @@ export const recordResultSchema = z.object({
   resultKeys: z.object({ grid: z.string(), images: z.array(z.string()) }),
   truncatedTokens: z.array(z.number()),
   nsfw: z.array(z.boolean()).exactOptional(),
-  model: z.object({ name: z.string(), demo: z.boolean() }),
+  model: z.object({
+    name: z.string(),
+    demo: z.boolean(),
+    revision: z.string().exactOptional(),
+    label: z.string().exactOptional(),
+  }),
 }) satisfies z.ZodType<RecordResult>;
 
 /** The one schema of a grid record: what submit and the worker write, and what every read returns. */

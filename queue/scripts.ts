@@ -38,7 +38,8 @@ end
  * it waits); it keeps `ttlMs`, which FINISH or CANCEL applies from the moment the job ends.
  * KEYS: record, user's job set, unfinished zset.
  * ARGV: id, spec, status, messageRef, ttlMs, perUser, maxDepth, now, orphanGraceMs, recordPrefix,
- *       generateJobPrefix, attempt (a token of this submit call, so UNRESERVE undoes only its own).
+ *       generateJobPrefix (the default queue's, for records without their own), attempt (a token of
+       this submit call, so UNRESERVE undoes only its own), jobPrefix (this job's model's queue).
  * Returns {'duplicate', state} | {'user', count} | {'full', depth} | {'ok', depthBefore}.
  */
 export const RESERVE = script(
@@ -60,8 +61,10 @@ local function isStale(member)
   local rk = recPrefix .. member
   local st = redis.call('HGET', rk, 'state')
   if not st or isTerminal(st) then return true end
-  if redis.call('ZSCORE', jobPrefix .. 'failed', member) then return true end
-  if redis.call('EXISTS', jobPrefix .. member) == 0 then
+  -- Each record names its own model's queue; records from before that are on the default queue.
+  local prefixOf = redis.call('HGET', rk, 'jobPrefix') or jobPrefix
+  if redis.call('ZSCORE', prefixOf .. 'failed', member) then return true end
+  if redis.call('EXISTS', prefixOf .. member) == 0 then
     local queuedAt = tonumber(redis.call('HGET', rk, 'queuedAt') or '0') or 0
     if now - queuedAt > grace then
       -- Nothing will ever run it: let its record expire like a finished one instead of leaking.
@@ -99,7 +102,7 @@ if depth >= maxDepth then
 end
 
 redis.call('HSET', recKey, 'spec', ARGV[2], 'state', 'queued', 'status', ARGV[3], 'messageRef', ARGV[4],
-  'attempts', '0', 'queuedAt', ARGV[8], 'userKey', userKey, 'attempt', ARGV[12], 'ttlMs', ARGV[5])
+  'attempts', '0', 'queuedAt', ARGV[8], 'userKey', userKey, 'attempt', ARGV[12], 'ttlMs', ARGV[5], 'jobPrefix', ARGV[13])
 redis.call('SADD', userKey, id)
 redis.call('PEXPIRE', userKey, ttl)
 redis.call('ZADD', unfinishedKey, now, id)

@@ -1,12 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { ErrorCode, InternalError } from '../core/errors.ts';
 import { type JobSpecInput, jobIdFor, parseJobSpec } from '../core/jobspec.ts';
+import { DEFAULT_MODEL_NAME, modelRevisionError } from '../core/models.ts';
 import { isUnavailableError, REQUEST_TIMEOUT_MS } from './connection.ts';
 import { invalidSpecError, queueFullError, userCapError } from './job-errors.ts';
 import type { JobsContext } from './jobs-context.ts';
 import { loadRecord, queuePosition, retryAfterSeconds } from './queue-state.ts';
 import { newRecord } from './records.ts';
 import { RESERVE, runScript, stringReply, UNRESERVE } from './scripts.ts';
+import { servedRevisions } from './served.ts';
 import type { SubmitResult } from './types.ts';
 
 export interface SubmitLimits {
@@ -25,7 +27,7 @@ export function createSubmit(
   ctx: JobsContext,
   limits: SubmitLimits,
 ): (input: JobSpecInput) => Promise<SubmitResult> {
-  const { client, keys, generate, logger, metrics } = ctx;
+  const { client, keys, logger, metrics } = ctx;
   const { perUser, queueDepth, recordTtlMs, orphanGraceMs } = limits;
   // Submit calls whose caller was told they failed, by id → attempt token: their reservation is
   // undone (it may still have run: a hung Redis runs it when it wakes up). Retried until it is done.
@@ -71,6 +73,21 @@ export function createSubmit(
     const spec = parsed.spec;
     const origin = spec.origin;
     const id = jobIdFor(origin.surface, origin.interactionId);
+    const generate = ctx.queueFor(spec.model);
+    // Jobs wait in their model's queue even when no worker serves it now (a worker restarting, a GPU
+    // host coming up); the caller may say so (Jobs.modelServed). Which names exist at all is the
+    // caller's list (MODELS). A refine of a grid whose model's files changed is refused here when the
+    // live workers say so, and by the worker otherwise.
+    const revisions = await servedRevisions(client, keys, spec.model ?? DEFAULT_MODEL_NAME);
+    if (
+      spec.modelRevision !== undefined &&
+      revisions.length > 0 &&
+      revisions.every((r) => r !== '' && r !== spec.modelRevision)
+    ) {
+      // Every live worker has other files for this name: the same seeds would give other pictures.
+      metrics.submit('invalid');
+      throw modelRevisionError(spec.model ?? DEFAULT_MODEL_NAME, spec.modelRevision, revisions[0]!);
+    }
     const now = Date.now();
     const initial = newRecord(id, spec, now, recordTtlMs);
     const attempt = randomUUID();
@@ -93,6 +110,7 @@ export function createSubmit(
           keys.recordPrefix,
           keys.generateJobPrefix,
           attempt,
+          keys.jobPrefixOf(spec.model),
         ],
       );
     } catch (error) {
@@ -134,7 +152,7 @@ export function createSubmit(
     }
     metrics.submit('accepted');
     // Queued now: from here on the answer is a success, even if the position can't be read.
-    const position = await queuePosition(client, keys, id).catch(() => Number(detail) || 0);
+    const position = await queuePosition(client, keys, id, spec.model).catch(() => Number(detail) || 0);
     return { jobId: id, seeds: spec.seeds, position, duplicate: false };
   }
 
@@ -146,11 +164,12 @@ export function createSubmit(
       // Expired between the two reads: extremely unlikely; report it as an internal hiccup.
       throw new InternalError(ErrorCode.Redis, `record ${id} vanished while submitting`);
     }
+    const generate = ctx.queueFor(record.spec.model);
     if (state === 'queued' && (await generate.getJob(id)) === undefined) {
       logger.warn({ jobId: id }, 're-enqueueing a queued job whose BullMQ job was missing');
       await generate.add('generate', record.spec, { jobId: id });
     }
-    const position = state === 'queued' ? await queuePosition(client, keys, id) : 0;
+    const position = state === 'queued' ? await queuePosition(client, keys, id, record.spec.model) : 0;
     return { jobId: id, seeds: record.spec.seeds, position, duplicate: true };
   }
 

@@ -90,8 +90,17 @@ export interface RecordResult {
   readonly truncatedTokens: readonly number[];
   /** Per image, when the safety checker ran. */
   readonly nsfw?: readonly boolean[];
-  /** Label of the model that made it (demo models are labelled). */
-  readonly model: { readonly name: string; readonly demo: boolean };
+  /**
+   * The model that made it: its served name (MODELS; `default` without it), whether it is the demo
+   * model, the revision of its files (refine, reroll and re-renders need the same one), and the
+   * loader's label (the folder name). Records from before models had names hold the label as `name`.
+   */
+  readonly model: {
+    readonly name: string;
+    readonly demo: boolean;
+    readonly revision?: string;
+    readonly label?: string;
+  };
 }
 
 /**
@@ -185,6 +194,12 @@ export interface Jobs {
    */
   gridPng(id: string): Promise<Buffer | null>;
   imagePng(id: string, index: number): Promise<Buffer | null>;
+  /**
+   * Whether a running worker serves `model` now (workers announce theirs every few seconds). A job for
+   * a model no worker serves still queues, and runs once one starts; the caller may say so.
+   * Optional: an implementation without workers (a fake) need not answer.
+   */
+  modelServed?(model: string): Promise<boolean>;
   /** Remembers where the chat side showed the job (message ids), for progress edits and later deliveries. */
   updateMessageRef(id: string, patch: MessageRef): Promise<void>;
   /** Durable deliveries for one surface. The handler throwing means "retry later" (with backoff). */

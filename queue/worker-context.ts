@@ -1,6 +1,6 @@
-import type { Engine } from '../models/engine.ts';
 import type { RedisClient } from './connection.ts';
 import type { DeliveryQueues } from './delivery.ts';
+import type { EnginePool, Slots } from './engine-pool.ts';
 import type { QueueKeys } from './keys.ts';
 import type { QueueLogger } from './logger.ts';
 import type { QueueMetrics } from './metrics.ts';
@@ -16,7 +16,10 @@ export interface WorkerContext {
   /** Retries forever across Redis restarts instead of failing jobs. */
   readonly client: RedisClient;
   readonly keys: QueueKeys;
-  readonly engine: Engine;
+  /** The served models' engines, loaded when needed within the memory budget. */
+  readonly pool: EnginePool;
+  /** Batches this worker runs at once, across all its models' queues. */
+  readonly slots: Slots;
   readonly deliveries: DeliveryQueues;
   /** Running jobs by id (re-renders as `render:<id>`), for cancel and shutdown. */
   readonly running: Map<string, Running>;
@@ -27,4 +30,6 @@ export interface WorkerContext {
   readonly previewEveryMs: number;
   readonly imageTtlMs: number;
   readonly imageStoreMaxBytes: number;
+  /** True once close() began: a job still waiting for a slot is handed back instead of run. */
+  isClosing(): boolean;
 }

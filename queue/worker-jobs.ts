@@ -8,14 +8,16 @@ import {
   reportError,
 } from '../core/errors.ts';
 import { type JobSpec, parseJobSpec } from '../core/jobspec.ts';
+import { modelRevisionError } from '../core/models.ts';
 import type { GenerateRequest } from '../models/engine.ts';
 import { encodePng } from '../models/png.ts';
+import type { Lease } from './engine-pool.ts';
 import { JOBS_DEFAULTS } from './jobs.ts';
 import { decodeRecord, type Phases, RENDER_JOB } from './records.ts';
 import { runScript, START, stringReply, TRANSITION } from './scripts.ts';
 import type { Running, WorkerContext } from './worker-context.ts';
 import { createProgressPublisher, userProgress } from './worker-progress.ts';
-import type { WorkerStore } from './worker-store.ts';
+import type { MadeWith, WorkerStore } from './worker-store.ts';
 
 /** Thrown out of the engine when its signal aborted (CodedError E_CANCELLED, or a DOM AbortError). */
 function isAbortError(error: unknown): boolean {
@@ -43,16 +45,28 @@ function round(ms: number): number {
 }
 
 /**
- * Runs one job taken from the generate queue: a generation (start the record, run the engine with
- * progress, store the PNGs, end the record; retry, release or fail it) or a re-render of a
- * finished grid's PNGs.
+ * Runs one job taken from one model's generate queue: a generation (start the record, run the engine
+ * with progress, store the PNGs, end the record; retry, release or fail it) or a re-render of a
+ * finished grid's PNGs. `served` is the model that queue is for.
  */
 export function createJobProcessor(
   ctx: WorkerContext,
   store: WorkerStore,
+  served: { readonly name: string; readonly revision: string },
 ): (job: Job<unknown, string>, token?: string) => Promise<string> {
-  const { client, keys, engine, running, workerId, logger, metrics, random, previewEveryMs, imageTtlMs } =
-    ctx;
+  const {
+    client,
+    keys,
+    pool,
+    slots,
+    running,
+    workerId,
+    logger,
+    metrics,
+    random,
+    previewEveryMs,
+    imageTtlMs,
+  } = ctx;
   const { settle, recordSurface, updateStats, storeResults, publishRendered } = store;
   const publishProgress = createProgressPublisher(ctx);
 
@@ -71,11 +85,22 @@ export function createJobProcessor(
       return 'gone';
     }
     const madeBy = record.result?.model;
-    if (madeBy !== undefined && madeBy.name !== engine.info.name) {
-      // Another model would give other pictures for the same seeds: refuse rather than pretend.
-      const reason = `This grid's images were made with the model ${madeBy.name}, which is no longer loaded, so they can't be made again.`;
+    const lease = await pool.acquire(served.name);
+    const engine = lease.engine;
+    // Another model, or other files under the same name, would give other pictures for the same
+    // seeds: refuse rather than pretend. Records from before revisions name the loader's label.
+    const revisions = madeBy?.revision !== undefined && served.revision !== '';
+    const otherRevision = revisions && madeBy?.revision !== served.revision;
+    // Without revisions to compare, the loader's label decides (records from before labels: their name).
+    const otherModel =
+      madeBy !== undefined && !revisions && (madeBy.label ?? madeBy.name) !== engine.info.name;
+    if (otherRevision || otherModel) {
+      lease.release();
+      const reason = otherRevision
+        ? modelRevisionError(served.name, madeBy?.revision ?? '', served.revision).message
+        : `This grid's images were made with the model ${madeBy?.label ?? madeBy?.name ?? ''}, which is no longer loaded, so they can't be made again.`;
       logger.warn(
-        { jobId: id, workerId, model: madeBy.name, loaded: engine.info.name },
+        { jobId: id, workerId, model: madeBy, loaded: engine.info.name, revision: served.revision },
         'cannot re-render: other model',
       );
       await publishRendered({ id, ok: false, reason, userFacing: true });
@@ -88,7 +113,7 @@ export function createJobProcessor(
       const result = await engine.generate(requestFor(record.spec), { signal: entry.controller.signal });
       const now = Date.now();
       const expireAt = now + Math.min(imageTtlMs, pttl > 0 ? pttl : JOBS_DEFAULTS.recordTtlMs);
-      await storeResults(id, result, record.spec, expireAt);
+      await storeResults(id, result, record.spec, expireAt, madeWith(engine.info));
       await publishRendered({ id, ok: true });
       logger.info({ jobId: id, workerId }, 'PNGs made again from the record');
       return 'rendered';
@@ -111,11 +136,15 @@ export function createJobProcessor(
       throw error;
     } finally {
       running.delete(key);
+      lease.release();
     }
   }
 
+  function madeWith(info: MadeWith['info']): MadeWith {
+    return { name: served.name, revision: served.revision, info };
+  }
+
   async function processJob(job: Job<unknown, string>, token?: string): Promise<string> {
-    if (job.name === RENDER_JOB) return processRender(job, token);
     const id = job.id;
     if (id === undefined) throw new UnrecoverableError('job without id');
     const parsed = parseJobSpec(job.data);
@@ -128,6 +157,20 @@ export function createJobProcessor(
     }
     const spec = parsed.spec;
     const surface = spec.origin.surface;
+    if (
+      spec.modelRevision !== undefined &&
+      served.revision !== '' &&
+      spec.modelRevision !== served.revision
+    ) {
+      // A refine or reroll of a grid made with other files under this name: its seeds would not match.
+      const reason = modelRevisionError(served.name, spec.modelRevision, served.revision).message;
+      logger.warn(
+        { jobId: id, workerId, want: spec.modelRevision, have: served.revision },
+        'other model revision',
+      );
+      await settle(id, surface, 'failed', { state: 'failed', reason, userFacing: true });
+      throw new UnrecoverableError(reason);
+    }
     const now = Date.now();
     const reply = stringReply(
       await runScript(
@@ -165,12 +208,17 @@ export function createJobProcessor(
 
     const entry: Running = { controller: new AbortController(), reason: undefined };
     running.set(id, entry);
+    let lease: Lease | undefined;
     const attemptStart = performance.now();
     let lastPreviewAt = performance.now();
     let previewBusy = false;
     try {
+      lease = await pool.acquire(served.name);
+      const engine = lease.engine;
       const result = await engine.generate(requestFor(spec), {
         signal: entry.controller.signal,
+        // A decoded (TAESD) preview costs a decode: make one only as often as previews are published.
+        decodedPreviewEveryMs: previewEveryMs,
         onStep: (evals) => {
           const progress = { ...evals, ...userProgress(evals, spec.steps) };
           publishProgress(id, surface, progress);
@@ -192,7 +240,9 @@ export function createJobProcessor(
           }
         },
       });
-      const { composeMs, storeMs, recordResult } = await storeResults(id, result, spec, expireAt);
+      const made = madeWith(engine.info);
+      lease.release();
+      const { composeMs, storeMs, recordResult } = await storeResults(id, result, spec, expireAt, made);
       const timings = result.timings;
       for (const ms of timings.stepMs) metrics.stepTime(ms);
       const phases: Phases = {
@@ -272,7 +322,23 @@ export function createJobProcessor(
       throw error;
     } finally {
       running.delete(id);
+      lease?.release();
     }
   }
-  return processJob;
+
+  // One batch at a time per slot across all of this worker's models (WORKER_CONCURRENCY in all).
+  return async (job, token) => {
+    const free = await slots.take();
+    try {
+      if (ctx.isClosing()) {
+        // Fetched from another model's queue while this worker's slots were busy, and the worker is
+        // stopping now: hand it back unrun rather than hold the shutdown for a whole batch.
+        await job.moveToWait(token);
+        throw new WaitingError();
+      }
+      return await (job.name === RENDER_JOB ? processRender(job, token) : processJob(job, token));
+    } finally {
+      free();
+    }
+  };
 }

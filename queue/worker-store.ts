@@ -1,6 +1,6 @@
 import type { JobSpec, Surface } from '../core/jobspec.ts';
 import { SURFACES } from '../core/jobspec.ts';
-import type { GenerateResult } from '../models/engine.ts';
+import type { GenerateResult, ModelInfo } from '../models/engine.ts';
 import { encodePng, formatParameters } from '../models/png.ts';
 import { composeGrid } from './grid.ts';
 import { checkResult, type Phases, type RecordResult, type RenderedMessage } from './records.ts';
@@ -24,8 +24,16 @@ export interface WorkerStore {
     result: GenerateResult,
     spec: JobSpec,
     expireAt: number,
+    made: MadeWith,
   ): Promise<{ composeMs: number; storeMs: number; recordResult: RecordResult }>;
   publishRendered(message: RenderedMessage): Promise<unknown>;
+}
+
+/** The model a batch ran on: its served name, the revision of its files, and what the loader reported. */
+export interface MadeWith {
+  readonly name: string;
+  readonly revision: string;
+  readonly info: ModelInfo;
 }
 
 /**
@@ -34,7 +42,7 @@ export interface WorkerStore {
  * end of a re-render.
  */
 export function createWorkerStore(ctx: WorkerContext): WorkerStore {
-  const { client, keys, engine, deliveries, logger, metrics, imageStoreMaxBytes } = ctx;
+  const { client, keys, deliveries, logger, metrics, imageStoreMaxBytes } = ctx;
 
   /** Ends the record (a no-op on one already ended), frees its slots, and enqueues its delivery. */
   async function settle(
@@ -91,7 +99,13 @@ export function createWorkerStore(ctx: WorkerContext): WorkerStore {
     await client.hset(keys.stats, 'avgJobMs', String(Math.round(avg)));
   }
 
-  async function storeResults(id: string, result: GenerateResult, spec: JobSpec, expireAt: number) {
+  async function storeResults(
+    id: string,
+    result: GenerateResult,
+    spec: JobSpec,
+    expireAt: number,
+    made: MadeWith,
+  ) {
     const composeStart = performance.now();
     const parameters = result.images.map((image, k) =>
       formatParameters({
@@ -103,7 +117,8 @@ export function createWorkerStore(ctx: WorkerContext): WorkerStore {
         seed: spec.seeds[k] ?? image.seed,
         width: image.width,
         height: image.height,
-        model: engine.info.name,
+        model: made.name,
+        ...(made.revision === '' ? {} : { modelHash: made.revision }),
         generator: result.generator,
       }),
     );
@@ -131,7 +146,12 @@ export function createWorkerStore(ctx: WorkerContext): WorkerStore {
     const recordResult: RecordResult = checkResult(id, {
       resultKeys: { grid: keys.grid(id), images: pngs.map((_, k) => keys.image(id, k)) },
       truncatedTokens: result.truncatedTokens,
-      model: { name: engine.info.name, demo: engine.info.demo },
+      model: {
+        name: made.name,
+        demo: made.info.demo,
+        ...(made.revision === '' ? {} : { revision: made.revision }),
+        label: made.info.name,
+      },
       ...(result.images.some((image) => image.nsfw !== undefined)
         ? { nsfw: result.images.map((image) => image.nsfw === true) }
         : {}),

@@ -1,13 +1,16 @@
 import { hostname } from 'node:os';
 import { Worker } from 'bullmq';
 import { CodedError, ErrorCode, InternalError, newErrorId, reportError } from '../core/errors.ts';
-import type { Engine } from '../models/engine.ts';
+import { DEFAULT_MODEL_NAME } from '../core/models.ts';
+import type { Engine, ModelInfo } from '../models/engine.ts';
 import { closeRedisClient, createRedisClient, type RedisClient, type RedisConnection } from './connection.ts';
 import { DELIVERY_DEFAULTS, type DeliveryOptions, DeliveryQueues } from './delivery.ts';
+import { createEnginePool, createSlots, type ServedModel } from './engine-pool.ts';
 import { JOBS_DEFAULTS } from './jobs.ts';
-import { GENERATE_QUEUE, type QueueKeys, queueKeys } from './keys.ts';
+import { generateQueueName, type QueueKeys, queueKeys } from './keys.ts';
 import type { QueueLogger } from './logger.ts';
 import { noopMetrics, type QueueMetrics } from './metrics.ts';
+import { announceModels } from './served.ts';
 import type { Running, WorkerContext } from './worker-context.ts';
 import { createJobProcessor } from './worker-jobs.ts';
 import { createWorkerStore } from './worker-store.ts';
@@ -18,8 +21,22 @@ export interface WorkerOptions {
   readonly connection: RedisConnection;
   /** Must match the Jobs side. @defaultValue `'imagine'` */
   readonly prefix?: string;
-  /** The engine, or a factory called once at start (the worker then closes it on shutdown). */
-  readonly engine: Engine | (() => Promise<Engine>);
+  /**
+   * One model, served as `default`: the engine, or a factory called once at start (the worker then
+   * closes it on shutdown). Ignored when `models` is given.
+   */
+  readonly engine?: Engine | (() => Promise<Engine>);
+  /**
+   * Several models, each on its own queue (`generate-<name>`); the first is loaded at start, the
+   * others when a job needs them, within `memoryBudgetBytes`.
+   */
+  readonly models?: readonly ServedModel[];
+  /**
+   * Memory for loaded models, in bytes (see ServedModel.sizeBytes); past it the least recently used
+   * idle model is unloaded before another loads. 0 = no limit.
+   * @defaultValue 0
+   */
+  readonly memoryBudgetBytes?: number;
   /**
    * Batches run at once by this worker. One per GPU is right for real inference.
    * @defaultValue 1
@@ -112,7 +129,12 @@ export function stallSettings(takeoverMs: number): { lockDurationMs: number; sta
 
 export interface QueueWorker {
   readonly id: string;
-  readonly engine: Engine;
+  /** What the loader reported for the first (default) model, loaded at start. */
+  readonly info: ModelInfo;
+  /** Names of the models this worker serves, the first loaded at start. */
+  readonly models: readonly string[];
+  /** Names of the models loaded now, least recently used first. */
+  loaded(): readonly string[];
   /** Ids of the jobs this worker is running now. */
   active(): readonly string[];
   /**
@@ -137,8 +159,12 @@ export async function startWorker(options: WorkerOptions): Promise<QueueWorker> 
   const metrics = options.metrics ?? noopMetrics;
   const keys: QueueKeys = queueKeys(prefix);
 
-  const ownsEngine = typeof options.engine === 'function';
-  const engine = typeof options.engine === 'function' ? await options.engine() : options.engine;
+  const models = servedModels(options);
+  const pool = createEnginePool(models, options.memoryBudgetBytes ?? 0, logger);
+  // The default model is loaded now: a worker is ready once it can run the common job.
+  const first = await pool.acquire(models[0]!.name);
+  const info = first.engine.info;
+  first.release();
 
   // Worker connections retry forever across Redis restarts instead of failing jobs.
   const client: RedisClient = createRedisClient(options.connection, { blocking: true });
@@ -170,10 +196,14 @@ export async function startWorker(options: WorkerOptions): Promise<QueueWorker> 
   }, cancelPollMs);
   poll.unref();
 
+  // Declared before any job can run: processors ask whether the worker is stopping.
+  let closing: Promise<void> | undefined;
   const ctx: WorkerContext = {
     client,
     keys,
-    engine,
+    pool,
+    slots: createSlots(concurrency),
+    isClosing: () => closing !== undefined,
     deliveries,
     running,
     workerId,
@@ -186,26 +216,39 @@ export async function startWorker(options: WorkerOptions): Promise<QueueWorker> 
   };
   const store = createWorkerStore(ctx);
   const { settle, recordSurface } = store;
-  const processJob = createJobProcessor(ctx, store);
-
   const stall = stallSettings(options.takeoverMs ?? WORKER_DEFAULTS.takeoverMs);
-  const worker = new Worker<unknown, string>(GENERATE_QUEUE, processJob, {
-    connection: client,
-    prefix,
-    name: workerId,
-    concurrency,
-    stalledInterval: options.stalledIntervalMs ?? stall.stalledIntervalMs,
-    lockDuration: options.lockDurationMs ?? stall.lockDurationMs,
-    maxStalledCount: options.maxStalledCount ?? WORKER_DEFAULTS.maxStalledCount,
-    autorun: false,
-  });
-  worker.on('error', (error) => {
-    reportError(logger, new InternalError(ErrorCode.Redis, 'generation worker error', { cause: error }), {
-      workerId,
+  // One BullMQ worker per model's queue, so a job only reaches a worker that has its model; the
+  // shared slots keep the batches run at once to `concurrency` across them.
+  const workers = models.map((model) => {
+    const worker = new Worker<unknown, string>(
+      generateQueueName(model.name),
+      createJobProcessor(ctx, store, model),
+      {
+        connection: client,
+        prefix,
+        name: workerId,
+        concurrency,
+        stalledInterval: options.stalledIntervalMs ?? stall.stalledIntervalMs,
+        lockDuration: options.lockDurationMs ?? stall.lockDurationMs,
+        maxStalledCount: options.maxStalledCount ?? WORKER_DEFAULTS.maxStalledCount,
+        autorun: false,
+      },
+    );
+    worker.on('error', (error) => {
+      reportError(logger, new InternalError(ErrorCode.Redis, 'generation worker error', { cause: error }), {
+        workerId,
+        model: model.name,
+      });
     });
+    // Jobs failed without our processor running (stalled too often): end the record and deliver.
+    worker.on('failed', (job, error) => onFailed(job, error));
+    return worker;
   });
-  // Jobs failed without our processor running (stalled too often): end the record and deliver.
-  worker.on('failed', (job, error) => {
+
+  function onFailed(
+    job: { id?: string | undefined; attemptsMade: number; opts: { attempts?: number } } | undefined,
+    error: Error,
+  ): void {
     if (job?.id === undefined) return;
     const exhausted = job.attemptsMade >= (job.opts.attempts ?? 1) || error.name === 'UnrecoverableError';
     if (!exhausted) return;
@@ -229,18 +272,34 @@ export async function startWorker(options: WorkerOptions): Promise<QueueWorker> 
         userFacing: false,
       });
     })().catch((e: unknown) => reportError(logger, e, { jobId: id, workerId, where: 'failed handler' }));
-  });
-  void worker.run().catch((error: unknown) => reportError(logger, error, { workerId, where: 'worker loop' }));
-  await worker.waitUntilReady();
-  logger.info({ workerId, concurrency, engine: engine.info.name }, 'generation worker started');
+  }
+  for (const worker of workers) {
+    void worker
+      .run()
+      .catch((error: unknown) => reportError(logger, error, { workerId, where: 'worker loop' }));
+  }
+  await Promise.all(workers.map((w) => w.waitUntilReady()));
+  // Said once the queues are taken from: submitters tell users when no worker serves a model.
+  const announcement = await announceModels(
+    client,
+    keys,
+    workerId,
+    models.map((m) => ({ name: m.name, revision: m.revision })),
+    logger,
+  );
+  logger.info(
+    { workerId, concurrency, models: models.map((m) => m.name), engine: info.name },
+    'generation worker started',
+  );
 
-  let closing: Promise<void> | undefined;
   const release = (): void => {
     for (const id of running.keys()) abort(id, 'shutdown');
   };
   return {
     id: workerId,
-    engine,
+    info,
+    models: models.map((m) => m.name),
+    loaded: () => pool.loaded(),
     active: () => [...running.keys()],
     close: (closeOptions = {}) => {
       if (closing !== undefined) {
@@ -251,17 +310,32 @@ export async function startWorker(options: WorkerOptions): Promise<QueueWorker> 
       closing = (async () => {
         const timer = setTimeout(release, closeOptions.releaseNow === true ? 0 : shutdownTimeoutMs);
         try {
-          await worker.close();
+          await announcement.stop();
+          await Promise.all(workers.map((w) => w.close()));
         } finally {
           clearTimeout(timer);
           clearInterval(poll);
         }
         await deliveries.close();
         await Promise.all([closeRedisClient(subscriber), closeRedisClient(client)]);
-        if (ownsEngine) await engine.close();
+        await pool.close();
         logger.info({ workerId }, 'generation worker stopped');
       })();
       return closing;
     },
   };
+}
+
+/** The models a worker serves: `models`, or the one `engine` as the model named `default`. */
+function servedModels(options: WorkerOptions): readonly ServedModel[] {
+  if (options.models !== undefined && options.models.length > 0) return options.models;
+  const engine = options.engine;
+  if (engine === undefined) {
+    throw new InternalError(ErrorCode.Config, 'startWorker needs an engine or a list of models');
+  }
+  if (typeof engine === 'function') {
+    // The factory's engine is the worker's: closed on shutdown (and loaded once, at start).
+    return [{ name: DEFAULT_MODEL_NAME, load: engine, sizeBytes: 0, revision: '' }];
+  }
+  return [{ name: DEFAULT_MODEL_NAME, load: async () => engine, sizeBytes: 0, revision: '', keepOpen: true }];
 }

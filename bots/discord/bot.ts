@@ -217,6 +217,7 @@ export class DiscordBot {
       sampler: text('sampler'),
       aspect: text('aspect'),
       size: text('size'),
+      model: text('model'),
     };
     await this.#options.service.imagine(
       { ...this.#actionBase(interaction, 'original'), options },

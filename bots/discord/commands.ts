@@ -5,7 +5,7 @@ import {
   SlashCommandBuilder,
 } from 'discord.js';
 import type { RequestLimits } from '../../core/config.ts';
-import { MAX_PROMPT_CHARS } from '../../core/request.ts';
+import { MAX_PROMPT_CHARS, servedModels } from '../../core/request.ts';
 import { SAMPLERS } from '../../core/samplers.ts';
 import { MAX_SEED } from '../../core/seeds.ts';
 
@@ -14,7 +14,7 @@ export const ASPECT_CHOICES = ['1:1', '3:2', '2:3', '4:3', '3:4', '16:9', '9:16'
 
 /** The `/imagine` slash command. Validation beyond types and ranges is the service's (same rules everywhere). */
 export function imagineCommand(limits: RequestLimits): RESTPostAPIChatInputApplicationCommandsJSONBody {
-  return new SlashCommandBuilder()
+  const command = new SlashCommandBuilder()
     .setName('imagine')
     .setDescription('Draw a 2×2 grid of images from a prompt')
     .addStringOption((o) =>
@@ -61,8 +61,18 @@ export function imagineCommand(limits: RequestLimits): RESTPostAPIChatInputAppli
         .setName('size')
         .setDescription(`Size WxH, multiples of 8 (default ${limits.defaultWidth}x${limits.defaultHeight})`)
         .setMaxLength(11),
-    )
-    .toJSON();
+    );
+  // Offered only when there is a choice; the first model is the default (25 at most, MODELS allows no more).
+  const models = servedModels(limits);
+  if (models.length > 1) {
+    command.addStringOption((o) =>
+      o
+        .setName('model')
+        .setDescription(`Model (default ${models[0]})`)
+        .addChoices(...models.map((m) => ({ name: m, value: m }))),
+    );
+  }
+  return command.toJSON();
 }
 
 /**

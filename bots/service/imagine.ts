@@ -2,9 +2,11 @@ import { imagineBatch, specFrom } from '../../core/batch.ts';
 import { ErrorCode, InternalError, reportError, type UserError } from '../../core/errors.ts';
 import {
   type ImagineRequest,
+  modelOf,
   parseImagineOptions,
   parseImagineText,
   type Result,
+  servedModels,
 } from '../../core/request.ts';
 import { drawBaseSeed, gridSeeds } from '../../core/seeds.ts';
 import { limitsWith } from '../../core/team-settings.ts';
@@ -12,6 +14,7 @@ import type { ChatSurface, ImagineCommand, InteractionReply, InteractionResult }
 import { type ServiceContext, safely } from './context.ts';
 import { warningsFor } from './format.ts';
 import { originOf } from './origin.ts';
+import { MESSAGES } from './settings.ts';
 import { submitAndShow } from './submit.ts';
 import { checkPrompts, type TeamScope, teamFor } from './team.ts';
 
@@ -69,12 +72,25 @@ export async function imagine(
   const accepted = ctx.gate.accept(reply);
   const request = parsed.value;
   const seeds = gridSeeds(request.seed ?? drawBaseSeed(ctx.random));
-  const spec = specFrom(imagineBatch(request, seeds), {
+  // The spec always names its model, so the grid's buttons keep it after the default changes: the one
+  // asked for, else the team's (when this deployment serves it), else the deployment's default.
+  const teamModel = team.settings.model;
+  const teamServed = teamModel !== undefined && servedModels(limits).includes(teamModel);
+  const model = request.model ?? (teamServed ? teamModel : modelOf(request, limits));
+  const batch = { ...imagineBatch(request, seeds), model };
+  const spec = specFrom(batch, {
     origin: originOf(command),
     requestedAt: ctx.now(),
   });
-  const jobId = await ctx.gate.work(() =>
-    submitAndShow(ctx, surface, spec, reply, accepted, warningsFor(request, limits), team),
-  );
+  const jobId = await ctx.gate.work(async () => {
+    const warnings = warningsFor(request, limits);
+    if (request.model === undefined && teamModel !== undefined && !teamServed) {
+      warnings.push(MESSAGES.teamModelUnserved(teamModel, model));
+    }
+    // Queued all the same (a worker may be restarting or starting up), but the user is told.
+    const served = await ctx.jobs.modelServed?.(batch.model).catch(() => true);
+    if (served === false) warnings.push(MESSAGES.modelUnserved(batch.model));
+    return submitAndShow(ctx, surface, spec, reply, accepted, warnings, team);
+  });
   return jobId === undefined ? {} : { jobId };
 }

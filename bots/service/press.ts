@@ -1,6 +1,8 @@
 import { specFrom } from '../../core/batch.ts';
 import { ErrorCode, reportError, UserError } from '../../core/errors.ts';
+import { DEFAULT_MODEL_NAME, modelGoneError } from '../../core/models.ts';
 import { refine, reroll } from '../../core/refine.ts';
+import { servedModels } from '../../core/request.ts';
 import { drawBaseSeed } from '../../core/seeds.ts';
 import type { GridRecord } from '../../queue/index.ts';
 import type { ChatSurface, ControlPress, InteractionReply, InteractionResult } from '../surface.ts';
@@ -104,6 +106,10 @@ async function act(
     throw new UserError(ErrorCode.Forbidden, MESSAGES.notOwner);
   if (record.state.status.state !== 'done')
     throw new UserError(ErrorCode.InvalidRequest, MESSAGES.notFinished);
+  // The grid's own model, even after the default changed; a model no longer listed can't make matching images.
+  const model = record.spec.model ?? DEFAULT_MODEL_NAME;
+  const served = servedModels(ctx.settings.limits);
+  if (!served.includes(model)) throw modelGoneError(model, served);
   if (control.action === 'upscale')
     return { result: { jobId: record.id }, upscale: { record, index: control.index, team } };
   // A finished grid's spec is itself a batch: its prompts, seeds and settings.
@@ -113,7 +119,11 @@ async function act(
       : reroll(record.spec, drawBaseSeed(ctx.random));
   // The words banned here now apply to what the grid's prompts (and the suffixes) make.
   checkPrompts(ctx, team, next.prompts);
-  const spec = specFrom(next, { origin: originOf(pressed), requestedAt: ctx.now(), parentId: record.id });
+  // The parent's revision goes along: a worker whose files for this name changed refuses rather than
+  // make pictures that don't match the parent's seeds.
+  const revision = record.result?.model.revision;
+  const batch = revision === undefined ? next : { ...next, modelRevision: revision };
+  const spec = specFrom(batch, { origin: originOf(pressed), requestedAt: ctx.now(), parentId: record.id });
   const jobId = await submitAndShow(ctx, surface, spec, reply, accepted, [], team);
   return { result: jobId === undefined ? {} : { jobId } };
 }

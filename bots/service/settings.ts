@@ -54,6 +54,10 @@ export const MESSAGES = {
   notFinished: 'This grid is not finished yet; its buttons work once it is done.',
   cannotPost:
     "I can't post in this channel, so I cancelled this request. Invite me first (e.g. `/invite @imagine`), or use /imagine in a channel I'm in.",
+  modelUnserved: (model: string) =>
+    `No worker serving the model \`${model}\` is running right now; your request waits in its queue and runs once one starts.`,
+  teamModelUnserved: (wanted: string, used: string) =>
+    `This channel's default model \`${wanted}\` is not served here, so \`${used}\` was used.`,
   expired: (days: number) =>
     `This grid has expired (grids are kept for ${formatDays(days)}). Run /imagine again to make a new one.`,
 } as const;

@@ -35,6 +35,7 @@ const FIELDS = {
   },
   aspect: { schema: z.string().nullish(), allowed: 'an aspect ratio "W:H" from 1:4 to 4:1, e.g. "3:2"' },
   size: { schema: z.string().nullish(), allowed: 'a size "WxH" in multiples of 8, e.g. "640x448"' },
+  model: { schema: z.string().nullish(), allowed: 'the name of a served model (GET /api/info lists them)' },
 } as const satisfies Record<keyof ImagineOptions, { schema: z.ZodType; allowed: string }>;
 
 /** Typed fields `POST /api/imagine` accepts (the text form is `{"text": …}`). */

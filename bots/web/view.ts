@@ -1,4 +1,5 @@
 import { somethingWentWrong } from '../../core/errors.ts';
+import { DEFAULT_MODEL_NAME } from '../../core/models.ts';
 import type { GridRecord, JobStatus } from '../../queue/index.ts';
 import { gridNotes } from '../service/format.ts';
 import { displayPrompt } from '../service.ts';
@@ -22,6 +23,8 @@ export interface JobJson {
     readonly guidance: number;
     readonly width: number;
     readonly height: number;
+    /** The served model the job runs on (`default` for jobs from before models had names). */
+    readonly model: string;
   };
   readonly attempts: number;
   /** `host:pid` of the worker that ran it. */
@@ -38,7 +41,13 @@ export interface JobJson {
   readonly parent: { readonly id: string; readonly n: number | null } | null;
   /** Truncation, safety and demo-model notes, worded by the conversation service. */
   readonly notes: readonly string[];
-  readonly model: { readonly name: string; readonly demo: boolean } | null;
+  /** The model that made it: served name, demo flag, revision of its files, the loader's label. */
+  readonly model: {
+    readonly name: string;
+    readonly demo: boolean;
+    readonly revision?: string;
+    readonly label?: string;
+  } | null;
   readonly createdAt: number;
   readonly expiresAt: number;
   readonly timings: GridRecord['state']['timings'];
@@ -101,6 +110,7 @@ export function jobJson(
       guidance: spec.guidance,
       width: spec.width,
       height: spec.height,
+      model: spec.model ?? DEFAULT_MODEL_NAME,
     },
     attempts: record.state.attempts,
     worker: record.state.worker ?? null,

@@ -15,6 +15,8 @@ import type { GenerateRequest } from '../engine.ts';
 import { loadEngine, type OnnxEngine, type RunProfile } from '../pipeline.ts';
 import { encodePng } from '../png.ts';
 import { isExecutionProviderName } from '../providers.ts';
+import { FAMILY_PRESETS } from './presets.ts';
+import { runFamilyPreset } from './presets-run.ts';
 
 const { values } = parseArgs({
   options: {
@@ -28,6 +30,8 @@ const { values } = parseArgs({
     ep: { type: 'string', default: 'cpu' },
     'device-id': { type: 'string', default: '0' },
     preset: { type: 'string', default: 'demo' },
+    decoders: { type: 'string', default: 'vae,taesd' },
+
     strength: { type: 'string', default: '0.6' },
   },
   strict: true,
@@ -88,9 +92,16 @@ const PRESETS: Record<string, BuildDemoOptions> = {
   },
 };
 const presetName = values.preset ?? 'demo';
+if (FAMILY_PRESETS[presetName] !== undefined) {
+  // Full-size family presets have their own runner (grid timing, TAESD vs VAE), in presets-run.ts.
+  await runFamilyPreset(presetName, process.argv.slice(2));
+  process.exit(0);
+}
 const preset = PRESETS[presetName];
 if (preset === undefined) {
-  console.error(`--preset must be one of ${Object.keys(PRESETS).join(', ')}, got "${presetName}"`);
+  console.error(
+    `--preset must be one of ${[...Object.keys(PRESETS), ...Object.keys(FAMILY_PRESETS)].join(', ')}, got "${presetName}"`,
+  );
   process.exit(2);
 }
 const modelsDir = process.env.MODELS_DIR ?? './data/models';

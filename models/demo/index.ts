@@ -17,5 +17,6 @@ export {
   SD15_PRESET,
   type TimestepInput,
 } from './options.ts';
+export { buildTinyDecoder, TINY_DECODER_CONFIG, writeTinyDecoder } from './taesd.ts';
 export { alphasCumprod } from './unet.ts';
 export { SCALING_FACTOR } from './vae.ts';

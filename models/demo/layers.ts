@@ -194,6 +194,10 @@ export interface TransformerOptions {
   readonly context: string;
   readonly contextDim: number;
   readonly contextTokens: number;
+  /** Transformer blocks (SDXL stacks up to 10); when set, each is scoped `transformer_blocks.i`. */
+  readonly depth?: number;
+  /** proj_in/proj_out as Linear on tokens (SD 2.x, SDXL) instead of 1×1 convs (SD 1.x). */
+  readonly linearProjection?: boolean;
 }
 
 /** diffusers' Transformer2DModel (SD 1.x): proj_in conv, self-attn, cross-attn, GEGLU FF, proj_out. */
@@ -201,33 +205,45 @@ export function spatialTransformer(net: Net, x: string, ch: number, o: Transform
   const { b } = net;
   const pixels = o.tokens * o.batch;
   const normed = b.scoped('norm', () => groupNorm(net, x, ch, o.groups, 1e-6));
-  const projected = b.scoped('proj_in', () => conv2d(net, normed, ch, ch, { kernel: 1, pixels }));
+  const linearProj = o.linearProjection ?? false;
+  const projected = linearProj
+    ? normed
+    : b.scoped('proj_in', () => conv2d(net, normed, ch, ch, { kernel: 1, pixels }));
   let t = b.transpose(b.reshape(projected, [0, ch, -1]), [0, 2, 1]); // [B, hw, C]
+  if (linearProj) t = b.scoped('proj_in', () => linear(net, t, ch, ch, { rows: pixels }));
   const att = { dim: ch, heads: o.heads, queryTokens: o.tokens, batch: o.batch };
-  t = b.scoped('attn1', () => {
-    const n = b.scoped('norm', () => layerNorm(net, t, ch));
-    return b.add(t, attention(net, n, n, { ...att, contextDim: ch, keyTokens: o.tokens }));
-  });
-  t = b.scoped('attn2', () => {
-    const n = b.scoped('norm', () => layerNorm(net, t, ch));
-    return b.add(
-      t,
-      attention(net, n, o.context, { ...att, contextDim: o.contextDim, keyTokens: o.contextTokens }),
-    );
-  });
-  t = b.scoped('ff', () => {
-    const n = b.scoped('norm', () => layerNorm(net, t, ch));
-    const inner = 4 * ch;
-    const proj = b.scoped('geglu', () => linear(net, n, ch, 2 * inner, { rows: pixels }));
-    const [value, gate] = b.opN('Split', [proj, b.constInt64([inner, inner])], 2, { axis: { i: -1 } });
-    const gated = b.mul(value!, gelu(net, gate!));
-    return b.add(
-      t,
-      b.scoped('out', () => linear(net, gated, inner, ch, { rows: pixels })),
-    );
-  });
+  const block = (): void => {
+    t = b.scoped('attn1', () => {
+      const n = b.scoped('norm', () => layerNorm(net, t, ch));
+      return b.add(t, attention(net, n, n, { ...att, contextDim: ch, keyTokens: o.tokens }));
+    });
+    t = b.scoped('attn2', () => {
+      const n = b.scoped('norm', () => layerNorm(net, t, ch));
+      return b.add(
+        t,
+        attention(net, n, o.context, { ...att, contextDim: o.contextDim, keyTokens: o.contextTokens }),
+      );
+    });
+    t = b.scoped('ff', () => {
+      const n = b.scoped('norm', () => layerNorm(net, t, ch));
+      const inner = 4 * ch;
+      const proj = b.scoped('geglu', () => linear(net, n, ch, 2 * inner, { rows: pixels }));
+      const [value, gate] = b.opN('Split', [proj, b.constInt64([inner, inner])], 2, { axis: { i: -1 } });
+      const gated = b.mul(value!, gelu(net, gate!));
+      return b.add(
+        t,
+        b.scoped('out', () => linear(net, gated, inner, ch, { rows: pixels })),
+      );
+    });
+  };
+  // Unscoped when depth is unset, so SD 1.x-shaped builds keep their tensor names (and bytes).
+  if (o.depth === undefined) block();
+  else for (let i = 0; i < o.depth; i++) b.scoped(`transformer_blocks.${i}`, block);
+  if (linearProj) t = b.scoped('proj_out', () => linear(net, t, ch, ch, { rows: pixels }));
   const back = b.op('Reshape', [b.transpose(t, [0, 2, 1]), b.shape(projected)]);
-  const out = b.scoped('proj_out', () => conv2d(net, back, ch, ch, { kernel: 1, pixels }));
+  const out = linearProj
+    ? back
+    : b.scoped('proj_out', () => conv2d(net, back, ch, ch, { kernel: 1, pixels }));
   return b.add(out, x);
 }
 

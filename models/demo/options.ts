@@ -52,6 +52,24 @@ export interface DemoModelOptions {
    * latent must divide by 2^(levels-1). @defaultValue 'to-skip'
    */
   readonly upsample: 'to-skip' | 'scale2';
+  /**
+   * Which pipeline's folder to write: `sd1` (CLIP ViT-L, PNDM), `sd2` (OpenCLIP padding, linear
+   * projections; SD-Turbo's EulerAncestral trailing schedule), or `sdxl` (two text encoders with hidden
+   * states, text_embeds/time_ids). @defaultValue 'sd1'
+   */
+  readonly family?: 'sd1' | 'sd2' | 'sdxl';
+  /** Per-level attention heads = channels / headDim (SD 2.x, SDXL); unset: `heads` everywhere. */
+  readonly headDim?: number;
+  /** Transformer blocks per UNet level (SDXL: [0, 2, 10]); unset: one, unscoped (SD 1.x names). */
+  readonly transformerDepth?: readonly number[];
+  /** Linear proj_in/proj_out in the UNet transformers (SD 2.x, SDXL). @defaultValue false */
+  readonly linearProjection?: boolean;
+  /** Text encoder MLP activation: CLIP's quick GELU, or OpenCLIP's erf GELU. @defaultValue 'quick_gelu' */
+  readonly textActivation?: 'quick_gelu' | 'gelu';
+  /** SDXL's second text encoder (OpenCLIP ViT-bigG: 1280 wide, 32 layers, 20 heads, 1280 projection). */
+  readonly textEncoder2?: { readonly hiddenSize: number; readonly layers: number; readonly heads: number };
+  /** Also write a TAESD-shaped tiny decoder to `vae_decoder_tiny/` (AutoencoderTiny's decoder). */
+  readonly tinyDecoder?: boolean;
 }
 
 export type DemoScale = 'demo' | 'sd15';

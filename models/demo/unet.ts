@@ -71,7 +71,8 @@ export function buildUnet(o: DemoModelOptions, ref: UnetReference = {}): BuiltGr
   const ft = o.fp16 ? 'float16' : 'float32';
   const b = new GraphBuilder('unet', ft);
   const net: Net = { b, seed: o.seed ^ 0x0e7, macs: 0 };
-  const D = o.hiddenSize;
+  // SDXL's context is both encoders' hidden states side by side.
+  const D = o.hiddenSize + (o.textEncoder2?.hiddenSize ?? 0);
   const latent = ref.latent ?? 64;
 
   const sample = b.input('sample', ft, ['batch', 4, 'height', 'width']);
@@ -82,6 +83,14 @@ export function buildUnet(o: DemoModelOptions, ref: UnetReference = {}): BuiltGr
         ? b.input('timestep', 'float32', [])
         : b.input('timestep', ft, ['batch']);
   const context = b.input('encoder_hidden_states', ft, ['batch', 'sequence', D]);
+  const added =
+    o.textEncoder2 === undefined
+      ? undefined
+      : {
+          textEmbeds: b.input('text_embeds', ft, ['batch', o.textEncoder2.hiddenSize]),
+          timeIds: b.input('time_ids', ft, ['batch', 6]),
+          dim: o.textEncoder2.hiddenSize,
+        };
 
   // Schedule lookup in float32: t → ᾱ(t) by linear interpolation (fractional timesteps come from
   // Karras-sigma schedulers), [B] or [1].
@@ -149,7 +158,7 @@ export function buildUnet(o: DemoModelOptions, ref: UnetReference = {}): BuiltGr
   let x0 = b.add(mu, b.add(b.mul(g1, coarse), b.mul(g2, fine)));
 
   if (o.channels > 0) {
-    const delta = b.scoped('branch', () => learnedBranch(net, o, sample, t32, context, latent));
+    const delta = b.scoped('branch', () => learnedBranch(net, o, sample, t32, context, latent, added));
     x0 = b.add(x0, b.mul(delta, b.scalar(o.branchScale)));
   }
 
@@ -170,6 +179,7 @@ function learnedBranch(
   t32: string,
   context: string,
   latent: number,
+  added: { readonly textEmbeds: string; readonly timeIds: string; readonly dim: number } | undefined,
 ): string {
   const { b } = net;
   const C = o.channels;
@@ -183,16 +193,35 @@ function learnedBranch(
     const l1 = b.scoped('linear_1', () => linear(net, feats, C, tembDim, { rows: 1 }));
     return b.scoped('linear_2', () => linear(net, b.silu(l1), tembDim, tembDim, { rows: 1 }));
   });
-  const tembAct = { value: b.silu(temb), dim: tembDim, batch: 1 };
+  let tembSum = temb;
+  if (added !== undefined) {
+    // SDXL's text_time conditioning: 256-wide sinusoidal features of each of the 6 time ids, concatenated
+    // with the pooled text embedding, through add_embedding, added to the timestep embedding.
+    const timeFeats = b.reshape(
+      timestepFeatures(net, b.reshape(b.cast(added.timeIds, 'float32'), [-1]), 256),
+      [-1, 6 * 256],
+    );
+    const cond = b.op('Concat', [added.textEmbeds, timeFeats], { axis: { i: -1 } });
+    const inDim = added.dim + 6 * 256;
+    const aug = b.scoped('add_embedding', () => {
+      const l1 = b.scoped('linear_1', () => linear(net, cond, inDim, tembDim, { rows: 1 }));
+      return b.scoped('linear_2', () => linear(net, b.silu(l1), tembDim, tembDim, { rows: 1 }));
+    });
+    tembSum = b.add(temb, aug);
+  }
+  const tembAct = { value: b.silu(tembSum), dim: tembDim, batch: 1 };
+  const contextDim = o.hiddenSize + (o.textEncoder2?.hiddenSize ?? 0);
   const transformer = (x: string, ch: number, level: number): string =>
     spatialTransformer(net, x, ch, {
       groups,
-      heads: o.heads,
+      heads: o.headDim === undefined ? o.heads : ch / o.headDim,
       tokens: pixelsAt(level),
       batch: 1,
       context,
-      contextDim: o.hiddenSize,
+      contextDim,
       contextTokens: 77,
+      ...(o.transformerDepth === undefined ? {} : { depth: o.transformerDepth[level]! }),
+      ...(o.linearProjection === true ? { linearProjection: true } : {}),
     });
 
   let h = b.scoped('conv_in', () => conv2d(net, sample, 4, C, { pixels: pixelsAt(0) }));

@@ -137,7 +137,13 @@ class ThreadEngine implements Engine {
             },
             options,
           });
-          worker.postMessage({ type: 'generate', id, request } satisfies ToThread);
+          const every = options.decodedPreviewEveryMs;
+          worker.postMessage({
+            type: 'generate',
+            id,
+            request,
+            ...(every === undefined ? {} : { decodedPreviewEveryMs: every }),
+          } satisfies ToThread);
         }),
     );
   }

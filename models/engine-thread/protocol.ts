@@ -9,7 +9,12 @@ export interface ThreadInit {
 }
 
 export type ToThread =
-  | { readonly type: 'generate'; readonly id: number; readonly request: GenerateRequest }
+  | {
+      readonly type: 'generate';
+      readonly id: number;
+      readonly request: GenerateRequest;
+      readonly decodedPreviewEveryMs?: number;
+    }
   | { readonly type: 'abort'; readonly id: number }
   | { readonly type: 'close' }
   /** Ends the thread at once as a crash would (tests of the restart path). Handled between runs. */
@@ -32,7 +37,8 @@ export type FromThread =
       readonly step: number;
       readonly total: number;
       readonly elapsedMs: number;
-      /** Latent previews of every image of the batch (a few KB each at latent resolution). */
+      /** Latent previews of every image of the batch (a few KB each at latent resolution); the first is a
+       * full-size TAESD decode when the model has a tiny decoder. */
       readonly previews: readonly RgbImage[];
     }
   | { readonly type: 'result'; readonly id: number; readonly result: GenerateResult }

@@ -67,6 +67,8 @@ port.on('message', (message: ToThread) => {
     return;
   }
   const { id, request } = message;
+  const decodeEveryMs = message.decodedPreviewEveryMs ?? 0;
+  let lastDecodedAt = Number.NEGATIVE_INFINITY;
   const controller = new AbortController();
   aborts.set(id, controller);
   void (async () => {
@@ -74,8 +76,21 @@ port.on('message', (message: ToThread) => {
       if (engine === undefined) throw new Error('engine is not loaded');
       const result = await engine.generate(request, {
         signal: controller.signal,
-        onStep: (p) => {
+        onStep: async (p) => {
           const previews = request.seeds.map((_, k) => p.preview(k));
+          // With a tiny decoder, the first image (the one progress shows) is a real TAESD preview, as
+          // often as the caller shows previews (each costs a decode); not after the last step, where the
+          // final decode follows at once.
+          const now = performance.now();
+          if (
+            p.decodedPreview !== undefined &&
+            p.step < p.total &&
+            (message.decodedPreviewEveryMs === undefined || now - lastDecodedAt >= decodeEveryMs) &&
+            (message.decodedPreviewEveryMs === undefined || decodeEveryMs > 0)
+          ) {
+            lastDecodedAt = now;
+            previews[0] = await p.decodedPreview(0);
+          }
           send({ type: 'step', id, step: p.step, total: p.total, elapsedMs: p.elapsedMs, previews });
         },
       });

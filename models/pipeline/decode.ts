@@ -16,22 +16,30 @@ export interface DecodedImages {
   readonly vaeRunMs: readonly number[];
 }
 
-/** VAE decode, one image at a time (as diffusers' ONNX pipeline does; bounds memory at large sizes). */
+/**
+ * VAE decode, one image at a time (as diffusers' ONNX pipeline does; bounds memory at large sizes), with
+ * the model's configured decoder. The tiny autoencoder (AutoencoderTiny, scaling_factor 1.0) takes the
+ * latents as the UNet made them; the full VAE takes them divided by its scaling_factor.
+ */
 export async function decodeLatents(
   model: LoadedModel,
   runner: SessionRunner,
   latents: Float32Array,
   size: { readonly batch: number; readonly width: number; readonly height: number },
   signal: AbortSignal | undefined,
+  which: 'vae' | 'taesd' = model.decoder,
 ): Promise<DecodedImages> {
-  const vae = model.vaeDecoder;
+  const tiny = which === 'taesd' ? model.tinyDecoder : null;
+  if (which === 'taesd' && tiny === null)
+    throw new InternalError(ErrorCode.Internal, 'no tiny decoder loaded');
+  const vae = tiny ?? model.vaeDecoder;
   const channels = model.latentChannels;
   const lh = size.height / model.vaeScaleFactor;
   const lw = size.width / model.vaeScaleFactor;
   const perImage = channels * lh * lw;
   const vaeRunMs: number[] = [];
   const rgb: Uint8Array[] = [];
-  const sf = f(model.vaeScalingFactor);
+  const sf = f(tiny === null ? model.vaeScalingFactor : 1);
   for (let k = 0; k < size.batch; k++) {
     if (signal?.aborted) throw cancelled();
     const scaled = new Float32Array(perImage);
@@ -39,7 +47,12 @@ export async function decodeLatents(
     for (let i = 0; i < perImage; i++) scaled[i] = f(latents[off + i]! / sf);
     const r0 = performance.now();
     const feeds = { [vae.latent.name]: floatTensor(vae.latent.type, scaled, [1, channels, lh, lw]) };
-    const decoded = await runner.run(vae.session, feeds, vae.output, 'VAE decoder');
+    const decoded = await runner.run(
+      vae.session,
+      feeds,
+      vae.output,
+      tiny === null ? 'VAE decoder' : 'tiny decoder',
+    );
     vaeRunMs.push(performance.now() - r0);
     rgb.push(vaeOutputToRgb(decoded, 0, size.width, size.height));
   }

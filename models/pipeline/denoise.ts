@@ -44,6 +44,8 @@ export interface DenoiseInput extends GenerateOptions {
   readonly latentShape: { readonly channels: number; readonly height: number; readonly width: number };
   /** When the generation began (performance.now()), for progress' elapsed time. */
   readonly startedAt: number;
+  /** Decodes one image's latents [C,h,w] (noise-scaled as previews are) with the tiny decoder, when the model has one. */
+  readonly decodePreview?: (latents: Float32Array) => Promise<RgbImage>;
 }
 
 export interface DenoiseResult {
@@ -104,16 +106,31 @@ export async function denoise(input: DenoiseInput): Promise<DenoiseResult> {
       // carry noise at sigmas[i + 1], so scale by 1/sqrt(sigma^2 + 1) as scale_model_input does.
       const sigma = veSpace && sigmas !== null ? (sigmas[i + 1] ?? 0) : 0;
       const noiseScale = 1 / Math.sqrt(sigma * sigma + 1);
+      const checkIndex = (index: number): void => {
+        if (!Number.isInteger(index) || index < 0 || index >= batch) {
+          throw new RangeError(`preview index ${index} is outside 0..${batch - 1}`);
+        }
+      };
+      const decodePreview = input.decodePreview;
       await onStep({
         step: i - first + 1,
         total,
         elapsedMs: performance.now() - input.startedAt,
         preview: (index = 0): RgbImage => {
-          if (!Number.isInteger(index) || index < 0 || index >= batch) {
-            throw new RangeError(`preview index ${index} is outside 0..${batch - 1}`);
-          }
+          checkIndex(index);
           return latentPreview(current, index, channels, lw, lh, noiseScale);
         },
+        ...(decodePreview === undefined
+          ? {}
+          : {
+              decodedPreview: (index = 0): Promise<RgbImage> => {
+                checkIndex(index);
+                const one = new Float32Array(perImage);
+                const off = index * perImage;
+                for (let j = 0; j < perImage; j++) one[j] = f(current[off + j]! * noiseScale);
+                return decodePreview(one);
+              },
+            }),
       });
     }
   }

@@ -106,7 +106,18 @@ describe('the record schema', () => {
     const storedSpec = JSON.parse(hash.spec ?? 'null') as Record<string, unknown>;
     // Nothing copied out of the spec next to it.
     expect(Object.keys(hash).sort()).toEqual(
-      ['attempt', 'attempts', 'messageRef', 'queuedAt', 'spec', 'state', 'status', 'ttlMs', 'userKey'].sort(),
+      [
+        'attempt',
+        'attempts',
+        'jobPrefix',
+        'messageRef',
+        'queuedAt',
+        'spec',
+        'state',
+        'status',
+        'ttlMs',
+        'userKey',
+      ].sort(),
     );
     expect(storedSpec).toMatchObject({ prompts: input.prompts, seeds: input.seeds });
     // The origin's reference is stored once, in the state.
@@ -145,7 +156,7 @@ describe('the record schema', () => {
     const event = (await waitFor('delivery', () => deliveries.byId(jobId)[0]))!.event;
     expect(event.record.state).toMatchObject({ status: { state: 'done' }, worker: 'gpu-1', attempts: 1 });
     expect(event.record.result).toMatchObject({
-      model: { name: 'noop', demo: true },
+      model: { name: 'default', demo: true, label: 'noop' },
       truncatedTokens: [0, 0, 0, 0],
     });
     expect(gridRecordSchema.parse(event.record)).toEqual(event.record);

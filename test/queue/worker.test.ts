@@ -136,7 +136,7 @@ describe('worker', () => {
     expect(record?.state.attempts).toBe(1);
     expect(record?.spec.origin).toMatchObject({ surface: 'discord', user: 'user-1' });
     expect(record?.state.messageRef).toEqual({ token: 'tok' });
-    expect(record?.result?.model).toEqual({ name: 'noop', demo: true });
+    expect(record?.result?.model).toEqual({ name: 'default', demo: true, label: 'noop' });
     expect(record?.result?.truncatedTokens).toEqual([0, 0, 0, 0]);
     expect(record?.result?.resultKeys?.images).toHaveLength(4);
     const t = record?.state.timings;

@@ -129,6 +129,10 @@ describe('entry point errors', () => {
       expect(exit.code).toBe(1);
       expect(child.stderr()).toContain('the worker could not start:');
       expect(child.stderr()).toContain('no-such-model');
+      // Its redis-server goes with it: awaited by stop(), or, when a slow part ran past its close
+      // deadline (a loaded machine), by the exit hook's SIGTERM, which takes effect a moment later.
+      const deadline = Date.now() + 10_000;
+      while (isAlive(redis!) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       expect(isAlive(redis!)).toBe(false);
     } finally {
       await rm(dir, { recursive: true, force: true });

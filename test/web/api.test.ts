@@ -96,6 +96,7 @@ describe('playground JSON API (real queue, worker and demo model)', () => {
       guidance: 5,
       width: 256,
       height: 320,
+      model: 'default',
     });
   });
 

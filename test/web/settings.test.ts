@@ -142,6 +142,8 @@ describe('playground team settings (GET/PUT /api/settings)', () => {
       guidance: 5,
       width: 576,
       height: 384,
+      // The team's model (`demo`) is not one this deployment serves: the default model ran.
+      model: 'default',
     });
 
     // A partial update changes only what it names; null drops a setting (inherit again).

@@ -476,6 +476,8 @@ function renderJob(id) {
     }
     const s = job.settings;
     const chips = [s.sampler, `${s.steps} steps`, `cfg ${s.guidance}`, `${s.width}×${s.height}`];
+    // Which model made (or makes) it: the grid's own, whatever the default is now.
+    if (s.model) chips.unshift(`model ${s.model}`);
     if (s.negative) chips.push(`no: ${s.negative}`);
     if (job.timings?.startedAt && job.timings?.finishedAt) {
       chips.push(`${((job.timings.finishedAt - job.timings.startedAt) / 1000).toFixed(1)} s`);
@@ -708,6 +710,12 @@ async function start() {
       ? `Model: ${name}. The built-in demo model makes synthetic images. Set MODEL_DIR for Stable Diffusion.`
       : `Model: ${name}`;
     modelEl.hidden = false;
+    // Several models: name them all (the first is the default); `--model NAME` picks one.
+    const models = Array.isArray(info.data.models) ? info.data.models : [];
+    if (models.length > 1) {
+      modelEl.textContent = `models: ${models.join(', ')}`;
+      modelEl.title = `Models served here: ${models.join(', ')} (the first is the default). Pick one with --model NAME.`;
+    }
   }
   for (const entry of history) {
     if (entry.t === 'user') userMessage(entry.text, false);

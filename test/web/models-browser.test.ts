@@ -1,0 +1,54 @@
+import { type Browser, chromium } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TINY_SD, TINY_SD2 } from '../models/tiny-sd.ts';
+import { startTestApp, type TestApp } from './app-helper.ts';
+
+/** The playground page with two models served: the header names them, each job says which one it ran on. */
+describe('playground page with two models (headless Chromium, tiny-sd + tiny-sd2)', () => {
+  let t: TestApp;
+  let browser: Browser;
+
+  beforeAll(async () => {
+    t = await startTestApp({
+      MODELS: `sd1=${TINY_SD},sd2=${TINY_SD2}`,
+      DEFAULT_WIDTH: '64',
+      DEFAULT_HEIGHT: '64',
+      DEFAULT_STEPS: '2',
+      DEFAULT_SAMPLER: 'euler',
+    });
+    browser = await chromium.launch({
+      executablePath: '/usr/bin/chromium',
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--no-first-run',
+      ],
+    });
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await t?.stop();
+  });
+
+  it('the header lists the models; a --model job’s card says its model', async () => {
+    const page = await browser.newPage({ viewport: { width: 1000, height: 900 } });
+    const problems: string[] = [];
+    page.on('pageerror', (error) => problems.push(error.message));
+    await page.goto(t.url);
+    await page.waitForSelector('#conn[data-state="live"]');
+    const chip = page.locator('#model');
+    await chip.waitFor({ state: 'visible' });
+    expect((await chip.textContent())?.trim()).toBe('models: sd1, sd2');
+    expect(await chip.getAttribute('title')).toContain('Pick one with --model NAME');
+
+    await page.fill('#prompt', '/imagine a red fox --model sd2 --seed 4');
+    await page.press('#prompt', 'Enter');
+    await page.locator('.card.job img.grid').first().waitFor({ timeout: 45_000 });
+    const chips = (await page.locator('.card.job .settings .chip').allTextContents()).map((s) => s.trim());
+    expect(chips[0]).toBe('model sd2');
+    expect(problems).toEqual([]);
+    await page.close();
+  });
+});
