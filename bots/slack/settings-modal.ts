@@ -34,7 +34,7 @@ const LABELS: Readonly<Record<TeamSettingKey, { label: string; hint: string; mul
   admins: { label: 'Bot admins', hint: 'Slack user ids (U…), one per line', multiline: true },
   nsfw: {
     label: 'Images the safety checker flags',
-    hint: 'block (replaced), blur or allow; empty: the default, block',
+    hint: 'block (replaced), blur or allow; empty: the default (allow only when set here)',
   },
 };
 
