@@ -291,6 +291,8 @@ export async function startApp(options: AppOptions): Promise<App> {
       const conversation = {
         imagine: service.imagine.bind(service),
         press: service.press.bind(service),
+        showResult: service.showResult.bind(service),
+        nsfwNotesFor: service.nsfwNotesFor.bind(service),
         attach: (surface: ChatSurface) => service.attach(timedSurface(surface, metrics)),
       };
 

@@ -1,12 +1,13 @@
 import { randomInt } from 'node:crypto';
 import type { Surface } from '../core/jobspec.ts';
-import type { Jobs, QueueMetrics, Subscription } from '../queue/index.ts';
+import type { GridRecord, Jobs, QueueMetrics, Subscription } from '../queue/index.ts';
 import { AckGate } from './service/ack-gate.ts';
 import { Chains } from './service/chains.ts';
 import type { ServiceContext } from './service/context.ts';
 import { deliver, showProgress } from './service/deliver.ts';
 import { imagine } from './service/imagine.ts';
 import { KnownJobs } from './service/known-jobs.ts';
+import { type NsfwWhere, nsfwNotes, nsfwOutcome, nsfwPolicyAt, showGrid, showImage } from './service/nsfw.ts';
 import { press } from './service/press.ts';
 import { ProgressThrottle } from './service/progress.ts';
 import { type ServiceLog, type ServiceSettings, SILENT_LOG } from './service/settings.ts';
@@ -157,6 +158,27 @@ export class ConversationService {
       return Promise.resolve({ ok: false, message: 'Team settings are not enabled on this deployment.' });
     }
     return settingsCommand(teams.store, this.#ctx.settings.limits, request);
+  }
+
+  /**
+   * A finished job's grid (`index` undefined) or full-size image as shown at `where` under its NSFW
+   * policy (for surfaces that serve PNGs themselves: the playground), and the notes that say so.
+   */
+  async showResult(
+    record: GridRecord,
+    index: number | undefined,
+    png: Buffer,
+    where: NsfwWhere,
+  ): Promise<{ readonly png: Buffer; readonly notes: readonly string[] }> {
+    const policy = await nsfwPolicyAt(this.#ctx, where);
+    const shown =
+      index === undefined ? await showGrid(record, png, policy) : await showImage(record, index, png, policy);
+    return { png: shown.png, notes: nsfwNotes(shown) };
+  }
+
+  /** The notes that say what the NSFW policy at `where` does to a finished job's images. */
+  async nsfwNotesFor(record: GridRecord, where: NsfwWhere): Promise<readonly string[]> {
+    return nsfwNotes(nsfwOutcome(record, await nsfwPolicyAt(this.#ctx, where)));
   }
 
   /** Detaches every surface and waits for in-flight renders. */

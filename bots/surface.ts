@@ -28,6 +28,8 @@ interface ActionBase {
   readonly channel: string;
   /** The workspace (Slack team, Discord guild) the channel belongs to: the scope of team settings. */
   readonly workspace?: string;
+  /** Discord: the channel is marked age-restricted (NSFW); the NSFW policy depends on it. */
+  readonly ageRestricted?: boolean;
   /** Thread to post in (Slack thread_ts), when the surface has threads. */
   readonly thread?: string;
   /** Unique id of this interaction; a redelivered interaction carries the same id (one job). */
@@ -70,6 +72,8 @@ export interface Attachment {
   readonly name: string;
   readonly contentType: 'image/png' | 'image/webp' | 'image/jpeg';
   readonly data: Buffer;
+  /** Hide it behind a spoiler where the surface can (Discord: a `SPOILER_` file name); the NSFW policy's blur. */
+  readonly spoiler?: boolean;
 }
 
 /** Settings shown with a grid: core's, the same shape the job spec has. */

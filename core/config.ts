@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { CodedError, ErrorCode } from './errors.ts';
 import { DEFAULT_MODEL_NAME, type ModelEntry, parseModelList } from './models.ts';
+import { NSFW_POLICIES } from './nsfw.ts';
 import { GENERATOR_KINDS, SAMPLERS } from './samplers.ts';
 
 /**
@@ -268,6 +269,12 @@ export const configSchema = z.object({
    * accent-insensitive; see core/team-settings.ts). Teams add their own but cannot lift these. Default empty.
    */
   BANNED_WORDS: idList,
+  /**
+   * What happens to images the safety checker flags, where no team sets its own `nsfw`: `block`
+   * (replaced, the user told), `blur` (blurred; a spoiler on Discord) or `allow`. `allow` does not
+   * apply on Discord outside age-restricted channels, nor on Slack (see core/nsfw.ts). Default `block`.
+   */
+  NSFW_POLICY: z.enum(NSFW_POLICIES).default('block'),
 
   /** Discord bot token. Unset: Discord is off. */
   DISCORD_TOKEN: optionalString,

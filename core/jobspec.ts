@@ -24,6 +24,10 @@ export const originSchema = z.object({
   /** Display name, for captions. */
   userName: z.string().max(200).optional(),
   channel: idString,
+  /** The workspace (Slack team, Discord guild) of the channel: where the result's team settings come from. */
+  workspace: idString.optional(),
+  /** Discord: the channel is age-restricted (NSFW), which the NSFW policy depends on (core/nsfw.ts). */
+  ageRestricted: z.boolean().optional(),
   /** Thread to post in (Slack thread_ts), when the surface has threads. */
   thread: z.string().max(200).optional(),
   /** The chat interaction that created the job; the job id is derived from it, so redelivery is idempotent. */

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { RequestLimits } from './config.ts';
 import { ErrorCode, UserError } from './errors.ts';
+import { NSFW_POLICIES, type NsfwPolicy } from './nsfw.ts';
 import { MAX_PROMPT_CHARS, type Result, sizeForAspect } from './request.ts';
 import { SAMPLERS, type SamplerName } from './samplers.ts';
 import { GRID_SIZE } from './seeds.ts';
@@ -60,6 +61,8 @@ export const teamSettingsSchema = z
     admins: z
       .array(z.string().regex(/^[a-z]+:[A-Za-z0-9_.-]{1,64}$/u, 'an id like slack:U123 or discord:123'))
       .max(MAX_ADMINS, `at most ${MAX_ADMINS} admins`),
+    /** What happens to images the safety checker flags (core/nsfw.ts). */
+    nsfw: z.enum(NSFW_POLICIES, { error: `one of ${NSFW_POLICIES.join(', ')}` }),
   })
   .partial()
   .strict();
@@ -90,6 +93,11 @@ export interface EffectiveSettings {
   /** Images per user per UTC day; 0 = no quota. */
   readonly dailyQuota: number;
   readonly admins: readonly string[];
+  /**
+   * The team's NSFW policy (channel, else workspace); undefined when neither sets one, since what
+   * applies then depends on the place (core/nsfw.ts `nsfwPolicyFor`).
+   */
+  readonly nsfw?: NsfwPolicy;
 }
 
 /**
@@ -102,10 +110,12 @@ export function effectiveSettings(
   workspace: TeamSettings = {},
   channel: TeamSettings = {},
 ): EffectiveSettings {
-  const pick = <K extends Exclude<TeamSettingKey, 'bannedWords' | 'admins'>>(key: K) =>
+  const pick = <K extends Exclude<TeamSettingKey, 'bannedWords' | 'admins' | 'nsfw'>>(key: K) =>
     channel[key] ?? workspace[key] ?? global[key];
   const aspect = pick('aspect');
   const model = pick('model');
+  // Not the environment's: where no team sets one, the place decides (see EffectiveSettings.nsfw).
+  const nsfw = channel.nsfw ?? workspace.nsfw;
   return {
     suffixes: pick('suffixes') ?? global.suffixes,
     negative: pick('negative') ?? global.negative,
@@ -122,6 +132,7 @@ export function effectiveSettings(
     ]),
     dailyQuota: pick('dailyQuota') ?? global.dailyQuota,
     admins: unique([...global.admins, ...(workspace.admins ?? []), ...(channel.admins ?? [])]),
+    ...(nsfw === undefined ? {} : { nsfw }),
   };
 }
 

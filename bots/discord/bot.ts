@@ -25,7 +25,14 @@ import type {
   SurfaceLimits,
 } from '../surface.ts';
 import { registerCommands } from './commands.ts';
-import { DISCORD_LIMITS, DISCORD_MARKUP, NO_MENTIONS, type RestMessage, restMessage } from './render.ts';
+import {
+  DISCORD_LIMITS,
+  DISCORD_MARKUP,
+  isAgeRestricted,
+  NO_MENTIONS,
+  type RestMessage,
+  restMessage,
+} from './render.ts';
 import { DiscordReply, InteractionWebhooks } from './reply.ts';
 import {
   onSettingsCommand,
@@ -233,6 +240,8 @@ export class DiscordBot {
       userName: interaction.user.globalName ?? interaction.user.username,
       channel: interaction.channelId,
       ...(interaction.guildId === null ? {} : { workspace: interaction.guildId }),
+      // Age-restricted (NSFW) channel, from the channel the interaction carries: the NSFW policy depends on it.
+      ...(isAgeRestricted(interaction.channel) ? { ageRestricted: true } : {}),
       interactionId: interaction.id,
       messageRef: { app: interaction.applicationId, token: interaction.token, at: String(now), kind },
     };

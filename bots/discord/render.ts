@@ -61,6 +61,11 @@ export function componentRows(rows: ControlRows): APIActionRowComponent<APICompo
     ) as APIActionRowComponent<APIComponentInMessageActionRow>[];
 }
 
+/** Discord hides an attachment behind a spoiler when its file name starts with `SPOILER_`. */
+function fileName(file: Attachment): string {
+  return file.spoiler === true ? `SPOILER_${file.name}` : file.name;
+}
+
 /** A message body for REST (webhook edits, channel posts) with its files, attachments replaced. */
 export interface RestMessage {
   readonly body: {
@@ -90,10 +95,10 @@ export function restMessage(
       content,
       flags: MESSAGE_FLAGS,
       components: componentRows(rows),
-      attachments: files.map((f, id) => ({ id, filename: f.name })),
+      attachments: files.map((f, id) => ({ id, filename: fileName(f) })),
       allowed_mentions: { ...NO_MENTIONS, users: mention.filter((u) => /^\d+$/u.test(u)) },
     },
-    files: files.map((f) => ({ name: f.name, data: f.data, contentType: f.contentType })),
+    files: files.map((f) => ({ name: fileName(f), data: f.data, contentType: f.contentType })),
   };
 }
 
@@ -101,4 +106,10 @@ export function restMessage(
 export function privateMessage(text: string): RestMessage {
   const message = restMessage(literal(text), [], [], []);
   return { ...message, body: { ...message.body, flags: MessageFlags.Ephemeral | MESSAGE_FLAGS } };
+}
+
+/** Whether a channel is marked age-restricted on Discord (threads: their parent's flag). */
+export function isAgeRestricted(channel: unknown): boolean {
+  const c = channel as { nsfw?: unknown; parent?: { nsfw?: unknown } | null } | null | undefined;
+  return c?.nsfw === true || c?.parent?.nsfw === true;
 }

@@ -7,6 +7,7 @@ import {
   type SlashCommandSubcommandBuilder,
 } from 'discord.js';
 import type { RequestLimits } from '../../core/config.ts';
+import { NSFW_POLICIES } from '../../core/nsfw.ts';
 import { MAX_PROMPT_CHARS } from '../../core/request.ts';
 import { SAMPLERS } from '../../core/samplers.ts';
 import { MAX_DAILY_QUOTA, type TeamSettingKey } from '../../core/team-settings.ts';
@@ -17,7 +18,7 @@ import {
   settingsLines,
 } from '../service/settings-command.ts';
 import { ASPECT_CHOICES } from './commands.ts';
-import { DISCORD_MARKUP, NO_MENTIONS } from './render.ts';
+import { DISCORD_MARKUP, isAgeRestricted, NO_MENTIONS } from './render.ts';
 
 /**
  * `/imagine-settings show|set|reset` on Discord. The guild scope needs Manage Server, the channel
@@ -43,6 +44,7 @@ const OPTION_KEYS = {
   banned_words: 'bannedWords',
   daily_quota: 'dailyQuota',
   admins: 'admins',
+  nsfw: 'nsfw',
 } as const satisfies Record<string, TeamSettingKey>;
 
 const scopeOption = (s: SlashCommandSubcommandBuilder, required: boolean) =>
@@ -114,6 +116,12 @@ export function settingsCommandDefinition(
               'Bot admins here: user mentions or ids, separated by commas or spaces (or "none")',
             )
             .setMaxLength(2000),
+        )
+        .addStringOption((o) =>
+          o
+            .setName('nsfw')
+            .setDescription('Images the safety checker flags (allow: age-restricted channels only)')
+            .addChoices(...NSFW_POLICIES.map((v) => ({ name: v, value: v }))),
         ),
     )
     .addSubcommand((s) =>
@@ -212,6 +220,7 @@ export async function onSettingsCommand(
     user: interaction.user.id,
     workspace: interaction.guildId,
     channel: interaction.channelId,
+    ...(isAgeRestricted(interaction.channel) ? { ageRestricted: true } : {}),
     scope,
     platformAdmin,
     action,

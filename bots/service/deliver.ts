@@ -1,6 +1,7 @@
 import type { DeliveryContext, DeliveryEvent, ProgressEvent } from '../../queue/index.ts';
 import type { ChatSurface } from '../surface.ts';
 import { interactionKey, type ServiceContext } from './context.ts';
+import { nsfwPolicyAt, showGrid } from './nsfw.ts';
 import { cancelledView, failureView, gridView, progressView } from './views.ts';
 
 /**
@@ -26,9 +27,12 @@ export async function deliver(
     const name = surface.surface;
     switch (event.type) {
       case 'done':
-        await steps.once(`${name}:grid`, async () =>
-          surface.showGrid(target, await gridView(surface, record, event.grid), steps),
-        );
+        await steps.once(`${name}:grid`, async () => {
+          // The policy of the channel the grid is shown in, as its settings are now.
+          const policy = await nsfwPolicyAt(ctx, record.spec.origin);
+          const shown = await showGrid(record, event.grid, policy);
+          return surface.showGrid(target, await gridView(surface, record, event.grid, shown), steps);
+        });
         break;
       case 'failed':
         await steps.once(`${name}:failed`, () => surface.showFailure(target, failureView(surface, event)));

@@ -8,6 +8,8 @@ export function originOf(action: ImagineCommand | ControlPress): JobSpecInput['o
     user: action.user,
     ...(action.userName === undefined ? {} : { userName: action.userName }),
     channel: action.channel,
+    ...(action.workspace === undefined ? {} : { workspace: action.workspace }),
+    ...(action.ageRestricted === undefined ? {} : { ageRestricted: action.ageRestricted }),
     ...(action.thread === undefined ? {} : { thread: action.thread }),
     interactionId: action.interactionId,
     messageRef: { ...action.messageRef },

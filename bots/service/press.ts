@@ -11,10 +11,11 @@ import { type ServiceContext, safely } from './context.ts';
 import { type DecodedControl, decodeControl } from './controls.ts';
 import { fitUpload } from './encode.ts';
 import { imageText } from './format.ts';
+import { nsfwNotes, nsfwPolicyAt, showImage } from './nsfw.ts';
 import { originOf } from './origin.ts';
 import { MESSAGES } from './settings.ts';
 import { submitAndShow } from './submit.ts';
-import { accessSettings, checkPrompts, teamFor } from './team.ts';
+import { accessSettings, checkPrompts, type TeamScope, teamFor } from './team.ts';
 
 /**
  * A button press: refine, reroll, full-size or cancel. Returns the job it made (refine, reroll) or
@@ -52,8 +53,8 @@ export async function press(
     // Outside the slot: the image may first have to be made again (a wait of up to a minute or
     // two on the queue), which must not hold up other interactions' work.
     if (step.upscale !== undefined) {
-      const { record, index } = step.upscale;
-      await postImage(ctx, surface, record, index, pressed.user, reply, accepted);
+      const { record, index, team } = step.upscale;
+      await postImage(ctx, surface, record, index, pressed, team, reply, accepted);
     }
     return step.result;
   } catch (error) {
@@ -71,7 +72,7 @@ export async function press(
 /** What a press did, and (full size) the image still to post. */
 interface Step {
   readonly result: InteractionResult;
-  readonly upscale?: { readonly record: GridRecord; readonly index: number };
+  readonly upscale?: { readonly record: GridRecord; readonly index: number; readonly team: TeamScope };
 }
 
 /** Decides and does what a press asks, in one of the gate's slots. Throws what the user should be told. */
@@ -110,7 +111,7 @@ async function act(
   const served = servedModels(ctx.settings.limits);
   if (!served.includes(model)) throw modelGoneError(model, served);
   if (control.action === 'upscale')
-    return { result: { jobId: record.id }, upscale: { record, index: control.index } };
+    return { result: { jobId: record.id }, upscale: { record, index: control.index, team } };
   // A finished grid's spec is itself a batch: its prompts, seeds and settings.
   const next =
     control.action === 'refine'
@@ -132,10 +133,12 @@ async function postImage(
   surface: ChatSurface,
   record: GridRecord,
   index: number,
-  user: string,
+  pressed: ControlPress,
+  team: TeamScope,
   reply: InteractionReply,
   accepted: Promise<boolean>,
 ): Promise<void> {
+  const user = pressed.user;
   const prompt = record.spec.prompts[index];
   const seed = record.spec.seeds[index];
   if (prompt === undefined || seed === undefined) {
@@ -143,7 +146,11 @@ async function postImage(
   }
   const png = await ctx.jobs.imagePng(record.id, index);
   if (png === null) throw new UserError(ErrorCode.Expired, MESSAGES.expired(ctx.settings.recordTtlDays));
-  const file = await fitUpload(png, `${record.id}-${index + 1}`, surface.limits.maxUploadBytes);
+  // The policy where the button was pressed (the image may be shown in another channel than the grid).
+  const shown = await showImage(record, index, png, await nsfwPolicyAt(ctx, pressed, team));
+  const fitted = await fitUpload(shown.png, `${record.id}-${index + 1}`, surface.limits.maxUploadBytes);
+  const file = shown.blurred.length > 0 ? { ...fitted, spoiler: true } : fitted;
+  const notes = nsfwNotes(shown);
   if (!(await accepted)) return;
   await reply.image({
     kind: 'image',
@@ -152,6 +159,15 @@ async function postImage(
     seed,
     prompt,
     file,
-    text: imageText(surface.markup, surface.limits.maxTextLength, { user, index, seed, prompt }),
+    // The notes (what the NSFW policy did) stay whole; the caption is clipped to leave them room.
+    text: [
+      imageText(surface.markup, surface.limits.maxTextLength - notes.join('\n').length - 1, {
+        user,
+        index,
+        seed,
+        prompt,
+      }),
+      ...notes,
+    ].join('\n'),
   });
 }

@@ -1,5 +1,6 @@
 import type { RequestLimits } from '../../core/config.ts';
 import type { Surface } from '../../core/jobspec.ts';
+import { nsfwSettingRefusal } from '../../core/nsfw.ts';
 import {
   type EffectiveSettings,
   parseTeamPatch,
@@ -28,6 +29,8 @@ export interface SettingsRequest {
   readonly workspace: string;
   readonly channel: string;
   readonly scope: 'workspace' | 'channel';
+  /** Discord: the channel is age-restricted, where `nsfw: allow` may be set (core/nsfw.ts). */
+  readonly ageRestricted?: boolean;
   /** The platform's admin right for this scope. */
   readonly platformAdmin: boolean;
   readonly action: SettingsAction;
@@ -79,6 +82,16 @@ export async function settingsCommand(
   if (action.kind === 'set') {
     const patch = parseTeamPatch(action.patch, { limits, bannedWords: before.effective.bannedWords });
     if (!patch.ok) return { ok: false, message: patch.error.message };
+    const nsfw = patch.value.nsfw;
+    const refusal =
+      nsfw === undefined || nsfw === null
+        ? undefined
+        : nsfwSettingRefusal(
+            { surface: request.surface, ageRestricted: request.ageRestricted === true },
+            request.scope,
+            nsfw,
+          );
+    if (refusal !== undefined) return { ok: false, message: refusal };
     await store.update(scope, patch.value, actor);
   } else if (action.kind === 'reset') {
     const keys = action.keys === 'all' ? TEAM_SETTING_KEYS : action.keys;

@@ -1,5 +1,6 @@
 import { type Config, type RequestLimits, requestLimitsFrom } from '../../core/config.ts';
 import type { ErrorLogger } from '../../core/errors.ts';
+import type { NsfwPolicy } from '../../core/nsfw.ts';
 
 /** What the conversation service is configured with, and the texts it says that are not about one job. */
 
@@ -13,6 +14,8 @@ export interface ServiceSettings {
   readonly adminUsers: readonly string[];
   /** Words refused in every prompt (BANNED_WORDS); teams add to them. @defaultValue none */
   readonly bannedWords?: readonly string[];
+  /** NSFW_POLICY: flagged images where no team sets a policy (core/nsfw.ts). @defaultValue 'block' */
+  readonly nsfwPolicy?: NsfwPolicy;
   /** Shown in the "expired" message. */
   readonly recordTtlDays: number;
   /**
@@ -29,6 +32,7 @@ export function serviceSettingsFrom(config: Config): ServiceSettings {
     ownerOnlyButtons: config.OWNER_ONLY_BUTTONS,
     adminUsers: config.ADMIN_USERS,
     bannedWords: config.BANNED_WORDS,
+    nsfwPolicy: config.NSFW_POLICY,
     recordTtlDays: config.RECORD_TTL_DAYS,
   };
 }

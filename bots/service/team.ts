@@ -46,7 +46,7 @@ export function globalSettingsOf(settings: ServiceSettings): EffectiveSettings {
  */
 export async function teamFor(
   ctx: ServiceContext,
-  action: ImagineCommand | ControlPress,
+  action: Pick<ImagineCommand | ControlPress, 'surface' | 'workspace' | 'channel'>,
 ): Promise<TeamScope> {
   const teams = ctx.teams;
   if (teams === undefined) return { settings: globalSettingsOf(ctx.settings) };

@@ -23,6 +23,7 @@ import {
   progressText,
   queuedText,
 } from './format.ts';
+import { nsfwNotes, type Shown } from './nsfw.ts';
 
 /** The views the service hands a surface: data plus the text composed in the surface's markup. */
 
@@ -84,7 +85,13 @@ export function progressView(
   };
 }
 
-export async function gridView(surface: ChatSurface, record: GridRecord, grid: Buffer): Promise<GridView> {
+/** `shown`: the grid after the NSFW policy (bots/service/nsfw.ts); absent, the grid as made. */
+export async function gridView(
+  surface: ChatSurface,
+  record: GridRecord,
+  grid: Buffer,
+  shown?: Shown,
+): Promise<GridView> {
   const images: GridImageInfo[] = record.spec.prompts.map((prompt, index) => ({
     index,
     prompt,
@@ -92,8 +99,14 @@ export async function gridView(surface: ChatSurface, record: GridRecord, grid: B
     truncatedTokens: record.result?.truncatedTokens[index] ?? 0,
   }));
   const settings = settingsOf(record.spec);
-  const notes = gridNotes(images, record.result?.model, record.result?.nsfw);
-  const file = await fitUpload(grid, `${record.id}-grid`, surface.limits.maxUploadBytes);
+  const treated = shown !== undefined && shown.withheld.length + shown.blurred.length > 0;
+  // What the policy did replaces the plain "flagged" note.
+  const notes = [
+    ...(treated ? nsfwNotes(shown) : []),
+    ...gridNotes(images, record.result?.model, treated ? undefined : record.result?.nsfw),
+  ];
+  const fitted = await fitUpload(shown?.png ?? grid, `${record.id}-grid`, surface.limits.maxUploadBytes);
+  const file = shown !== undefined && shown.blurred.length > 0 ? { ...fitted, spoiler: true } : fitted;
   return {
     kind: 'grid',
     recordId: record.id,

@@ -32,6 +32,10 @@ const LABELS: Readonly<Record<TeamSettingKey, { label: string; hint: string; mul
   bannedWords: { label: 'Banned words', hint: 'One per line, or separated by commas', multiline: true },
   dailyQuota: { label: 'Daily images per user', hint: '0 = no quota' },
   admins: { label: 'Bot admins', hint: 'Slack user ids (U…), one per line', multiline: true },
+  nsfw: {
+    label: 'Images the safety checker flags',
+    hint: 'block (replaced), blur or allow; empty: the default (allow only when set here)',
+  },
 };
 
 /** A scope's value as the input's text ('' = not set here). */

@@ -1,8 +1,9 @@
 import type { RequestLimits } from '../../core/config.ts';
-import type { Jobs } from '../../queue/index.ts';
+import type { GridRecord, Jobs } from '../../queue/index.ts';
 import type { Logger } from '../logger.ts';
 import type { Health } from '../ops/health.ts';
 import type { Metrics } from '../ops/metrics.ts';
+import type { NsfwWhere } from '../service/nsfw.ts';
 import type { TeamSettingsStore } from '../settings/store.ts';
 import type { ControlPress, ImagineCommand, InteractionResult } from '../surface.ts';
 import type { IdentityIssueLimit } from './auth.ts';
@@ -16,6 +17,15 @@ export interface PlaygroundService {
   imagine(command: ImagineCommand, reply: HttpReply): Promise<InteractionResult | undefined>;
   /** Answers with the id of the job made (refine, reroll) or acted on (cancel, full size). */
   press(press: ControlPress, reply: HttpReply): Promise<InteractionResult | undefined>;
+  /** A finished job's PNG as shown here under the NSFW policy (absent: served as stored). */
+  showResult?(
+    record: GridRecord,
+    index: number | undefined,
+    png: Buffer,
+    where: NsfwWhere,
+  ): Promise<{ readonly png: Buffer; readonly notes: readonly string[] }>;
+  /** What the NSFW policy here does to a finished job's images, as notes. */
+  nsfwNotesFor?(record: GridRecord, where: NsfwWhere): Promise<readonly string[]>;
 }
 
 export interface PlaygroundOptions {

@@ -4,6 +4,7 @@ import { ErrorCode } from '../../core/errors.ts';
 import { FLAG_HELP } from '../../core/request.ts';
 import { SAMPLERS } from '../../core/samplers.ts';
 import { GRID_SIZE } from '../../core/seeds.ts';
+import type { GridRecord } from '../../queue/index.ts';
 import { HttpError, readJsonObject, SECURITY_HEADERS, sendJson, sendPublicError } from '../ops/http.ts';
 import { encodeControl } from '../service/controls.ts';
 import type { ControlAction, ImagineCommand } from '../surface.ts';
@@ -165,6 +166,12 @@ export function playgroundRoutes(options: PlaygroundOptions): PlaygroundRoutes {
     await answer(ctx, reply, result?.jobId);
   };
 
+  /** The PNG as the playground's NSFW policy shows it (the service decides; the stored one is untouched). */
+  const shownPng = async (record: GridRecord, index: number | undefined, png: Buffer): Promise<Buffer> =>
+    options.service.showResult === undefined || !hasFlagged(record)
+      ? png
+      : (await options.service.showResult(record, index, png, PLAYGROUND_PLACE)).png;
+
   const routes: Route[] = [
     {
       pattern: /^\/api\/imagine$/u,
@@ -235,7 +242,19 @@ export function playgroundRoutes(options: PlaygroundOptions): PlaygroundRoutes {
           const [id] = ctx.params as [string];
           const record = await requireRecord(id);
           const live = await options.jobs.status(id);
-          sendJson(ctx.res, 200, jobJson(record, live, options.surface.latestProgress(id), ctx.user));
+          const json = jobJson(record, live, options.surface.latestProgress(id), ctx.user);
+          // The notes say what the playground's NSFW policy does to flagged images (instead of "flagged").
+          const nsfw =
+            json.status === 'done' && options.service.nsfwNotesFor !== undefined && hasFlagged(record)
+              ? await options.service.nsfwNotesFor(record, PLAYGROUND_PLACE)
+              : [];
+          sendJson(
+            ctx.res,
+            200,
+            nsfw.length === 0
+              ? json
+              : { ...json, notes: [...nsfw, ...json.notes.filter((n) => !isFlaggedNote(n))] },
+          );
         },
       },
     },
@@ -248,7 +267,7 @@ export function playgroundRoutes(options: PlaygroundOptions): PlaygroundRoutes {
           if (record.state.status.state !== 'done') throw notReady(record.state.status.state);
           const png = await options.jobs.gridPng(id);
           if (png === null) throw gone(id);
-          sendPng(ctx.res, png, `${id}-grid.png`);
+          sendPng(ctx.res, await shownPng(record, undefined, png), `${id}-grid.png`);
         },
       },
     },
@@ -262,7 +281,7 @@ export function playgroundRoutes(options: PlaygroundOptions): PlaygroundRoutes {
           if (record.state.status.state !== 'done') throw notReady(record.state.status.state);
           const png = await options.jobs.imagePng(id, n - 1);
           if (png === null) throw gone(id);
-          sendPng(ctx.res, png, `${id}-${n}.png`);
+          sendPng(ctx.res, await shownPng(record, n - 1, png), `${id}-${n}.png`);
         },
       },
     },
@@ -319,4 +338,20 @@ async function readEmptyBody(req: IncomingMessage, limit: number): Promise<void>
       `This action takes no body fields (got ${keys.join(', ')}).`,
     );
   }
+}
+
+/** Where the playground shows results, for the NSFW policy: its one team, a local place. */
+const PLAYGROUND_PLACE = {
+  surface: 'web',
+  workspace: PLAYGROUND_WORKSPACE,
+  channel: PLAYGROUND_CHANNEL,
+} as const;
+
+function hasFlagged(record: GridRecord): boolean {
+  return record.result?.nsfw?.some((f) => f) === true;
+}
+
+/** format.ts's plain "flagged" note, replaced by what the policy did. */
+function isFlaggedNote(note: string): boolean {
+  return note.startsWith('The safety checker flagged');
 }

@@ -99,7 +99,10 @@ describe('Discord /imagine-settings end to end (real discord.js against the fake
       ['banned_words', 3],
       ['daily_quota', 4],
       ['admins', 3],
+      ['nsfw', 3],
     ]);
+    const nsfw = set.options.find((o) => o.name === 'nsfw') as unknown as { choices: { value: string }[] };
+    expect(nsfw.choices.map((c) => c.value)).toEqual(['block', 'blur', 'allow']);
   });
 
   it('refuses a member without Manage Channels, privately, and changes nothing', async () => {

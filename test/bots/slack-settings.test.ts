@@ -110,6 +110,7 @@ describe('Slack /imagine-settings (bolt over HTTP against the fake Slack, real R
       'bannedWords',
       'dailyQuota',
       'admins',
+      'nsfw',
     ]);
   });
 
@@ -189,5 +190,18 @@ describe('Slack /imagine-settings (bolt over HTTP against the fake Slack, real R
       channel: CHANNEL,
     });
     expect((await refusal()).text).toContain("can't change the bot's workspace settings");
+  });
+  it('has an NSFW field: an admin may set allow explicitly (Slack has no age-restricted channels); a bad value shows under it', async () => {
+    const view = await openModal(ADMIN);
+    expect(Object.keys(initialValues(view))).toContain('nsfw');
+    const bad = await bot.sender.submitView({ view, user: ADMIN, values: { nsfw: 'maybe' } });
+    const body = JSON.parse(bad.body) as { response_action: string; errors: Record<string, string> };
+    expect(body.response_action).toBe('errors');
+    expect(body.errors.nsfw).toBe('Setting "nsfw" must be one of block, blur, allow.');
+    const res = await bot.sender.submitView({ view, user: ADMIN, values: { nsfw: 'allow' } });
+    expect(res.status).toBe(200);
+    expect(res.body).toBe('');
+    expect((await store.overrides(channelScope)).nsfw).toBe('allow');
+    expect(initialValues(await openModal(ADMIN)).nsfw).toBe('allow');
   });
 });

@@ -4,7 +4,7 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { type App, type Role, startApp } from '../../bots/app.ts';
+import { type App, type AppOptions, type Role, startApp } from '../../bots/app.ts';
 import { createLogger } from '../../bots/logger.ts';
 import { loadConfig } from '../../core/config.ts';
 
@@ -24,7 +24,12 @@ export interface TestApp {
 /** The demo model is built once per machine here and reused by every test app. */
 export const SHARED_MODELS_DIR = join(tmpdir(), 'imagine-test-models');
 
-export async function startTestApp(env: Record<string, string> = {}, role: Role = 'all'): Promise<TestApp> {
+export async function startTestApp(
+  env: Record<string, string> = {},
+  role: Role = 'all',
+  /** `engine`: another real engine than the demo model (e.g. tiny-sd with chosen safety flags). */
+  extra: Pick<AppOptions, 'engine'> = {},
+): Promise<TestApp> {
   const dir = await mkdtemp(join(tmpdir(), 'imagine-web-'));
   const config = loadConfig({
     REDIS_DATA_DIR: join(dir, 'redis'),
@@ -46,7 +51,7 @@ export async function startTestApp(env: Record<string, string> = {}, role: Role 
   const log = createLogger({ level: config.LOG_LEVEL, role, destination: sink });
   let app: App;
   try {
-    app = await startApp({ role, config, log });
+    app = await startApp({ role, config, log, ...extra });
   } catch (error) {
     await rm(dir, { recursive: true, force: true });
     throw error;

@@ -138,6 +138,18 @@ export class FakeDiscord {
   readonly botUser: FakeUser;
   readonly guildId = snowflake();
   readonly channelId = snowflake();
+  /** Channels marked age-restricted (NSFW): interactions in them carry `channel.nsfw: true`, as Discord's do. */
+  readonly #ageRestricted = new Set<string>();
+
+  /**
+   * Marks a channel age-restricted (or not), as a moderator would: sessions get CHANNEL_UPDATE (which
+   * keeps discord.js's channel cache current), and later interactions there carry the flag.
+   */
+  setAgeRestricted(channelId: string, on: boolean): void {
+    if (on) this.#ageRestricted.add(channelId);
+    else this.#ageRestricted.delete(channelId);
+    this.dispatch('CHANNEL_UPDATE', { ...textChannel(channelId, this.guildId, 'general'), nsfw: on });
+  }
   readonly ownerId = snowflake();
   readonly requests: RecordedRequest[] = [];
   /** The first interaction callback request of each interaction id (cheap lookup for benchmarks). */
@@ -464,7 +476,10 @@ export class FakeDiscord {
       guild_id: this.guildId,
       guild: { id: this.guildId, locale: 'en-US', features: [] },
       channel_id: channelId,
-      channel: textChannel(channelId, this.guildId, 'general'),
+      channel: {
+        ...textChannel(channelId, this.guildId, 'general'),
+        nsfw: this.#ageRestricted.has(channelId),
+      },
       member: apiMember(user, new Date(0).toISOString()),
       token,
       version: 1,
