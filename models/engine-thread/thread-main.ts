@@ -67,7 +67,8 @@ port.on('message', (message: ToThread) => {
     return;
   }
   const { id, request } = message;
-  const decodeEveryMs = message.decodedPreviewEveryMs ?? 0;
+  // Absent: every step; 0: never; else at most once per that many ms.
+  const decodeEveryMs = message.decodedPreviewEveryMs;
   let lastDecodedAt = Number.NEGATIVE_INFINITY;
   const controller = new AbortController();
   aborts.set(id, controller);
@@ -85,8 +86,7 @@ port.on('message', (message: ToThread) => {
           if (
             p.decodedPreview !== undefined &&
             p.step < p.total &&
-            (message.decodedPreviewEveryMs === undefined || now - lastDecodedAt >= decodeEveryMs) &&
-            (message.decodedPreviewEveryMs === undefined || decodeEveryMs > 0)
+            (decodeEveryMs === undefined || (decodeEveryMs > 0 && now - lastDecodedAt >= decodeEveryMs))
           ) {
             lastDecodedAt = now;
             previews[0] = await p.decodedPreview(0);

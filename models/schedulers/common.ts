@@ -305,3 +305,20 @@ export function startIndex(
 ): number {
   return beginIndex ?? indexForTimestep(scheduler, timesteps, timestep, whenMissing);
 }
+
+/**
+ * The sigma index a sigma-based `add_noise` uses (diffusers): without a begin index, where `timestep`
+ * sits in the schedule; with one, the current step (or the begin index before the first step).
+ */
+export function addNoiseIndex(
+  scheduler: string,
+  beginIndex: number | null,
+  stepIndex: number | null,
+  timesteps: readonly number[],
+  timestep: number,
+  whenMissing: 'throw' | 'last',
+): number {
+  return beginIndex === null
+    ? indexForTimestep(scheduler, timesteps, timestep, whenMissing)
+    : (stepIndex ?? beginIndex);
+}

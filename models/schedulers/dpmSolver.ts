@@ -1,6 +1,7 @@
 import type { SamplerName } from '../../core/samplers.ts';
 import type { NoiseGenerator, Scheduler, SchedulerConfig } from '../types.ts';
 import {
+  addNoiseIndex,
   BETA_SCHEDULES,
   checkSameLength,
   checkSteps,
@@ -221,10 +222,7 @@ export class DpmSolverMultistepScheduler implements Scheduler {
   /** `add_noise`: alpha_t * x + sigma_t * noise at the begin index's sigma. */
   addNoise(original: Float32Array, noise: Float32Array, timestep: number): Float32Array {
     if (this.sigmas === null) throw notReady(NAME);
-    const index =
-      this.beginIndex === null
-        ? startIndex(NAME, null, this.timesteps, timestep, 'last')
-        : (this.stepIndex ?? this.beginIndex);
+    const index = addNoiseIndex(NAME, this.beginIndex, this.stepIndex, this.timesteps, timestep, 'last');
     const [alpha, sigma] = this.alphaSigma(this.sigmas[index]!);
     const out = new Float32Array(original.length);
     for (let i = 0; i < out.length; i++) out[i] = f32(f32(alpha * original[i]!) + f32(sigma * noise[i]!));

@@ -2,6 +2,7 @@ import type { SamplerName } from '../../core/samplers.ts';
 import type { NoiseGenerator, Scheduler, SchedulerConfig } from '../types.ts';
 import {
   addNoiseBySigma,
+  addNoiseIndex,
   checkSameLength,
   checkSteps,
   DEFAULT_BETAS,
@@ -76,10 +77,7 @@ export class EulerAncestralScheduler implements Scheduler {
 
   addNoise(original: Float32Array, noise: Float32Array, timestep: number): Float32Array {
     if (this.sigmas === null) throw notReady(NAME);
-    const index =
-      this.beginIndex === null
-        ? startIndex(NAME, null, this.timesteps, timestep, 'throw')
-        : (this.stepIndex ?? this.beginIndex);
+    const index = addNoiseIndex(NAME, this.beginIndex, this.stepIndex, this.timesteps, timestep, 'throw');
     return addNoiseBySigma(original, noise, this.sigmas[index]!);
   }
 
