@@ -109,10 +109,14 @@ export async function readHistory(ctx: ServiceContext, m: Markup, query: History
         .filter((r) => r.spec.origin.surface === query.surface && r.spec.origin.user === query.user)
         .slice(0, limit);
     } catch (error) {
-      throw new UserError(ErrorCode.Unavailable, 'Your history cannot be read right now; try again shortly.', {
-        cause: error,
-        retryAfterSeconds: 5,
-      });
+      throw new UserError(
+        ErrorCode.Unavailable,
+        'Your history cannot be read right now; try again shortly.',
+        {
+          cause: error,
+          retryAfterSeconds: 5,
+        },
+      );
     }
   }
   const now = ctx.now();

@@ -76,7 +76,10 @@ async function load() {
   let response;
   let data = null;
   try {
-    response = await fetch('/api/history', { headers: { accept: 'application/json' }, credentials: 'same-origin' });
+    response = await fetch('/api/history', {
+      headers: { accept: 'application/json' },
+      credentials: 'same-origin',
+    });
     data = await response.json().catch(() => null);
   } catch {
     statusEl.textContent = 'The playground server is not reachable.';
@@ -88,7 +91,9 @@ async function load() {
   }
   const grids = Array.isArray(data?.grids) ? data.grids : [];
   statusEl.textContent =
-    grids.length === 0 ? 'No grids yet, or they have expired.' : `${grids.length} grid${grids.length === 1 ? '' : 's'}`;
+    grids.length === 0
+      ? 'No grids yet, or they have expired.'
+      : `${grids.length} grid${grids.length === 1 ? '' : 's'}`;
   list.replaceChildren(...grids.map(entry));
 }
 

@@ -12,7 +12,12 @@ const MAX_SUFFIXES = 4;
 
 /** key → how it is edited. `list`: the suffix list; `words`: comma- or line-separated words. */
 const FIELDS = [
-  { key: 'suffixes', label: 'Refine suffixes', kind: 'list', hint: '1 to 4; buttons 1–4 make one image per suffix.' },
+  {
+    key: 'suffixes',
+    label: 'Refine suffixes',
+    kind: 'list',
+    hint: '1 to 4; buttons 1–4 make one image per suffix.',
+  },
   { key: 'negative', label: 'Default negative prompt', kind: 'text' },
   { key: 'model', label: 'Default model', kind: 'text' },
   { key: 'sampler', label: 'Default sampler', kind: 'select', options: [] },
@@ -23,7 +28,12 @@ const FIELDS = [
   { key: 'bannedWords', label: 'Banned words', kind: 'words', hint: 'Separated by commas or new lines.' },
   { key: 'nsfw', label: 'Flagged images (NSFW policy)', kind: 'select', options: ['block', 'blur', 'allow'] },
   { key: 'dailyQuota', label: 'Images per user per day', kind: 'number', hint: '0 = no quota.' },
-  { key: 'admins', label: 'Admins', kind: 'words', hint: 'Ids like web:… or slack:U123, separated by commas.' },
+  {
+    key: 'admins',
+    label: 'Admins',
+    kind: 'words',
+    hint: 'Ids like web:… or slack:U123, separated by commas.',
+  },
 ];
 
 /** The last answer: `{settings, effective}`; and the suffix list as first shown. */
@@ -49,7 +59,8 @@ function el(tag, props, ...children) {
 
 function shown(value) {
   if (value === undefined || value === null) return 'none';
-  if (Array.isArray(value)) return value.length === 0 ? 'none' : value.map((v) => JSON.stringify(v)).join(', ');
+  if (Array.isArray(value))
+    return value.length === 0 ? 'none' : value.map((v) => JSON.stringify(v)).join(', ');
   return String(value);
 }
 
@@ -57,7 +68,10 @@ async function call(method, body) {
   try {
     const response = await fetch('/api/settings', {
       method,
-      headers: { accept: 'application/json', ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      headers: {
+        accept: 'application/json',
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
       body: body === undefined ? undefined : JSON.stringify(body),
       credentials: 'same-origin',
     });
@@ -149,7 +163,9 @@ function control(field, own, effective) {
         'select',
         { id, name: field.key },
         el('option', { value: '', text: placeholder }),
-        ...options.map((o) => el('option', { value: o, text: o, selected: own !== undefined && String(own) === o })),
+        ...options.map((o) =>
+          el('option', { value: o, text: o, selected: own !== undefined && String(own) === o }),
+        ),
       );
     }
     case 'words':
@@ -190,13 +206,17 @@ function render() {
         el('p', { class: 'field-error', id: `setting-${field.key}-error`, role: 'alert', hidden: true }),
       );
     }),
-    el('div', { class: 'settings-actions' }, el('button', { type: 'submit', class: 'btn primary', text: 'Save' })),
+    el(
+      'div',
+      { class: 'settings-actions' },
+      el('button', { type: 'submit', class: 'btn primary', text: 'Save' }),
+    ),
   );
   syncSuffixButtons();
 }
 
 /** A field's value as typed: null means "inherit"; numbers that don't parse go as typed (the server says why). */
-function valueOf(field) {
+function fieldValue(field) {
   const input = form.querySelector(`#setting-${field.key}`);
   if (field.kind === 'list') return [...input.querySelectorAll('.suffix-input')].map((i) => i.value);
   const raw = input.value;
@@ -216,10 +236,12 @@ function valueOf(field) {
 function patchOf() {
   const patch = {};
   for (const field of FIELDS) {
-    const value = valueOf(field);
+    const value = fieldValue(field);
     if (field.kind === 'list') {
       if (suffixesToDefault && JSON.stringify(value) === JSON.stringify(shownSuffixes)) patch.suffixes = null;
-      else if (JSON.stringify(value) !== JSON.stringify(state.settings.suffixes ?? state.effective.suffixes ?? []))
+      else if (
+        JSON.stringify(value) !== JSON.stringify(state.settings.suffixes ?? state.effective.suffixes ?? [])
+      )
         patch.suffixes = value;
       continue;
     }
@@ -283,7 +305,8 @@ async function load() {
   ]);
   if (!settings.ok) {
     form.replaceChildren();
-    statusEl.textContent = settings.data?.error?.message ?? `Could not load the settings (HTTP ${settings.status}).`;
+    statusEl.textContent =
+      settings.data?.error?.message ?? `Could not load the settings (HTTP ${settings.status}).`;
     return;
   }
   const samplers = Array.isArray(info?.samplers) ? info.samplers : [];
