@@ -348,6 +348,7 @@ export async function startApp(options: AppOptions): Promise<App> {
           service: conversation,
           log,
           teamSettings: (request) => service.teamSettings(request),
+          history: (query, markup) => service.history(query, markup),
         });
         await adapter.start();
         stack.push({ name: 'slack', close: () => adapter.stop() });

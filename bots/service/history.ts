@@ -40,6 +40,17 @@ export interface HistoryQuery {
   readonly limit?: number;
 }
 
+/** What a surface calls for `/imagine history` (ConversationService.history). */
+export type HistoryHandler = (query: HistoryQuery, markup: Markup) => Promise<HistoryView>;
+
+/**
+ * Whether a one-text command (Slack's `/imagine <text>`) asks for the history: the word `history`
+ * alone, in any case. Anything more is a prompt ("history of rome").
+ */
+export function isHistoryRequest(text: string): boolean {
+  return /^\s*history\s*$/iu.test(text);
+}
+
 export const HISTORY_DEFAULT_LIMIT = 5;
 export const HISTORY_MAX_LIMIT = 10;
 /** Ids read per request: expired ones are skipped, so read past the limit. */

@@ -58,7 +58,7 @@ function el(tag, props, ...children) {
 }
 
 function shown(value) {
-  if (value === undefined || value === null) return 'none';
+  if (value === undefined || value === null || value === '') return 'none';
   if (Array.isArray(value))
     return value.length === 0 ? 'none' : value.map((v) => JSON.stringify(v)).join(', ');
   return String(value);
