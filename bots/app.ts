@@ -447,6 +447,7 @@ async function startDiscord(
     limits: serviceSettingsFrom(config).limits,
     log: log.child({ surface: 'discord' }),
     teamSettings: (request) => service.teamSettings(request),
+    history: (query, markup) => service.history(query, markup),
   });
   await bot.start();
   return { name: 'discord', close: () => bot.stop() };
