@@ -3,7 +3,7 @@ import type { Jobs, QueueMetrics } from '../../queue/index.ts';
 import type { TeamSupport } from '../settings/support.ts';
 import type { AckGate } from './ack-gate.ts';
 import type { Chains } from './chains.ts';
-import type { HistoryIndex } from './history.ts';
+import type { HistoryIndex } from './history-types.ts';
 import type { KnownJobs } from './known-jobs.ts';
 import type { ServiceLog, ServiceSettings } from './settings.ts';
 

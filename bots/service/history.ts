@@ -1,11 +1,21 @@
 import { ErrorCode, UserError } from '../../core/errors.ts';
-import type { Origin, Surface } from '../../core/jobspec.ts';
+import type { Origin } from '../../core/jobspec.ts';
 import type { GridRecord, JobState } from '../../queue/index.ts';
-import type { ControlRows, Markup } from '../surface.ts';
+import type { Markup } from '../surface.ts';
 import type { ServiceContext } from './context.ts';
 import { cancelControls, gridControls } from './controls.ts';
 import { displayPrompt } from './format.ts';
+import type { HistoryEntry, HistoryQuery, HistoryScope, HistoryView } from './history-types.ts';
 import { DEFAULT_WORKSPACE } from './team.ts';
+
+export type {
+  HistoryEntry,
+  HistoryHandler,
+  HistoryIndex,
+  HistoryQuery,
+  HistoryScope,
+  HistoryView,
+} from './history-types.ts';
 
 /**
  * `/imagine history`: the requester's last grids in one channel, each with the buttons it has in the
@@ -13,35 +23,6 @@ import { DEFAULT_WORKSPACE } from './team.ts';
  * service writes the index after every job it queues (submit.ts) and reads it here; records stay the
  * one source of what a grid is, so an expired one simply drops out.
  */
-
-/** Where a user's grids are listed: one user in one channel of one workspace, on one surface. */
-export interface HistoryScope {
-  readonly surface: Surface;
-  readonly workspace: string;
-  readonly channel: string;
-  readonly user: string;
-}
-
-/** The index of recent record ids per scope (bots/history/store.ts keeps it in Redis). */
-export interface HistoryIndex {
-  add(scope: HistoryScope, recordId: string, at: number): Promise<void>;
-  /** Newest first, at most `limit`. */
-  recent(scope: HistoryScope, limit: number): Promise<string[]>;
-  forget(scope: HistoryScope, recordIds: readonly string[]): Promise<void>;
-}
-
-/** Who asks, and where. */
-export interface HistoryQuery {
-  readonly surface: Surface;
-  readonly user: string;
-  readonly workspace?: string;
-  readonly channel: string;
-  /** Grids to show. @defaultValue HISTORY_DEFAULT_LIMIT */
-  readonly limit?: number;
-}
-
-/** What a surface calls for `/imagine history` (ConversationService.history). */
-export type HistoryHandler = (query: HistoryQuery, markup: Markup) => Promise<HistoryView>;
 
 /**
  * Whether a one-text command (Slack's `/imagine <text>`) asks for the history: the word `history`
@@ -55,26 +36,6 @@ export const HISTORY_DEFAULT_LIMIT = 5;
 export const HISTORY_MAX_LIMIT = 10;
 /** Ids read per request: expired ones are skipped, so read past the limit. */
 const HISTORY_READ = 25;
-
-export interface HistoryEntry {
-  readonly record: GridRecord;
-  readonly status: JobState;
-  /** The caption prompt (the shared prompt, or the stem of refined prompts). */
-  readonly prompt: string;
-  /** When it was asked for (ms since the epoch). */
-  readonly requestedAt: number;
-  /** One line in the surface's markup: number, prompt, kind, status, when. */
-  readonly text: string;
-  /** Its buttons: the grid's when done, cancel while queued or running, none after a failure. */
-  readonly controls: ControlRows;
-}
-
-export interface HistoryView {
-  /** Newest first. */
-  readonly entries: readonly HistoryEntry[];
-  /** The heading (or, with no entries, the "nothing yet" line), in the surface's markup. */
-  readonly text: string;
-}
 
 export function historyScopeOf(
   where: Pick<Origin, 'surface' | 'user' | 'channel'> & { readonly workspace?: string | undefined },
