@@ -53,8 +53,8 @@ describe('Discord /imagine-history', () => {
   };
 
   /** Sends `/imagine-history` and waits for its answer and the `entries` follow-ups. */
-  const historyOf = async (user: typeof ALICE, entries: number) => {
-    const command = h.fake.slashCommand({ name: 'imagine-history', options: {}, user });
+  const historyOf = async (user: typeof ALICE, entries: number, options: Record<string, number> = {}) => {
+    const command = h.fake.slashCommand({ name: 'imagine-history', options, user });
     const messages = await h.fake.waitFor(
       () => {
         const all = h.fake.messagesOf(command);
@@ -108,6 +108,13 @@ describe('Discord /imagine-history', () => {
     expect(record?.spec.kind).toBe('refine');
     expect(record?.spec.parent).toEqual({ gridId: fox, index: 1 });
     expect(record?.spec.prompts).toEqual(DEFAULT_SUFFIXES.map((s) => `a red fox${s}`));
+
+    // `count` asks for fewer: the newest (the refine just made).
+    const one = await historyOf(ALICE, 1, { count: 1 });
+    expect(one.messages[0]?.content).toBe(
+      '**Your last grid in this channel**, newest first (only you see this):',
+    );
+    expect(one.messages[1]?.content).toMatch(/^\*\*1\.\*\* a red fox · refine of image 2 · /u);
 
     // Bob sees his own grid only, its text literal (escaped: no link).
     const bobs = await historyOf(BOB, 1);
