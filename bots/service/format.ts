@@ -34,14 +34,27 @@ function seedsText(m: Markup, seeds: readonly number[]): string {
 
 /** Says what a job continues: which image, and (image-to-image) at which strength. */
 function origin(kind: JobKind, parentIndex: number | undefined, strength?: number): string {
+  const text = derivationText(kind, parentIndex, strength);
+  return text === null ? '' : ` · ${text}`;
+}
+
+/**
+ * What a job was made from, in words ("variations of image 2 (subtle, strength 0.35)"); null for a
+ * plain /imagine. Chat captions and the playground say it the same way.
+ */
+export function derivationText(
+  kind: JobKind,
+  parentIndex: number | undefined,
+  strength?: number,
+): string | null {
   const image = parentIndex === undefined ? '' : ` ${parentIndex + 1}`;
-  if (kind === 'refine' && parentIndex !== undefined) return ` · refining image${image}`;
-  if (kind === 'reroll') return ' · reroll';
+  if (kind === 'refine' && parentIndex !== undefined) return `refining image${image}`;
+  if (kind === 'reroll') return 'reroll';
   if (kind === 'vary' && strength !== undefined)
-    return ` · variations of image${image} (${strengthName(strength)})`;
-  if (kind === 'upscale') return ` · image${image} upscaled ×${UPSCALE_FACTOR}`;
-  if (kind === 'imagine' && strength !== undefined) return ` · from your picture (strength ${strength})`;
-  return '';
+    return `variations of image${image} (${strengthName(strength)})`;
+  if (kind === 'upscale') return `image${image} upscaled ×${UPSCALE_FACTOR}`;
+  if (kind === 'imagine' && strength !== undefined) return `from your picture (strength ${strength})`;
+  return null;
 }
 
 /** "subtle, strength 0.35" for Vary's named strengths, else the number. */
