@@ -303,6 +303,8 @@ function jobMessage(id, first, save = true) {
 }
 
 function kindLabel(job) {
+  // The server words what a job was made from (vary, upscale, image prompts) as chat captions do.
+  if (job.derivation) return job.derivation;
   if (job.kind === 'refine' && job.parent?.n) return `refine of image ${job.parent.n}`;
   if (job.kind === 'reroll') return 'reroll';
   return null;
@@ -601,6 +603,15 @@ async function press(id, action, n) {
   }
   renderJob(id);
 }
+
+/** Shows a job another script started (vary.js): its card, its state, and live updates for it. */
+function openJob(data) {
+  jobMessage(data.id, data);
+  void refresh(data.id);
+  reconnect();
+}
+
+export { api, errorMessage, errorText, openJob };
 
 // ——— live updates ———
 
