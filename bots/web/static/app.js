@@ -303,11 +303,10 @@ function jobMessage(id, first, save = true) {
 }
 
 function kindLabel(job) {
-  // The server words what a job was made from (vary, upscale, image prompts) as chat captions do.
-  if (job.derivation) return job.derivation;
   if (job.kind === 'refine' && job.parent?.n) return `refine of image ${job.parent.n}`;
   if (job.kind === 'reroll') return 'reroll';
-  return null;
+  // The server words what other jobs were made from (vary, upscale, image prompts) as chat captions do.
+  return job.derivation ?? null;
 }
 
 function seedChips(job) {
