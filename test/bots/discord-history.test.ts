@@ -13,11 +13,11 @@ import {
   startHarness,
 } from './discord-harness.ts';
 
-/** A grid message: one image attachment and the two button rows. */
+/** A grid message: one image attachment and the three button rows (refine + reroll, U1–U4, V1–V4). */
 function isGrid(message: APIMessage | undefined): APIMessage | undefined {
   if (message === undefined || message.attachments.length !== 1) return undefined;
   const labels = buttonsOf(message).map((row) => row.map((b) => b.label));
-  return labels.length === 2 && labels[0]?.[0] === '1' ? message : undefined;
+  return labels.length === 3 && labels[0]?.[0] === '1' ? message : undefined;
 }
 
 const EPHEMERAL = 1 << 6;
@@ -89,6 +89,7 @@ describe('Discord /imagine-history', () => {
       [rome, fox].map((id) => [
         [0, 1, 2, 3].map((i) => `refine:${id}:${i}`).concat(`reroll:${id}:0`),
         [0, 1, 2, 3].map((i) => `upscale:${id}:${i}`),
+        [0, 1, 2, 3].map((i) => `vary:${id}:${i}:subtle`),
       ]),
     );
 

@@ -89,6 +89,7 @@ describe('ConversationService history (real Redis index)', () => {
     expect(view.entries[1]?.controls.map((row) => row.map((c) => c.label))).toEqual([
       ['1', '2', '3', '4', '🔄'],
       ['U1', 'U2', 'U3', 'U4'],
+      ['V1', 'V2', 'V3', 'V4'],
     ]);
     expect(view.entries[0]?.controls.map((row) => row.map((c) => c.label))).toEqual([['Cancel']]);
 

@@ -90,6 +90,7 @@ describe('Slack /imagine history', () => {
         ...[0, 1, 2, 3].map((i) => `refine:${id}:${i}`),
         `reroll:${id}:0`,
         ...[0, 1, 2, 3].map((i) => `upscale:${id}:${i}`),
+        ...[0, 1, 2, 3].map((i) => `vary:${id}:${i}:subtle`),
       ]),
     );
     // Block Kit wants action_ids unique within a message.
