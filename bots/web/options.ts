@@ -43,7 +43,7 @@ export interface PlaygroundOptions {
   readonly metrics: Metrics;
   readonly log: Logger;
   /** Shown by the page (`GET /api/info`): model label, defaults… Read per request. */
-  readonly info?: () => Readonly<Record<string, unknown>>;
+  readonly info?: () => Readonly<Record<string, unknown>> | Promise<Readonly<Record<string, unknown>>>;
   /** Shown in "not found" answers. */
   readonly recordTtlDays?: number;
   /** @defaultValue 16384 */

@@ -1,0 +1,85 @@
+import type {
+  DefaultsLayer,
+  GenerationDefaults,
+  ModelGenerationDefaults,
+} from '../../core/generation-defaults.ts';
+import { servedModels } from '../../core/request.ts';
+import { limitsWith } from '../../core/team-settings.ts';
+import type { Jobs } from '../../queue/index.ts';
+import type { ServiceContext } from './context.ts';
+import type { ServiceSettings } from './settings.ts';
+import { globalSettingsOf } from './team.ts';
+
+/**
+ * A model's own generation defaults, as the workers serving it announce them (the bot and the worker
+ * may be different processes on different hosts). Asked once per model every few seconds, not per
+ * command: announcements change only when a worker starts, stops or loads a model.
+ */
+
+/** How long an answer is reused. Well under the announcement's 15 s TTL, so a new worker shows soon. */
+export const MODEL_DEFAULTS_CACHE_MS = 5000;
+
+interface Cached {
+  readonly at: number;
+  readonly value: Promise<ModelGenerationDefaults | null>;
+}
+
+const caches = new WeakMap<Jobs, Map<string, Cached>>();
+
+/**
+ * The layer a model's defaults add (core/generation-defaults.ts); empty when no worker has announced
+ * any or they can't be read, so the built-in ones apply (logged, not told to the user: a worker may be
+ * starting, and the job queues all the same).
+ */
+export async function modelDefaultsFor(ctx: ServiceContext, model: string): Promise<DefaultsLayer> {
+  const read = ctx.jobs.modelDefaults?.bind(ctx.jobs);
+  if (read === undefined) return {};
+  let cache = caches.get(ctx.jobs);
+  if (cache === undefined) {
+    cache = new Map();
+    caches.set(ctx.jobs, cache);
+  }
+  const now = ctx.now();
+  let entry = cache.get(model);
+  if (entry === undefined || now - entry.at >= MODEL_DEFAULTS_CACHE_MS) {
+    const value = read(model).catch((error: unknown) => {
+      ctx.log.warn({ err: error, model }, 'model defaults unavailable: using the built-in defaults');
+      // Not cached: the next command asks again.
+      if (cache.get(model) === entry) cache.delete(model);
+      return null;
+    });
+    entry = { at: now, value };
+    cache.set(model, entry);
+    const announced = await value;
+    if (announced === null) {
+      ctx.log.info({ model }, 'no worker has announced this model’s defaults: using the built-in defaults');
+    }
+    return announced ?? {};
+  }
+  return (await entry.value) ?? {};
+}
+
+/**
+ * What `/imagine` without flags runs with on each served model where no team sets anything (the
+ * environment's DEFAULT_* over the model's own over the built-in ones), for the playground's info.
+ */
+export async function defaultsPerModel(
+  jobs: Jobs,
+  settings: ServiceSettings,
+): Promise<Record<string, GenerationDefaults>> {
+  const entries = await Promise.all(
+    servedModels(settings.limits).map(async (name) => {
+      const own = (await jobs.modelDefaults?.(name).catch(() => null)) ?? {};
+      const d = limitsWith(settings.limits, globalSettingsOf(settings), { team: {}, model: own });
+      const resolved: GenerationDefaults = {
+        steps: d.defaultSteps,
+        guidance: d.defaultGuidance,
+        sampler: d.defaultSampler,
+        width: d.defaultWidth,
+        height: d.defaultHeight,
+      };
+      return [name, resolved] as const;
+    }),
+  );
+  return Object.fromEntries(entries);
+}
