@@ -34,21 +34,6 @@ const intIn = (min: number, max: number) =>
 
 const int = (fallback: number, min: number, max: number) => intIn(min, max).default(fallback);
 
-const num = (fallback: number, min: number, max: number) =>
-  z
-    .string()
-    .default(String(fallback))
-    .transform((v, ctx) => {
-      const trimmed = v.trim();
-      if (trimmed === '') return fallback;
-      const n = Number(trimmed);
-      if (!Number.isFinite(n) || n < min || n > max) {
-        ctx.addIssue({ code: 'custom', message: `must be a number between ${min} and ${max}, got "${v}"` });
-        return z.NEVER;
-      }
-      return n;
-    });
-
 /** A number that is undefined when unset, so code can tell a value set on purpose from none. */
 const optionalNum = (min: number, max: number) =>
   z
@@ -64,6 +49,9 @@ const optionalNum = (min: number, max: number) =>
       }
       return n;
     });
+
+const num = (fallback: number, min: number, max: number) =>
+  optionalNum(min, max).transform((v) => v ?? fallback);
 
 const optionalString = z
   .string()
