@@ -121,7 +121,7 @@ function castNode(input: string, output: string, to: number): Uint8Array {
 export async function retypeInput(
   file: string,
   name: string,
-  type: 'int32' | 'float32' | 'int64',
+  type: 'int32' | 'int64' | 'float32' | 'float16',
 ): Promise<void> {
   const model = new Uint8Array(await readFile(file));
   const inner = `${name}__as_exported`;
