@@ -50,7 +50,10 @@ describe('Discord: /imagine without options uses the chosen model’s defaults (
   let service: ConversationService;
   let bot: DiscordBot;
   // No DEFAULT_* set in the environment: the harness's base defaults (4 steps, 64²) are the built-in layer.
-  const settings = { ...TEST_SETTINGS, limits: { ...TEST_SETTINGS.limits, models: ['base', 'turbo'] } };
+  const settings = {
+    ...TEST_SETTINGS,
+    limits: { ...TEST_SETTINGS.limits, envDefaults: {}, models: ['base', 'turbo'] },
+  };
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'imagine-dmodel-defaults-'));
