@@ -40,23 +40,25 @@ export async function modelDefaultsFor(ctx: ServiceContext, model: string): Prom
     caches.set(ctx.jobs, cache);
   }
   const now = ctx.now();
-  let entry = cache.get(model);
-  if (entry === undefined || now - entry.at >= MODEL_DEFAULTS_CACHE_MS) {
-    const value = read(model).catch((error: unknown) => {
+  const cached = cache.get(model);
+  if (cached !== undefined && now - cached.at < MODEL_DEFAULTS_CACHE_MS) return (await cached.value) ?? {};
+  let failed = false;
+  const entry: Cached = {
+    at: now,
+    value: read(model).catch((error: unknown) => {
+      failed = true;
       ctx.log.warn({ err: error, model }, 'model defaults unavailable: using the built-in defaults');
       // Not cached: the next command asks again.
       if (cache.get(model) === entry) cache.delete(model);
       return null;
-    });
-    entry = { at: now, value };
-    cache.set(model, entry);
-    const announced = await value;
-    if (announced === null) {
-      ctx.log.info({ model }, 'no worker has announced this model’s defaults: using the built-in defaults');
-    }
-    return announced ?? {};
+    }),
+  };
+  cache.set(model, entry);
+  const announced = await entry.value;
+  if (announced === null && !failed) {
+    ctx.log.info({ model }, 'no worker has announced this model’s defaults: using the built-in defaults');
   }
-  return (await entry.value) ?? {};
+  return announced ?? {};
 }
 
 /**

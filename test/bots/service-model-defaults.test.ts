@@ -97,6 +97,24 @@ describe('the service applies the announced model defaults (FakeJobs)', () => {
     expect(jobs.defaultsAsked).toEqual(['turbo', 'turbo']);
   });
 
+  it('Redis trouble reading them: the built-in ones, a warning in the log, and no caching of the failure', async () => {
+    jobs.announcedDefaults.set('turbo', TURBO);
+    const read = jobs.modelDefaults.bind(jobs);
+    jobs.modelDefaults = async () => {
+      throw new Error('redis down');
+    };
+    expect(await imagine('a cat --model turbo')).toMatchObject({ steps: 25, guidance: 7.5 });
+    expect(lines.map((l) => [l.level, l.msg])).toContainEqual([
+      'warn',
+      'model defaults unavailable: using the built-in defaults',
+    ]);
+    expect(lines.map((l) => l.msg)).not.toContain(
+      'no worker has announced this model’s defaults: using the built-in defaults',
+    );
+    jobs.modelDefaults = read;
+    expect(await imagine('a cat --model turbo')).toEqual({ ...TURBO, model: 'turbo' });
+  });
+
   it('an invalid announcement counts as none', async () => {
     jobs.announcedDefaults.set('turbo', { ...TURBO, width: 500 });
     expect(await imagine('a cat --model turbo')).toMatchObject({ steps: 25, width: 512, sampler: 'pndm' });
