@@ -327,7 +327,11 @@ export async function startApp(options: AppOptions): Promise<App> {
         log: log.child({ component: 'web' }),
         recordTtlDays: config.RECORD_TTL_DAYS,
         identitySecret: redisIdentitySecret(connection, config.QUEUE_PREFIX),
-        teamSettings: { store: teams.store, limits: serviceSettings.limits },
+        teamSettings: {
+          store: teams.store,
+          limits: serviceSettings.limits,
+          modelDefaults: async (model) => (await jobs.modelDefaults?.(model)) ?? null,
+        },
         info: async () => {
           // Per model, what `/imagine` without flags uses where no team sets anything (the first: the default).
           const modelDefaults = await defaultsPerModel(jobs, serviceSettings);

@@ -97,6 +97,12 @@ describe('model defaults for /imagine without flags (playground, real worker, tw
     });
     expect(info.body.modelDefaults).toEqual({ base: shown(BASE), turbo: shown(TURBO) });
     expect(info.body.defaults).toEqual(shown(BASE));
+
+    // The settings panel's "default:" hints: the default model's where the team set nothing.
+    const settings = await call<{ effective: Record<string, unknown> }>(`${t.url}/api/settings`, {
+      headers: user,
+    });
+    expect(settings.body.effective).toMatchObject({ steps: 2, guidance: 5, sampler: 'ddim' });
   });
 
   it('a team setting wins over the model’s; the user’s flags win over both; refine keeps the grid’s settings', async () => {
