@@ -1,11 +1,13 @@
+import type { RequestLimits } from '../../core/config.ts';
 import type {
   DefaultsLayer,
   GenerationDefaults,
   ModelGenerationDefaults,
 } from '../../core/generation-defaults.ts';
 import { servedModels } from '../../core/request.ts';
-import { limitsWith } from '../../core/team-settings.ts';
+import { type EffectiveSettings, limitsWith } from '../../core/team-settings.ts';
 import type { Jobs } from '../../queue/index.ts';
+import type { ResolvedSettings } from '../settings/store.ts';
 import type { ServiceContext } from './context.ts';
 import type { ServiceSettings } from './settings.ts';
 import { globalSettingsOf } from './team.ts';
@@ -84,4 +86,28 @@ export async function defaultsPerModel(
     }),
   );
   return Object.fromEntries(entries);
+}
+
+/**
+ * A channel's effective settings with the steps, guidance and sampler `/imagine` without flags uses
+ * there (for the settings views): the team's own where set, else the environment's DEFAULT_* where set,
+ * else the model's (the team's model when served, else the default one), else the built-in ones.
+ */
+export async function effectiveHere(
+  limits: RequestLimits,
+  resolved: Pick<ResolvedSettings, 'effective' | 'teamDefaults'>,
+  modelDefaults: (model: string) => Promise<DefaultsLayer | null>,
+): Promise<EffectiveSettings> {
+  const effective = resolved.effective;
+  const served = servedModels(limits);
+  const model =
+    effective.model !== undefined && served.includes(effective.model) ? effective.model : served[0]!;
+  const own = (await modelDefaults(model).catch(() => null)) ?? {};
+  const applied = limitsWith(limits, effective, { team: resolved.teamDefaults, model: own });
+  return {
+    ...effective,
+    steps: applied.defaultSteps,
+    guidance: applied.defaultGuidance,
+    sampler: applied.defaultSampler,
+  };
 }

@@ -1,9 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ErrorCode } from '../../core/errors.ts';
-import { servedModels } from '../../core/request.ts';
-import { type EffectiveSettings, limitsWith, parseTeamPatch } from '../../core/team-settings.ts';
+import { parseTeamPatch } from '../../core/team-settings.ts';
 import { HttpError, readJsonObject, sendJson } from '../ops/http.ts';
-import type { ResolvedSettings, ScopeRef } from '../settings/store.ts';
+import { effectiveHere } from '../service/model-defaults.ts';
+import type { ScopeRef } from '../settings/store.ts';
 import { PLAYGROUND_CHANNEL, PLAYGROUND_WORKSPACE, type PlaygroundTeamSettings } from './options.ts';
 
 /**
@@ -32,7 +32,12 @@ export function settingsRoutes(team: PlaygroundTeamSettings, bodyLimit: number):
       team.store.overrides(SCOPE),
       team.store.resolve({ ...SCOPE, channel: PLAYGROUND_CHANNEL }),
     ]);
-    return { scope: 'workspace', settings, effective: await withModelDefaults(team, resolved) };
+    const modelDefaults = team.modelDefaults ?? (async () => null);
+    return {
+      scope: 'workspace',
+      settings,
+      effective: await effectiveHere(team.limits, resolved, modelDefaults),
+    };
   };
   return [
     {
@@ -53,27 +58,4 @@ export function settingsRoutes(team: PlaygroundTeamSettings, bodyLimit: number):
       },
     },
   ];
-}
-
-/**
- * The effective settings with the steps, guidance and sampler `/imagine` without flags uses here: the
- * team's own where set, else the environment's DEFAULT_* where set, else the model's (the team's model
- * when served, else the default one), else the built-in ones.
- */
-async function withModelDefaults(
-  team: PlaygroundTeamSettings,
-  resolved: ResolvedSettings,
-): Promise<EffectiveSettings> {
-  const effective = resolved.effective;
-  const served = servedModels(team.limits);
-  const model =
-    effective.model !== undefined && served.includes(effective.model) ? effective.model : served[0]!;
-  const own = (await team.modelDefaults?.(model).catch(() => null)) ?? {};
-  const limits = limitsWith(team.limits, effective, { team: resolved.teamDefaults, model: own });
-  return {
-    ...effective,
-    steps: limits.defaultSteps,
-    guidance: limits.defaultGuidance,
-    sampler: limits.defaultSampler,
-  };
 }

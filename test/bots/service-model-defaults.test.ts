@@ -1,8 +1,10 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { MODEL_DEFAULTS_CACHE_MS } from '../../bots/service/model-defaults.ts';
+import { effectiveHere, MODEL_DEFAULTS_CACHE_MS } from '../../bots/service/model-defaults.ts';
+import { globalSettingsOf } from '../../bots/service/team.ts';
 import { ConversationService, type ServiceSettings } from '../../bots/service.ts';
 import type { ImagineCommand } from '../../bots/surface.ts';
 import { DEFAULT_SUFFIXES } from '../../core/config.ts';
+import type { DefaultsLayer } from '../../core/generation-defaults.ts';
 import { FakeJobs } from './fake-jobs.ts';
 import { RecordingReply, RecordingSurface } from './recording-surface.ts';
 
@@ -24,7 +26,7 @@ const SETTINGS: ServiceSettings = {
   recordTtlDays: 30,
 };
 
-const TURBO = { steps: 1, guidance: 0, width: 512, height: 512, sampler: 'euler_a' };
+const TURBO = { steps: 1, guidance: 0, width: 512, height: 512, sampler: 'euler_a' } as const;
 
 describe('the service applies the announced model defaults (FakeJobs)', () => {
   let jobs: FakeJobs;
@@ -132,5 +134,37 @@ describe('the service applies the announced model defaults (FakeJobs)', () => {
     });
     expect(await imagine('a cat --model sdxl --size 1024x960')).toMatchObject({ width: 1024, height: 960 });
     expect((await imagine('a cat --model turbo --size 1024x1024')).refused).toContain('the limit is 589824');
+  });
+});
+
+describe('effectiveHere: the settings views show what /imagine without flags uses', () => {
+  const effective = globalSettingsOf(SETTINGS);
+  const announced = { turbo: TURBO, sdxl: { steps: 30, guidance: 5, width: 1024, height: 1024 } };
+  const asked: string[] = [];
+  const read = async (model: string): Promise<DefaultsLayer | null> => {
+    asked.push(model);
+    return announced[model as keyof typeof announced] ?? null;
+  };
+
+  it('the default model’s defaults where the team set nothing; the team’s model when it sets a served one', async () => {
+    expect(await effectiveHere(SETTINGS.limits, { effective, teamDefaults: {} }, read)).toMatchObject({
+      steps: 25,
+      guidance: 7.5,
+      sampler: 'pndm',
+    });
+    const onTurbo = { effective: { ...effective, model: 'turbo' }, teamDefaults: {} };
+    expect(await effectiveHere(SETTINGS.limits, onTurbo, read)).toMatchObject({
+      steps: 1,
+      guidance: 0,
+      sampler: 'euler_a',
+    });
+    const gone = { effective: { ...effective, model: 'gone' }, teamDefaults: {} };
+    await effectiveHere(SETTINGS.limits, gone, read);
+    expect(asked).toEqual(['base', 'turbo', 'base']);
+  });
+
+  it('what the team set stays as set', async () => {
+    const resolved = { effective: { ...effective, model: 'turbo', steps: 3 }, teamDefaults: { steps: 3 } };
+    expect(await effectiveHere(SETTINGS.limits, resolved, read)).toMatchObject({ steps: 3, guidance: 0 });
   });
 });
