@@ -15,6 +15,7 @@ import type { Logger } from './logger.ts';
 import { Health } from './ops/health.ts';
 import { createMetrics, type Metrics } from './ops/metrics.ts';
 import { type RunningServer, startOpsServer } from './ops/server.ts';
+import { defaultsPerModel } from './service/model-defaults.ts';
 import { ConversationService, serviceSettingsFrom } from './service.ts';
 import { startTeamSettings } from './settings/start.ts';
 import type { ChatSurface } from './surface.ts';
@@ -74,6 +75,8 @@ export const ALL_IN_ONE_SHUTDOWN_MS = 10_000;
 export async function servedModels(config: Config, log: Logger): Promise<ServedModel[]> {
   const { loadEngineInThread } = await import('../models/engine-thread/index.ts');
   const { modelFolderFacts } = await import('../models/revision.ts');
+  const { folderDefaults } = await import('../models/download/installed.ts');
+  const { formatDefaults } = await import('../models/defaults.ts');
   const options = {
     executionProvider: config.ORT_EP,
     deviceId: config.ORT_DEVICE_ID,
@@ -97,12 +100,15 @@ export async function servedModels(config: Config, log: Logger): Promise<ServedM
         cause: error,
       });
     });
+    // Known before the model loads, so workers announce them at once (bots apply them to `/imagine`).
+    const defaults = await folderDefaults(dir);
     log.info(
       {
         model: entry.name,
         dir,
         revision: facts.revision,
         weightsMb: Math.round(facts.weightBytes / 2 ** 20),
+        defaults: defaults === undefined ? 'known once loaded' : formatDefaults(defaults),
       },
       'serving model',
     );
@@ -111,6 +117,7 @@ export async function servedModels(config: Config, log: Logger): Promise<ServedM
       load: () => loadEngineInThread(dir, options),
       sizeBytes: facts.weightBytes,
       revision: facts.revision,
+      ...(defaults === undefined ? {} : { defaults }),
     });
   }
   return served;
@@ -320,21 +327,24 @@ export async function startApp(options: AppOptions): Promise<App> {
         log: log.child({ component: 'web' }),
         recordTtlDays: config.RECORD_TTL_DAYS,
         identitySecret: redisIdentitySecret(connection, config.QUEUE_PREFIX),
-        teamSettings: { store: teams.store, limits: serviceSettings.limits },
-        info: () => ({
-          role,
-          model: modelInfo ?? null,
-          models: modelsFrom(config).map((m) => m.name),
-          suffixes: config.SUFFIXES,
-          defaults: {
-            sampler: config.DEFAULT_SAMPLER,
-            steps: config.DEFAULT_STEPS,
-            guidance: config.DEFAULT_GUIDANCE,
-            width: config.DEFAULT_WIDTH,
-            height: config.DEFAULT_HEIGHT,
-          },
-          maxSteps: config.MAX_STEPS,
-        }),
+        teamSettings: {
+          store: teams.store,
+          limits: serviceSettings.limits,
+          modelDefaults: async (model) => (await jobs.modelDefaults?.(model)) ?? null,
+        },
+        info: async () => {
+          // Per model, what `/imagine` without flags uses where no team sets anything (the first: the default).
+          const modelDefaults = await defaultsPerModel(jobs, serviceSettings);
+          return {
+            role,
+            model: modelInfo ?? null,
+            models: modelsFrom(config).map((m) => m.name),
+            suffixes: config.SUFFIXES,
+            defaults: Object.values(modelDefaults)[0],
+            modelDefaults,
+            maxSteps: config.MAX_STEPS,
+          };
+        },
       });
       stack.push({ name: 'playground', close: () => playground.close() });
       url = playground.url;

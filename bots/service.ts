@@ -8,6 +8,7 @@ import { deliver, showProgress } from './service/deliver.ts';
 import { type HistoryIndex, type HistoryQuery, type HistoryView, readHistory } from './service/history.ts';
 import { imagine } from './service/imagine.ts';
 import { KnownJobs } from './service/known-jobs.ts';
+import { modelDefaultsFor } from './service/model-defaults.ts';
 import { type NsfwWhere, nsfwNotes, nsfwOutcome, nsfwPolicyAt, showGrid, showImage } from './service/nsfw.ts';
 import { press } from './service/press.ts';
 import { ProgressThrottle } from './service/progress.ts';
@@ -163,7 +164,9 @@ export class ConversationService {
     if (teams === undefined) {
       return Promise.resolve({ ok: false, message: 'Team settings are not enabled on this deployment.' });
     }
-    return settingsCommand(teams.store, this.#ctx.settings.limits, request);
+    return settingsCommand(teams.store, this.#ctx.settings.limits, request, (model) =>
+      modelDefaultsFor(this.#ctx, model),
+    );
   }
 
   /**

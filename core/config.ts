@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { CodedError, ErrorCode } from './errors.ts';
+import { BUILT_IN_DEFAULTS, type DefaultsLayer, resolveDefaults } from './generation-defaults.ts';
 import { DEFAULT_MODEL_NAME, type ModelEntry, parseModelList } from './models.ts';
 import { NSFW_POLICIES } from './nsfw.ts';
 import { GENERATOR_KINDS, SAMPLERS } from './samplers.ts';
@@ -33,13 +34,14 @@ const intIn = (min: number, max: number) =>
 
 const int = (fallback: number, min: number, max: number) => intIn(min, max).default(fallback);
 
-const num = (fallback: number, min: number, max: number) =>
+/** A number that is undefined when unset, so code can tell a value set on purpose from none. */
+const optionalNum = (min: number, max: number) =>
   z
     .string()
-    .default(String(fallback))
+    .optional()
     .transform((v, ctx) => {
-      const trimmed = v.trim();
-      if (trimmed === '') return fallback;
+      const trimmed = v?.trim() ?? '';
+      if (trimmed === '') return undefined;
       const n = Number(trimmed);
       if (!Number.isFinite(n) || n < min || n > max) {
         ctx.addIssue({ code: 'custom', message: `must be a number between ${min} and ${max}, got "${v}"` });
@@ -47,6 +49,9 @@ const num = (fallback: number, min: number, max: number) =>
       }
       return n;
     });
+
+const num = (fallback: number, min: number, max: number) =>
+  optionalNum(min, max).transform((v) => v ?? fallback);
 
 const optionalString = z
   .string()
@@ -214,19 +219,30 @@ export const configSchema = z.object({
 
   /** Refinement suffixes, `|`-separated, 1-4 entries. Default `, highly realistic|, artsy|, trending|, colorful`. */
   SUFFIXES: suffixes,
-  /** Sampler when none is given. Default `pndm` (what plain diffusers uses for SD 1.5, so seeds transfer). */
-  DEFAULT_SAMPLER: z.enum(SAMPLERS).default('pndm'),
-  /** Steps when none are given. Default 25. */
-  DEFAULT_STEPS: int(25, 1, 500),
+  /*
+   * The DEFAULT_* below apply only when set: unset, each model's own defaults apply (its imagine.json
+   * or those known for its family), then the built-in ones (core/generation-defaults.ts). Set, they win
+   * over every model's; a team's settings and the user's flags win over them.
+   */
+  /** Sampler when none is given. Default: the model's own scheduler, else `pndm` (plain diffusers' for SD 1.5). */
+  DEFAULT_SAMPLER: z.enum(SAMPLERS).optional(),
+  /** Steps when none are given. Default: the model's (Turbo 1, SDXL 30), else 25. */
+  DEFAULT_STEPS: intIn(1, 500).optional(),
   /** Largest step count a user may ask for. Default 50. */
   MAX_STEPS: int(50, 1, 500),
-  /** Guidance (CFG scale) when none is given. Default 7.5. */
-  DEFAULT_GUIDANCE: num(7.5, 0, 30),
-  /** Image width when neither size nor aspect is given. Default 512 (SD 1.x native). */
-  DEFAULT_WIDTH: int(512, 64, 4096),
-  /** Image height when neither size nor aspect is given. Default 512. */
-  DEFAULT_HEIGHT: int(512, 64, 4096),
-  /** Largest width×height a user may ask for. Default 589824 (768×768). */
+  /** Guidance (CFG scale) when none is given. Default: the model's (Turbo 0, SDXL 5), else 7.5. */
+  DEFAULT_GUIDANCE: optionalNum(0, 30),
+  /**
+   * Image width when neither size nor aspect is given. Default: the model's (Turbo 512, SDXL 1024,
+   * SD 2.1 768 768), else 512. With only one of DEFAULT_WIDTH/DEFAULT_HEIGHT set, the other is 512.
+   */
+  DEFAULT_WIDTH: intIn(64, 4096).optional(),
+  /** Image height when neither size nor aspect is given. Default: the model's, else 512. */
+  DEFAULT_HEIGHT: intIn(64, 4096).optional(),
+  /**
+   * Largest width×height a user may ask for; a model's own default size is always allowed on that
+   * model (SDXL's 1024²). Default 589824 (768×768).
+   */
   MAX_PIXELS: int(768 * 768, 64 * 64, 4096 * 4096),
 
   /** Jobs one user may have queued or running at once. Default 2. */
@@ -358,12 +374,9 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     const side = c[key];
     if (side !== undefined && side % 8 !== 0) errors.push(`${key}: must be a multiple of 8, got ${side}`);
   }
-  if (
-    c.DEFAULT_WIDTH !== undefined &&
-    c.DEFAULT_HEIGHT !== undefined &&
-    c.MAX_PIXELS !== undefined &&
-    c.DEFAULT_WIDTH * c.DEFAULT_HEIGHT > c.MAX_PIXELS
-  ) {
+  // The built-in size must fit too: it applies on any model that has no size of its own.
+  const size = envDefaultSize(c) ?? BUILT_IN_DEFAULTS;
+  if (c.MAX_PIXELS !== undefined && size.width * size.height > c.MAX_PIXELS) {
     errors.push(`DEFAULT_WIDTH×DEFAULT_HEIGHT: must fit MAX_PIXELS (${c.MAX_PIXELS})`);
   }
   if (c.REDIS_URL !== undefined && c.REDIS_SENTINELS !== undefined && c.REDIS_SENTINELS.length > 0) {
@@ -402,8 +415,23 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
   return result.config;
 }
 
+/** DEFAULT_WIDTH×DEFAULT_HEIGHT when either is set (the other then built-in); undefined when neither is. */
+function envDefaultSize(
+  c: Partial<Pick<Config, 'DEFAULT_WIDTH' | 'DEFAULT_HEIGHT'>>,
+): { width: number; height: number } | undefined {
+  if (c.DEFAULT_WIDTH === undefined && c.DEFAULT_HEIGHT === undefined) return undefined;
+  return {
+    width: c.DEFAULT_WIDTH ?? BUILT_IN_DEFAULTS.width,
+    height: c.DEFAULT_HEIGHT ?? BUILT_IN_DEFAULTS.height,
+  };
+}
+
 /** The request limits the parser enforces, derived from config. */
 export interface RequestLimits {
+  /**
+   * The defaults when nothing else sets one (no model's known): the environment's, else built-in.
+   * `limitsWith` (core/team-settings.ts) puts a team's and a model's on top.
+   */
   readonly defaultSteps: number;
   readonly maxSteps: number;
   readonly defaultGuidance: number;
@@ -417,6 +445,11 @@ export interface RequestLimits {
   readonly defaultAspect?: string;
   /** Names of the served models, the default first (`--model` picks one). @defaultValue `['default']` */
   readonly models?: readonly string[];
+  /**
+   * The DEFAULT_* set in the environment (only those): they win over a model's own defaults, while
+   * the `default*` fields above give way to them. @defaultValue none
+   */
+  readonly envDefaults?: DefaultsLayer;
 }
 
 /**
@@ -427,15 +460,30 @@ export function modelsFrom(config: Config): readonly ModelEntry[] {
   return config.MODELS ?? [{ name: DEFAULT_MODEL_NAME, dir: config.MODEL_DIR }];
 }
 
+/** The DEFAULT_* the environment sets (unset ones absent). */
+export function envDefaultsFrom(config: Config): DefaultsLayer {
+  const size = envDefaultSize(config);
+  const layer: Record<string, unknown> = {
+    steps: config.DEFAULT_STEPS,
+    guidance: config.DEFAULT_GUIDANCE,
+    sampler: config.DEFAULT_SAMPLER,
+    ...size,
+  };
+  return Object.fromEntries(Object.entries(layer).filter(([, v]) => v !== undefined)) as DefaultsLayer;
+}
+
 export function requestLimitsFrom(config: Config): RequestLimits {
+  const env = envDefaultsFrom(config);
+  const base = resolveDefaults([env]);
   return {
-    defaultSteps: config.DEFAULT_STEPS,
+    defaultSteps: Math.min(base.steps, config.MAX_STEPS),
     maxSteps: config.MAX_STEPS,
-    defaultGuidance: config.DEFAULT_GUIDANCE,
-    defaultSampler: config.DEFAULT_SAMPLER,
-    defaultWidth: config.DEFAULT_WIDTH,
-    defaultHeight: config.DEFAULT_HEIGHT,
+    defaultGuidance: base.guidance,
+    defaultSampler: base.sampler,
+    defaultWidth: base.width,
+    defaultHeight: base.height,
     maxPixels: config.MAX_PIXELS,
     models: modelsFrom(config).map((m) => m.name),
+    envDefaults: env,
   };
 }

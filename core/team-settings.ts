@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { RequestLimits } from './config.ts';
 import { ErrorCode, UserError } from './errors.ts';
+import { type DefaultsLayer, resolveDefaults } from './generation-defaults.ts';
 import { NSFW_POLICIES, type NsfwPolicy } from './nsfw.ts';
 import { MAX_PROMPT_CHARS, type Result, sizeForAspect } from './request.ts';
 import { SAMPLERS, type SamplerName } from './samplers.ts';
@@ -280,13 +281,59 @@ export function utcDay(now: number): { readonly day: string; readonly resetsAt: 
   return { day: date.toISOString().slice(0, 10).replaceAll('-', ''), resetsAt: start + 86_400_000 };
 }
 
-/** Request defaults with a team's settings on top (the parser uses them when the user gave none). */
-export function limitsWith(limits: RequestLimits, settings: EffectiveSettings): RequestLimits {
+/** The generation defaults a channel or its workspace sets itself (the environment's are not in it). */
+export function teamDefaultsLayer(workspace: TeamSettings = {}, channel: TeamSettings = {}): DefaultsLayer {
+  const layer = {
+    steps: channel.steps ?? workspace.steps,
+    guidance: channel.guidance ?? workspace.guidance,
+    sampler: channel.sampler ?? workspace.sampler,
+  };
+  return Object.fromEntries(Object.entries(layer).filter(([, v]) => v !== undefined)) as DefaultsLayer;
+}
+
+/** Where one command's defaults come from besides the deployment's (see core/generation-defaults.ts). */
+export interface DefaultSources {
+  /** What the channel or workspace set itself (`teamDefaultsLayer`). */
+  readonly team: DefaultsLayer;
+  /** The chosen model's own defaults, when known. */
+  readonly model?: DefaultsLayer;
+}
+
+/**
+ * Request defaults for one command: the team's settings, the environment's DEFAULT_* and the model's
+ * own on top of the deployment's (precedence in core/generation-defaults.ts). Without `sources`, the
+ * team's effective steps, guidance and sampler count as set by the team. A model's own size is always
+ * allowed on it, even past MAX_PIXELS (SDXL's 1024²).
+ */
+export function limitsWith(
+  limits: RequestLimits,
+  settings: EffectiveSettings,
+  sources: DefaultSources = {
+    team: { steps: settings.steps, guidance: settings.guidance, sampler: settings.sampler },
+  },
+): RequestLimits {
+  const model = sources.model ?? {};
+  const resolved = resolveDefaults([
+    sources.team,
+    limits.envDefaults ?? {},
+    model,
+    {
+      steps: limits.defaultSteps,
+      guidance: limits.defaultGuidance,
+      sampler: limits.defaultSampler,
+      width: limits.defaultWidth,
+      height: limits.defaultHeight,
+    },
+  ]);
+  const modelPixels = (model.width ?? 0) * (model.height ?? 0);
   return {
     ...limits,
-    defaultSteps: Math.min(settings.steps, limits.maxSteps),
-    defaultGuidance: settings.guidance,
-    defaultSampler: settings.sampler,
+    defaultSteps: Math.min(resolved.steps, limits.maxSteps),
+    defaultGuidance: resolved.guidance,
+    defaultSampler: resolved.sampler,
+    defaultWidth: resolved.width,
+    defaultHeight: resolved.height,
+    maxPixels: Math.max(limits.maxPixels, modelPixels),
     defaultNegative: settings.negative,
     ...(settings.aspect === undefined ? {} : { defaultAspect: settings.aspect }),
   };

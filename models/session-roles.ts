@@ -1,6 +1,14 @@
 import type { InferenceSession } from 'onnxruntime-node';
 import { type CodedError, ErrorCode, InternalError } from '../core/errors.ts';
-import { type FloatElement, type IntElement, isFloatElement, isIntElement } from './tensors.ts';
+import {
+  type FloatElement,
+  type IntElement,
+  isFloatElement,
+  isIntElement,
+  isTokenIdElement,
+  TOKEN_ID_ELEMENTS,
+  type TokenIdElement,
+} from './tensors.ts';
 
 /**
  * Which input of a session plays which role in the pipeline, read from the session's own metadata (names
@@ -17,7 +25,8 @@ export interface IoSpec {
 
 export interface TextEncoderModel {
   readonly session: InferenceSession;
-  readonly inputIds: IoSpec & { readonly type: IntElement };
+  /** int64 (diffusers), int32 or float32 (some Olive exports): fed as declared. */
+  readonly inputIds: IoSpec & { readonly type: TokenIdElement };
   /** Present only in exports that take a mask; fed all ones (what diffusers' `attention_mask=None` means). */
   readonly attentionMask: (IoSpec & { readonly type: IntElement }) | null;
   readonly output: string;
@@ -152,9 +161,18 @@ export function describeTextEncoder(file: string, session: InferenceSession): Te
   const inputs = ioSpecs(session, 'input');
   const outputs = ioSpecs(session, 'output');
   const taken = new Set<string>();
-  const ids = pick(inputs, taken, ['input_ids'], (s) => isIntElement(s.type) && s.shape.length === 2);
-  if (ids === undefined || !isIntElement(ids.type) || ids.shape.length !== 2) {
-    throw badModel(file, `expected an int32/int64 input_ids [batch, 77] input, found ${describe(inputs)}`);
+  const ids = pick(inputs, taken, ['input_ids'], (s) => isTokenIdElement(s.type) && s.shape.length === 2);
+  if (ids !== undefined && !isTokenIdElement(ids.type)) {
+    throw badModel(
+      file,
+      `input_ids is ${ids.type}; supported types: ${TOKEN_ID_ELEMENTS.join(', ')} (inputs: ${describe(inputs)})`,
+    );
+  }
+  if (ids === undefined || ids.shape.length !== 2) {
+    throw badModel(
+      file,
+      `expected an input_ids [batch, 77] input of type ${TOKEN_ID_ELEMENTS.join(', ')}, found ${describe(inputs)}`,
+    );
   }
   const seq = fixedDim(ids, 1);
   if (seq !== null && seq !== 77) {
@@ -177,7 +195,7 @@ export function describeTextEncoder(file: string, session: InferenceSession): Te
   const pooled = outputs.find((o) => o.name === 'text_embeds' && isFloatElement(o.type));
   return {
     session,
-    inputIds: ids as IoSpec & { type: IntElement },
+    inputIds: ids as IoSpec & { type: TokenIdElement },
     attentionMask: mask === undefined ? null : (mask as IoSpec & { type: IntElement }),
     output: out.name,
     penultimate: hidden.length >= 2 ? hidden[hidden.length - 2]!.name : null,

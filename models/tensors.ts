@@ -36,6 +36,23 @@ export function intTensor(type: IntElement, data: ArrayLike<number>, dims: reado
   return new Tensor('int64', out, dims);
 }
 
+/** Element types a text encoder's `input_ids` may take: integers, or float32 (some Olive exports). */
+export const TOKEN_ID_ELEMENTS = ['int64', 'int32', 'float32'] as const;
+export type TokenIdElement = (typeof TOKEN_ID_ELEMENTS)[number];
+
+export function isTokenIdElement(type: string): type is TokenIdElement {
+  return (TOKEN_ID_ELEMENTS as readonly string[]).includes(type);
+}
+
+/**
+ * Token ids as the model declares them. float32 holds every CLIP id exactly (all are below 2^24);
+ * float16 could not (above 2048 it skips integers), so it is not among the types.
+ */
+export function tokenIdTensor(type: TokenIdElement, ids: Int32Array, dims: readonly number[]): Tensor {
+  if (type === 'float32') return new Tensor('float32', Float32Array.from(ids), dims);
+  return intTensor(type, ids, dims);
+}
+
 /** A numeric tensor of any supported element type, holding `values` (used for timesteps). */
 export function numericTensor(type: string, values: ArrayLike<number>, dims: readonly number[]): Tensor {
   if (isFloatElement(type)) return floatTensor(type, Float32Array.from(values), dims);

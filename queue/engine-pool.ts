@@ -1,5 +1,5 @@
 import { ErrorCode, InternalError } from '../core/errors.ts';
-import type { Engine, ModelInfo } from '../models/engine.ts';
+import type { Engine, ModelDefaults, ModelInfo } from '../models/engine.ts';
 import type { QueueLogger } from './logger.ts';
 
 /** A model a worker serves: its name, how to load it, what it costs in memory, and its revision. */
@@ -11,6 +11,8 @@ export interface ServedModel {
   readonly sizeBytes: number;
   /** Revision of its files (models/revision.ts); '' when unknown. */
   readonly revision: string;
+  /** Its own generation defaults, when known before loading (read from its folder). */
+  readonly defaults?: ModelDefaults;
   /** The engine belongs to the caller: never closed by the pool (so never unloaded either). */
   readonly keepOpen?: boolean;
 }

@@ -1,5 +1,6 @@
 import { Queue } from 'bullmq';
 import { ErrorCode, InternalError } from '../core/errors.ts';
+import type { ModelGenerationDefaults } from '../core/generation-defaults.ts';
 import type { JobSpec, JobSpecInput, Surface } from '../core/jobspec.ts';
 import { createCancel } from './cancel.ts';
 import {
@@ -27,7 +28,7 @@ import { noopMetrics, type QueueMetrics } from './metrics.ts';
 import { loadRecord, pipelineReplies, queuePosition, unavailableError } from './queue-state.ts';
 import { decodeStatus } from './records.ts';
 import { MERGE_MESSAGE_REF, runScript } from './scripts.ts';
-import { servedRevisions } from './served.ts';
+import { servedDefaults, servedRevisions } from './served.ts';
 import { createSubmit } from './submit.ts';
 import type {
   CancelBy,
@@ -260,6 +261,14 @@ export function createJobs(options: JobsOptions): Jobs {
     return guarded(async () => (await servedRevisions(client, keys, model)).length > 0);
   }
 
+  async function modelDefaults(model: string): Promise<ModelGenerationDefaults | null> {
+    return guarded(() =>
+      servedDefaults(client, keys, model, (problem) =>
+        logger.warn({ model, problem }, 'ignoring invalid model defaults announced by a worker'),
+      ),
+    );
+  }
+
   async function updateMessageRef(id: string, patch: MessageRef): Promise<void> {
     return guarded(() => updateMessageRefNow(id, patch));
   }
@@ -333,6 +342,7 @@ export function createJobs(options: JobsOptions): Jobs {
     gridPng,
     imagePng,
     modelServed,
+    modelDefaults,
     updateMessageRef,
     onDelivery,
     onProgress,

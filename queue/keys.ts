@@ -66,6 +66,8 @@ export interface QueueKeys {
   served(model: string): string;
   /** A worker's announcement that it serves `model` (value: the model's revision), with a TTL. */
   servedBy(model: string, workerId: string): string;
+  /** The generation defaults the workers serving `model` announce (JSON), with the same TTL. */
+  servedDefaults(model: string): string;
 }
 
 export function queueKeys(prefix: string): QueueKeys {
@@ -93,5 +95,6 @@ export function queueKeys(prefix: string): QueueKeys {
     jobPrefixOf: (model) => `${prefix}:${generateQueueName(model)}:`,
     served: (model) => `${base}:served:${model}`,
     servedBy: (model, workerId) => `${base}:served:${model}:${workerId}`,
+    servedDefaults: (model) => `${base}:served-defaults:${model}`,
   };
 }

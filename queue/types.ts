@@ -1,4 +1,5 @@
 import { ErrorCode, InternalError } from '../core/errors.ts';
+import type { ModelGenerationDefaults } from '../core/generation-defaults.ts';
 import type { JobSpec, JobSpecInput, Surface } from '../core/jobspec.ts';
 
 /**
@@ -214,6 +215,11 @@ export interface Jobs {
    * Optional: an implementation without workers (a fake) need not answer.
    */
   modelServed?(model: string): Promise<boolean>;
+  /**
+   * The generation defaults a live worker serving `model` announces (its imagine.json, else those of
+   * its family), checked on read; null when no worker has announced any. Optional like `modelServed`.
+   */
+  modelDefaults?(model: string): Promise<ModelGenerationDefaults | null>;
   /** Remembers where the chat side showed the job (message ids), for progress edits and later deliveries. */
   updateMessageRef(id: string, patch: MessageRef): Promise<void>;
   /** Durable deliveries for one surface. The handler throwing means "retry later" (with backoff). */

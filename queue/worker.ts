@@ -1,8 +1,9 @@
 import { hostname } from 'node:os';
 import { Worker } from 'bullmq';
 import { CodedError, ErrorCode, InternalError, newErrorId, reportError } from '../core/errors.ts';
+import type { ModelGenerationDefaults } from '../core/generation-defaults.ts';
 import { DEFAULT_MODEL_NAME } from '../core/models.ts';
-import type { Engine, ModelInfo } from '../models/engine.ts';
+import type { Engine, ModelDefaults, ModelInfo } from '../models/engine.ts';
 import { closeRedisClient, createRedisClient, type RedisClient, type RedisConnection } from './connection.ts';
 import { DELIVERY_DEFAULTS, type DeliveryOptions, DeliveryQueues } from './delivery.ts';
 import { createEnginePool, createSlots, type ServedModel } from './engine-pool.ts';
@@ -159,7 +160,16 @@ export async function startWorker(options: WorkerOptions): Promise<QueueWorker> 
   const metrics = options.metrics ?? noopMetrics;
   const keys: QueueKeys = queueKeys(prefix);
 
-  const models = servedModels(options);
+  // Each model's defaults, as given or as its engine reports them once loaded: announced with it.
+  const defaults = new Map<string, ModelDefaults>();
+  const models = servedModels(options).map((m): ServedModel => {
+    if (m.defaults !== undefined) defaults.set(m.name, m.defaults);
+    return { ...m, load: () => m.load().then((engine) => learnDefaults(engine, m.name)) };
+  });
+  const learnDefaults = (engine: Engine, name: string): Engine => {
+    if (engine.info.defaults !== undefined) defaults.set(name, engine.info.defaults);
+    return engine;
+  };
   const pool = createEnginePool(models, options.memoryBudgetBytes ?? 0, logger);
   // The default model is loaded now: a worker is ready once it can run the common job.
   const first = await pool.acquire(models[0]!.name);
@@ -284,7 +294,15 @@ export async function startWorker(options: WorkerOptions): Promise<QueueWorker> 
     client,
     keys,
     workerId,
-    models.map((m) => ({ name: m.name, revision: m.revision })),
+    () =>
+      models.map((m) => {
+        const own = defaults.get(m.name);
+        return {
+          name: m.name,
+          revision: m.revision,
+          ...(own === undefined ? {} : { defaults: announced(own) }),
+        };
+      }),
     logger,
   );
   logger.info(
@@ -338,4 +356,15 @@ function servedModels(options: WorkerOptions): readonly ServedModel[] {
     return [{ name: DEFAULT_MODEL_NAME, load: engine, sizeBytes: 0, revision: '' }];
   }
   return [{ name: DEFAULT_MODEL_NAME, load: async () => engine, sizeBytes: 0, revision: '', keepOpen: true }];
+}
+
+/** A model's defaults in the announcement's terms (its scheduler is the sampler users name). */
+function announced(d: ModelDefaults): ModelGenerationDefaults {
+  return {
+    steps: d.steps,
+    guidance: d.guidance,
+    width: d.width,
+    height: d.height,
+    ...(d.scheduler === undefined ? {} : { sampler: d.scheduler }),
+  };
 }

@@ -188,6 +188,8 @@ const SETTINGS: ServiceSettings = {
     defaultWidth: SIZE,
     defaultHeight: SIZE,
     maxPixels: SIZE * SIZE,
+    // Set, as DEFAULT_* in the environment would be: they win over the worker's model's own defaults.
+    envDefaults: { steps: STEPS, width: SIZE, height: SIZE },
   },
   suffixes: [...DEFAULT_SUFFIXES],
   ownerOnlyButtons: false,

@@ -14,6 +14,10 @@ export const ASPECT_CHOICES = ['1:1', '3:2', '2:3', '4:3', '3:4', '16:9', '9:16'
 
 /** The `/imagine` slash command. Validation beyond types and ranges is the service's (same rules everywhere). */
 export function imagineCommand(limits: RequestLimits): RESTPostAPIChatInputApplicationCommandsJSONBody {
+  // Registered once for every model and channel: only a deployment-wide DEFAULT_* is one number.
+  const env = limits.envDefaults ?? {};
+  const byDefault = (value: string | number | undefined) =>
+    value === undefined ? 'set by the channel or the model' : String(value);
   const command = new SlashCommandBuilder()
     .setName('imagine')
     .setDescription('Draw a 2×2 grid of images from a prompt')
@@ -33,21 +37,21 @@ export function imagineCommand(limits: RequestLimits): RESTPostAPIChatInputAppli
     .addIntegerOption((o) =>
       o
         .setName('steps')
-        .setDescription(`Denoising steps (default ${limits.defaultSteps})`)
+        .setDescription(`Denoising steps (default ${byDefault(env.steps)})`)
         .setMinValue(1)
         .setMaxValue(limits.maxSteps),
     )
     .addNumberOption((o) =>
       o
         .setName('guidance')
-        .setDescription(`How closely to follow the prompt (CFG, default ${limits.defaultGuidance})`)
+        .setDescription(`How closely to follow the prompt (CFG, default ${byDefault(env.guidance)})`)
         .setMinValue(0)
         .setMaxValue(30),
     )
     .addStringOption((o) =>
       o
         .setName('sampler')
-        .setDescription(`Sampler (default ${limits.defaultSampler})`)
+        .setDescription(`Sampler (default ${byDefault(env.sampler)})`)
         .addChoices(...SAMPLERS.map((s) => ({ name: s, value: s }))),
     )
     .addStringOption((o) =>
@@ -59,7 +63,9 @@ export function imagineCommand(limits: RequestLimits): RESTPostAPIChatInputAppli
     .addStringOption((o) =>
       o
         .setName('size')
-        .setDescription(`Size WxH, multiples of 8 (default ${limits.defaultWidth}x${limits.defaultHeight})`)
+        .setDescription(
+          `Size WxH, multiples of 8 (default ${byDefault(env.width === undefined ? undefined : `${env.width}x${env.height}`)})`,
+        )
         .setMaxLength(11),
     );
   // Offered only when there is a choice; the first model is the default (25 at most, MODELS allows no more).

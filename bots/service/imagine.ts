@@ -1,8 +1,8 @@
 import { imagineBatch, specFrom } from '../../core/batch.ts';
+import type { RequestLimits } from '../../core/config.ts';
 import { ErrorCode, InternalError, reportError, type UserError } from '../../core/errors.ts';
 import {
   type ImagineRequest,
-  modelOf,
   parseImagineOptions,
   parseImagineText,
   type Result,
@@ -13,6 +13,7 @@ import { limitsWith } from '../../core/team-settings.ts';
 import type { ChatSurface, ImagineCommand, InteractionReply, InteractionResult } from '../surface.ts';
 import { type ServiceContext, safely } from './context.ts';
 import { warningsFor } from './format.ts';
+import { modelDefaultsFor } from './model-defaults.ts';
 import { originOf } from './origin.ts';
 import { MESSAGES } from './settings.ts';
 import { submitAndShow } from './submit.ts';
@@ -46,15 +47,28 @@ export async function imagine(
 ): Promise<InteractionResult> {
   // Resolved before the acknowledgement: a cache hit (the usual case) costs nothing, a miss one read.
   const team = await teamFor(ctx, command);
-  // The team's defaults (negative, sampler, steps, guidance, aspect) apply where the user gave none.
-  const limits = limitsWith(ctx.settings.limits, team.settings);
-  const parsed = banned(
-    ctx,
-    team,
+  const parse = (limits: RequestLimits) =>
     command.text !== undefined
       ? parseImagineText(command.text, limits)
-      : parseImagineOptions(command.options, limits),
-  );
+      : parseImagineOptions(command.options, limits);
+  // Parsed twice: first to learn the model (with room for any model's size, so it fails only where
+  // the second would too), then with that model's defaults and limits under the team's settings.
+  const sources = { team: team.defaults ?? {} };
+  const base = limitsWith(ctx.settings.limits, team.settings, sources);
+  const asked = parse({ ...base, maxPixels: Number.MAX_SAFE_INTEGER });
+  // The spec always names its model, so the grid's buttons keep it after the default changes: the one
+  // asked for, else the team's (when this deployment serves it), else the deployment's default.
+  const teamModel = team.settings.model;
+  const teamServed = teamModel !== undefined && servedModels(base).includes(teamModel);
+  const model =
+    (asked.ok ? asked.value.model : undefined) ?? (teamServed ? teamModel : servedModels(base)[0]!);
+  const limits = asked.ok
+    ? limitsWith(ctx.settings.limits, team.settings, {
+        ...sources,
+        model: await modelDefaultsFor(ctx, model),
+      })
+    : base;
+  const parsed = banned(ctx, team, asked.ok ? parse(limits) : asked);
   if (surface === undefined || !parsed.ok) {
     // Bad input never reaches the queue (which counts only what it refuses itself), so count it here.
     if (!parsed.ok) ctx.metrics?.submit('invalid');
@@ -72,11 +86,6 @@ export async function imagine(
   const accepted = ctx.gate.accept(reply);
   const request = parsed.value;
   const seeds = gridSeeds(request.seed ?? drawBaseSeed(ctx.random));
-  // The spec always names its model, so the grid's buttons keep it after the default changes: the one
-  // asked for, else the team's (when this deployment serves it), else the deployment's default.
-  const teamModel = team.settings.model;
-  const teamServed = teamModel !== undefined && servedModels(limits).includes(teamModel);
-  const model = request.model ?? (teamServed ? teamModel : modelOf(request, limits));
   const batch = { ...imagineBatch(request, seeds), model };
   const spec = specFrom(batch, {
     origin: originOf(command),

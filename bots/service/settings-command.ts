@@ -1,4 +1,5 @@
 import type { RequestLimits } from '../../core/config.ts';
+import type { DefaultsLayer } from '../../core/generation-defaults.ts';
 import type { Surface } from '../../core/jobspec.ts';
 import { nsfwSettingRefusal } from '../../core/nsfw.ts';
 import {
@@ -9,6 +10,7 @@ import {
   type TeamSettings,
 } from '../../core/team-settings.ts';
 import type { ScopeRef, TeamSettingsStore } from '../settings/store.ts';
+import { effectiveHere } from './model-defaults.ts';
 
 /**
  * `/imagine-settings` on every chat surface: show, set and reset a scope's settings. The adapter
@@ -64,6 +66,8 @@ export async function settingsCommand(
   store: TeamSettingsStore,
   limits: RequestLimits,
   request: SettingsRequest,
+  /** A model's announced defaults, so the steps, guidance and sampler shown are those that apply. */
+  modelDefaults: (model: string) => Promise<DefaultsLayer | null> = async () => null,
 ): Promise<SettingsAnswer> {
   const workspaceScope: ScopeRef = { surface: request.surface, workspace: request.workspace };
   const where = { ...workspaceScope, channel: request.channel };
@@ -98,7 +102,7 @@ export async function settingsCommand(
     await store.update(scope, Object.fromEntries(keys.map((k) => [k, null])), actor);
   }
   const [settings, after] = await Promise.all([store.overrides(scope), store.resolve(where)]);
-  return { ok: true, settings, effective: after.effective, mayChange };
+  return { ok: true, settings, effective: await effectiveHere(limits, after, modelDefaults), mayChange };
 }
 
 /** One line per setting: the value that applies, and whether this scope sets it. Values are raw text. */

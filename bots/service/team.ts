@@ -1,3 +1,4 @@
+import type { DefaultsLayer } from '../../core/generation-defaults.ts';
 import {
   bannedWordError,
   type EffectiveSettings,
@@ -19,6 +20,8 @@ import type { ServiceSettings } from './settings.ts';
 /** The settings one command runs with, and where its images are counted. */
 export interface TeamScope {
   readonly settings: EffectiveSettings;
+  /** What the channel or workspace set themselves of steps, guidance, sampler. @defaultValue none */
+  readonly defaults?: DefaultsLayer;
   readonly quotaScope?: ScopeRef;
 }
 
@@ -56,7 +59,7 @@ export async function teamFor(
       workspace: action.workspace ?? DEFAULT_WORKSPACE,
       channel: action.channel,
     });
-    return { settings: resolved.effective, quotaScope: resolved.quotaScope };
+    return { settings: resolved.effective, quotaScope: resolved.quotaScope, defaults: resolved.teamDefaults };
   } catch (error) {
     ctx.log.warn({ err: error, surface: action.surface }, 'team settings unavailable: using the defaults');
     return { settings: teams.store.global };

@@ -1,11 +1,13 @@
 import { EventEmitter } from 'node:events';
 import { ErrorCode, UserError } from '../../core/errors.ts';
+import type { DefaultsLayer } from '../../core/generation-defaults.ts';
 import type { Surface } from '../../core/jobspec.ts';
 import {
   type EffectiveSettings,
   effectiveSettings,
   type TeamSettings,
   type TeamSettingsPatch,
+  teamDefaultsLayer,
   teamSettingsSchema,
 } from '../../core/team-settings.ts';
 import {
@@ -51,6 +53,8 @@ export interface ResolvedSettings {
   readonly effective: EffectiveSettings;
   /** The scope whose `dailyQuota` applies (the channel when it sets one, else the workspace). */
   readonly quotaScope: ScopeRef;
+  /** The generation defaults the channel or workspace set themselves (they win over a model's own). */
+  readonly teamDefaults: DefaultsLayer;
 }
 
 export interface TeamSettingsStoreOptions {
@@ -150,6 +154,7 @@ export class TeamSettingsStore extends EventEmitter<{ invalidated: [key: string]
     return {
       effective: effectiveSettings(this.#global, workspace, channel),
       quotaScope: channel.dailyQuota === undefined ? workspaceScope : where,
+      teamDefaults: teamDefaultsLayer(workspace, channel),
     };
   }
 

@@ -1,4 +1,5 @@
 import type { RequestLimits } from '../../core/config.ts';
+import type { DefaultsLayer } from '../../core/generation-defaults.ts';
 import type { GridRecord, Jobs } from '../../queue/index.ts';
 import type { Logger } from '../logger.ts';
 import type { Health } from '../ops/health.ts';
@@ -46,7 +47,7 @@ export interface PlaygroundOptions {
   readonly metrics: Metrics;
   readonly log: Logger;
   /** Shown by the page (`GET /api/info`): model label, defaults… Read per request. */
-  readonly info?: () => Readonly<Record<string, unknown>>;
+  readonly info?: () => Readonly<Record<string, unknown>> | Promise<Readonly<Record<string, unknown>>>;
   /** Shown in "not found" answers. */
   readonly recordTtlDays?: number;
   /** @defaultValue 16384 */
@@ -67,6 +68,11 @@ export interface PlaygroundTeamSettings {
   readonly store: TeamSettingsStore;
   /** For checking steps and aspect against the deployment's limits. */
   readonly limits: RequestLimits;
+  /**
+   * A model's own defaults as its workers announce them (`Jobs.modelDefaults`), so the defaults shown
+   * are those `/imagine` without flags uses here. @defaultValue none: the environment's or built-in ones
+   */
+  readonly modelDefaults?: (model: string) => Promise<DefaultsLayer | null>;
 }
 
 /** Playground job ids: only jobs made on the web are visible here (Discord and Slack jobs are not). */

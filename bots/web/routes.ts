@@ -214,7 +214,7 @@ export function playgroundRoutes(options: PlaygroundOptions): PlaygroundRoutes {
             samplers: SAMPLERS,
             flags: FLAG_HELP,
             gridSize: GRID_SIZE,
-            ...options.info?.(),
+            ...(await options.info?.()),
           }),
       },
     },

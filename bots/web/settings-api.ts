@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ErrorCode } from '../../core/errors.ts';
 import { parseTeamPatch } from '../../core/team-settings.ts';
 import { HttpError, readJsonObject, sendJson } from '../ops/http.ts';
+import { effectiveHere } from '../service/model-defaults.ts';
 import type { ScopeRef } from '../settings/store.ts';
 import { PLAYGROUND_CHANNEL, PLAYGROUND_WORKSPACE, type PlaygroundTeamSettings } from './options.ts';
 
@@ -31,7 +32,12 @@ export function settingsRoutes(team: PlaygroundTeamSettings, bodyLimit: number):
       team.store.overrides(SCOPE),
       team.store.resolve({ ...SCOPE, channel: PLAYGROUND_CHANNEL }),
     ]);
-    return { scope: 'workspace', settings, effective: resolved.effective };
+    const modelDefaults = team.modelDefaults ?? (async () => null);
+    return {
+      scope: 'workspace',
+      settings,
+      effective: await effectiveHere(team.limits, resolved, modelDefaults),
+    };
   };
   return [
     {

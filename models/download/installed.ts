@@ -68,6 +68,11 @@ async function describeFolder(
   }
 }
 
+/** The defaults the engine will report for a folder, from its files alone; undefined when unreadable. */
+export async function folderDefaults(dir: string): Promise<ModelDefaults | undefined> {
+  return (await describeFolder(dir)).defaults;
+}
+
 async function exists(path: string): Promise<boolean> {
   try {
     await stat(path);

@@ -1,7 +1,7 @@
 import type { Tensor } from 'onnxruntime-node';
 import type { GenerateRequest } from '../engine.ts';
 import type { LoadedModel, TextEncoderModel } from '../loader.ts';
-import { intTensor } from '../tensors.ts';
+import { intTensor, tokenIdTensor } from '../tensors.ts';
 import type { ModelFamily, PromptConditioning } from './parts.ts';
 import type { SessionRunner } from './session.ts';
 
@@ -70,7 +70,7 @@ export async function encodeTexts(
     const ids = new Int32Array(padded.length * SEQ_LEN);
     for (const [i, row] of padded.entries()) ids.set(row, i * SEQ_LEN);
     const feeds: Record<string, Tensor> = {
-      [te.inputIds.name]: intTensor(te.inputIds.type, ids, [padded.length, SEQ_LEN]),
+      [te.inputIds.name]: tokenIdTensor(te.inputIds.type, ids, [padded.length, SEQ_LEN]),
     };
     if (te.attentionMask !== null) {
       feeds[te.attentionMask.name] = intTensor(te.attentionMask.type, new Int32Array(ids.length).fill(1), [

@@ -28,6 +28,8 @@ export const TEST_SETTINGS: ServiceSettings = {
     defaultWidth: 64,
     defaultHeight: 64,
     maxPixels: 128 * 128,
+    // As if DEFAULT_STEPS and the size were set in the environment: they win over the model's own.
+    envDefaults: { steps: 4, width: 64, height: 64 },
   },
   suffixes: [...DEFAULT_SUFFIXES],
   ownerOnlyButtons: false,

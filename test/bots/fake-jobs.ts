@@ -1,3 +1,4 @@
+import { type ModelGenerationDefaults, modelDefaultsSchema } from '../../core/generation-defaults.ts';
 import { jobIdFor, parseJobSpec, type Surface } from '../../core/jobspec.ts';
 import {
   alreadyEndedError,
@@ -105,6 +106,20 @@ export class FakeJobs implements Jobs {
     });
     this.submitted.push(id);
     return { jobId: id, seeds: spec.seeds, position: this.#position(id), duplicate: false };
+  }
+
+  /**
+   * What workers announce as each model's defaults (test hook: set a value, as a worker would write
+   * it). Checked on read with the real schema; an invalid one reads as none, as in queue/served.ts.
+   */
+  readonly announcedDefaults = new Map<string, unknown>();
+  /** Models whose defaults were asked for, in order (to see the bot's cache at work). */
+  readonly defaultsAsked: string[] = [];
+
+  async modelDefaults(model: string): Promise<ModelGenerationDefaults | null> {
+    this.defaultsAsked.push(model);
+    const parsed = modelDefaultsSchema.safeParse(this.announcedDefaults.get(model));
+    return parsed.success ? parsed.data : null;
   }
 
   async status(id: string): Promise<JobStatus | null> {

@@ -36,6 +36,8 @@ export const TEST_SETTINGS: ServiceSettings = {
     defaultWidth: 256,
     defaultHeight: 256,
     maxPixels: 512 * 512,
+    // As if DEFAULT_STEPS and the size were set in the environment: they win over the model's own.
+    envDefaults: { steps: 4, width: 256, height: 256 },
   },
   suffixes: [...DEFAULT_SUFFIXES],
   ownerOnlyButtons: false,
