@@ -5,10 +5,12 @@ import { FLAG_HELP } from '../../core/request.ts';
 import { SAMPLERS } from '../../core/samplers.ts';
 import { GRID_SIZE } from '../../core/seeds.ts';
 import type { GridRecord } from '../../queue/index.ts';
+import { uploadedImage } from '../attachments/image.ts';
 import { HttpError, readJsonObject, SECURITY_HEADERS, sendJson, sendPublicError } from '../ops/http.ts';
 import { encodeControl } from '../service/controls.ts';
 import type { ControlAction, ImagineCommand } from '../surface.ts';
 import { imagineBody } from './body.ts';
+import { IMAGINE_BODY_LIMIT_BYTES } from './image-body.ts';
 import {
   PLAYGROUND_CHANNEL,
   PLAYGROUND_WORKSPACE,
@@ -179,7 +181,9 @@ export function playgroundRoutes(options: PlaygroundOptions): PlaygroundRoutes {
         POST: async (ctx) => {
           let command: ImagineCommand;
           try {
-            const body = imagineBody(await readJsonObject(ctx.req, { limitBytes: bodyLimit }));
+            // Room for an image prompt on this route only (see IMAGINE_BODY_LIMIT_BYTES).
+            const limitBytes = Math.max(bodyLimit, IMAGINE_BODY_LIMIT_BYTES);
+            const body = imagineBody(await readJsonObject(ctx.req, { limitBytes }));
             const base = {
               surface: 'web' as const,
               user: ctx.user,
@@ -187,7 +191,11 @@ export function playgroundRoutes(options: PlaygroundOptions): PlaygroundRoutes {
               channel: PLAYGROUND_CHANNEL,
               interactionId: interactionId(ctx.req, ctx.user),
             };
-            command = 'text' in body ? { ...base, text: body.text } : { ...base, options: body.options };
+            const image = body.image && { image: uploadedImage(body.image.bytes, body.image.name) };
+            command =
+              'text' in body
+                ? { ...base, text: body.text, ...image }
+                : { ...base, options: body.options, ...image };
           } catch (error) {
             // Refused before the service saw it: still a rejected submission (the service counts the rest).
             if (error instanceof HttpError && error.status < 500) options.metrics.submit('invalid');
