@@ -208,6 +208,16 @@ function isFlagToken(token: Token): boolean {
   return !token.quoted && FLAG_RE.test(token.text);
 }
 
+/** Whether the user chose the size (`--ar`, `--size`, width and height); else an image prompt takes its picture's. */
+export function choosesSize(command: { text: string } | { options: ImagineOptions }): boolean {
+  if ('text' in command) {
+    const raw = splitFlags(command.text);
+    return raw.ok && (raw.value.aspect !== undefined || raw.value.size !== undefined);
+  }
+  const o = command.options;
+  return [o.aspect, o.size, o.width, o.height].some((v) => v !== undefined && String(v).trim() !== '');
+}
+
 /** Validates typed options (Discord) with the same rules as the text form. */
 export function parseImagineOptions(options: ImagineOptions, limits: RequestLimits): Result<ImagineRequest> {
   const raw: RawOptions = { prompt: options.prompt };
@@ -463,5 +473,6 @@ export function formatImagineText(request: ImagineRequest): string {
   parts.push(`--steps ${request.steps}`, `--cfg ${request.guidance}`, `--sampler ${request.sampler}`);
   parts.push(`--size ${request.width}x${request.height}`);
   if (request.model !== undefined) parts.push(`--model ${request.model}`);
+  if (request.strength !== undefined) parts.push(`--strength ${request.strength}`);
   return parts.join(' ');
 }

@@ -10,6 +10,7 @@ import {
 } from '@slack/bolt';
 import { reportError } from '../../core/errors.ts';
 import type { DeliveryContext } from '../../queue/index.ts';
+import { SLACK_FILE_ORIGINS } from '../attachments/fetch.ts';
 import type { Logger } from '../logger.ts';
 import type {
   CancelledView,
@@ -24,6 +25,7 @@ import type {
   QueuedView,
 } from '../surface.ts';
 import { boltLogger, slackCall, slackErrorCode } from './errors.ts';
+import { recentSlackImage } from './files.ts';
 import {
   type AckTiming,
   DEFAULTS,
@@ -86,11 +88,15 @@ export class SlackAdapter implements ChatSurface {
       timeout: options.apiTimeoutMs ?? DEFAULTS.apiTimeoutMs,
       logger,
     };
-    this.#api = new SlackWebApi(
-      new webApi.WebClient(options.botToken, clientOptions),
-      this.#log,
-      options.apiTimeoutMs ?? DEFAULTS.apiTimeoutMs,
-    );
+    const client = new webApi.WebClient(options.botToken, clientOptions);
+    const images = {
+      client,
+      botToken: options.botToken,
+      origins: options.fileOrigins ?? SLACK_FILE_ORIGINS,
+      windowMs: options.imageWindowMs ?? DEFAULTS.imageWindowMs,
+      now: Date.now,
+    };
+    this.#api = new SlackWebApi(client, this.#log, options.apiTimeoutMs ?? DEFAULTS.apiTimeoutMs);
     this.#receiverRef = createReceiver(options, this.mode, logger, logLevel, apiUrl);
     this.#app = new App({
       token: options.botToken,
@@ -107,7 +113,8 @@ export class SlackAdapter implements ChatSurface {
     this.#app.command(options.command ?? DEFAULTS.command, async ({ ack, command, context }) => {
       await ack();
       this.#acked('command', context.receivedAt);
-      await this.#work(() => onCommand(this.#service, command, (where) => this.#reply(where)));
+      const image = recentSlackImage(command.channel_id, command.user_id, images);
+      await this.#work(() => onCommand(this.#service, command, (where) => this.#reply(where), image));
     });
     this.#app.action<BlockAction<ButtonAction>>(
       { type: 'block_actions', action_id: new RegExp(`^${ACTION_ID_PREFIX}`, 'u') },
