@@ -1,5 +1,5 @@
-import type { JobKind, JobSpec, JobSpecInput } from './jobspec.ts';
-import { JOB_SPEC_VERSION } from './jobspec.ts';
+import type { InitSource, JobKind, JobSpec, JobSpecInput } from './jobspec.ts';
+import { IMAGE_SPEC_VERSION, JOB_SPEC_VERSION } from './jobspec.ts';
 import type { ImagineRequest } from './request.ts';
 import type { SamplerName } from './samplers.ts';
 
@@ -19,6 +19,10 @@ export interface GridSettings {
   readonly height: number;
   /** The served model's name (absent in specs from before models had names: the default one). */
   readonly model?: string;
+  /** Image-to-image: where the starting picture comes from (absent: text-to-image). */
+  readonly init?: InitSource;
+  /** Image-to-image: diffusers' strength; present exactly when `init` is. */
+  readonly strength?: number;
 }
 
 /** Per-image prompts and seeds (image k is prompts[k] on seeds[k]) and the shared settings. A JobSpec is one. */
@@ -30,7 +34,7 @@ export interface GridBatch extends GridSettings {
 /** A batch to run as a new job. */
 export interface NextBatch extends GridBatch {
   readonly kind: JobKind;
-  /** Refine: which image of the parent grid (0-based). */
+  /** Refine, vary, upscale: which image of the parent grid (0-based). */
   readonly parentIndex?: number;
   /** Refine, reroll: the revision of the model the parent grid was made with; the worker must have it. */
   readonly modelRevision?: string;
@@ -45,6 +49,8 @@ export function settingsOf(batch: GridSettings): GridSettings {
     width: batch.width,
     height: batch.height,
     ...(batch.model === undefined ? {} : { model: batch.model }),
+    ...(batch.init === undefined ? {} : { init: batch.init }),
+    ...(batch.strength === undefined ? {} : { strength: batch.strength }),
   };
 }
 
@@ -71,7 +77,8 @@ export function specFrom(batch: NextBatch, from: SpecOrigin): JobSpecInput {
         ? { gridId: from.parentId }
         : { gridId: from.parentId, index: batch.parentIndex };
   return {
-    v: JOB_SPEC_VERSION,
+    // Image-to-image specs carry their own version, so workers from before them refuse them.
+    v: batch.init === undefined ? JOB_SPEC_VERSION : IMAGE_SPEC_VERSION,
     kind: batch.kind,
     ...(parent === undefined ? {} : { parent }),
     prompts: [...batch.prompts],

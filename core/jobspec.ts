@@ -8,11 +8,30 @@ import { GRID_SIZE, MAX_SEED } from './seeds.ts';
 export const SURFACES = ['discord', 'slack', 'web', 'cli'] as const;
 export type Surface = (typeof SURFACES)[number];
 
-export const JOB_KINDS = ['imagine', 'refine', 'reroll'] as const;
+/**
+ * `vary`: four new seeds on one image of a grid (image-to-image from it); `upscale`: one image at twice
+ * the size (image-to-image from it, resized). An `imagine` job with an uploaded init image is an
+ * "image prompt".
+ */
+export const JOB_KINDS = ['imagine', 'refine', 'reroll', 'vary', 'upscale'] as const;
 export type JobKind = (typeof JOB_KINDS)[number];
 
-/** Current job spec version. Bump it (and keep parsing the old one) when the shape changes. */
+/** Version of a text-to-image spec (the shape every worker reads). */
 export const JOB_SPEC_VERSION = 1;
+/**
+ * Version of a spec that starts from a picture (`init`, `strength`). Its own number so a worker from
+ * before image-to-image refuses it instead of silently dropping `init` and drawing from noise; text-to-image
+ * specs keep version 1, so such workers go on running them during a rolling upgrade.
+ */
+export const IMAGE_SPEC_VERSION = 2;
+
+/** Encodings an uploaded init image may have. */
+export const INIT_IMAGE_MIMES = ['image/png', 'image/jpeg', 'image/webp'] as const;
+export type InitImageMime = (typeof INIT_IMAGE_MIMES)[number];
+/** Encoded size limit of an uploaded init image (the engine's, models/init-image.ts). */
+export const MAX_INIT_IMAGE_BYTES = 20 * 1024 * 1024;
+/** Decoded size limit (width x height) of an uploaded init image: 4096 x 4096. */
+export const MAX_INIT_IMAGE_PIXELS = 4096 * 4096;
 
 const idString = z.string().min(1).max(200);
 
@@ -37,9 +56,47 @@ export const originSchema = z.object({
 });
 export type Origin = z.output<typeof originSchema>;
 
+/** Image `index` (0-based) of the finished grid `gridId`: its full-size PNG is the starting picture. */
+export const gridInitSchema = z.object({
+  from: z.literal('grid'),
+  gridId: idString,
+  index: z
+    .number()
+    .int()
+    .min(0)
+    .max(GRID_SIZE - 1),
+});
+
+/**
+ * An uploaded picture, stored by the queue as a blob named by its SHA-256 (the bytes never go into the
+ * spec); the other fields say what was checked when it was stored.
+ */
+export const uploadInitSchema = z.object({
+  from: z.literal('upload'),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/u),
+  bytes: z.number().int().min(1).max(MAX_INIT_IMAGE_BYTES),
+  width: z
+    .number()
+    .int()
+    .min(1)
+    .max(4096 * 4),
+  height: z
+    .number()
+    .int()
+    .min(1)
+    .max(4096 * 4),
+  mime: z.enum(INIT_IMAGE_MIMES),
+});
+
+/** Where an image-to-image job's starting picture comes from. */
+export const initSourceSchema = z.discriminatedUnion('from', [gridInitSchema, uploadInitSchema]);
+export type InitSource = z.output<typeof initSourceSchema>;
+export type UploadInit = z.output<typeof uploadInitSchema>;
+export type GridInit = z.output<typeof gridInitSchema>;
+
 export const jobSpecSchema = z
   .object({
-    v: z.literal(JOB_SPEC_VERSION),
+    v: z.union([z.literal(JOB_SPEC_VERSION), z.literal(IMAGE_SPEC_VERSION)]),
     kind: z.enum(JOB_KINDS),
     /** The grid this job refines or rerolls, and (refine) which image of it, 0-based. */
     parent: z
@@ -77,6 +134,13 @@ export const jobSpecSchema = z
     model: z.string().regex(MODEL_NAME_RE).exactOptional(),
     /** Refine, reroll: the revision of the parent grid's model; a worker with another one refuses the job. */
     modelRevision: z.string().min(1).max(64).exactOptional(),
+    /**
+     * Image-to-image: the starting picture of every image of the batch (resized to width x height when
+     * its size differs). Kept by refine and reroll of such a grid, so they start from the same picture.
+     */
+    init: initSourceSchema.exactOptional(),
+    /** Image-to-image: diffusers' `strength` (above 0, at most 1); present exactly when `init` is. */
+    strength: z.number().gt(0).max(1).exactOptional(),
     origin: originSchema,
     /** When the user asked, ms since the epoch. */
     requestedAt: z.number().int().nonnegative(),
@@ -92,12 +156,40 @@ export const jobSpecSchema = z
     if (spec.kind !== 'imagine' && spec.parent === undefined) {
       ctx.addIssue({ code: 'custom', path: ['parent'], message: `a ${spec.kind} job needs its parent grid` });
     }
-    if (spec.kind === 'refine' && spec.parent?.index === undefined) {
+    if (
+      (spec.kind === 'refine' || spec.kind === 'vary' || spec.kind === 'upscale') &&
+      spec.parent?.index === undefined
+    ) {
       ctx.addIssue({
         code: 'custom',
         path: ['parent', 'index'],
-        message: 'a refine job needs the image index',
+        message: `a ${spec.kind} job needs the image index`,
       });
+    }
+    if ((spec.init === undefined) !== (spec.strength === undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['strength'],
+        message: 'strength goes with an init image, and only with one',
+      });
+    }
+    if ((spec.init === undefined) !== (spec.v === JOB_SPEC_VERSION)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['v'],
+        message: `version ${IMAGE_SPEC_VERSION} is for specs with an init image, ${JOB_SPEC_VERSION} for the others`,
+      });
+    }
+    if (spec.kind === 'vary' || spec.kind === 'upscale') {
+      // Both start from the image they were pressed on.
+      const init = spec.init;
+      if (init?.from !== 'grid' || init.gridId !== spec.parent?.gridId || init.index !== spec.parent?.index) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['init'],
+          message: `a ${spec.kind} job starts from its parent's image (init from the parent grid and index)`,
+        });
+      }
     }
   });
 

@@ -38,6 +38,8 @@ export interface ImageParameters {
   readonly generator: GeneratorKind;
   /** Image-to-image's strength, A1111's "Denoising strength"; absent for text-to-image. */
   readonly strength?: number;
+  /** Image-to-image: where the starting picture came from (written as "Init image"); absent for text-to-image. */
+  readonly initImage?: string;
 }
 
 /** A1111's `quote`: values with a comma, newline or colon are JSON-quoted so the line parses back. */
@@ -62,6 +64,7 @@ export function formatParameters(p: ImageParameters): string {
   if (p.modelHash !== undefined && p.modelHash !== '') fields.push(['Model hash', p.modelHash]);
   if (p.model !== '') fields.push(['Model', p.model]);
   if (p.strength !== undefined) fields.push(['Denoising strength', String(p.strength)]);
+  if (p.initImage !== undefined && p.initImage !== '') fields.push(['Init image', p.initImage]);
   if (p.generator === 'cpu') fields.push(['RNG', 'CPU']);
   const line = fields.map(([k, v]) => `${k}: ${quote(v)}`).join(', ');
   const negative = p.negative === '' ? '' : `\nNegative prompt: ${p.negative}`;

@@ -6,6 +6,7 @@
 export { closeRedisClient, createRedisClient, type RedisConnection, whenConnected } from './connection.ts';
 export { DELIVERY_DEFAULTS, type DeliveryOptions } from './delivery.ts';
 export { cellOrigin, composeGrid, type GridLayout, gridLayout } from './grid.ts';
+export { checkInitUpload, describeInitImage, initImageGoneError } from './init-images.ts';
 export {
   alreadyEndedError,
   assertMessageRefPatch,

@@ -38,6 +38,7 @@ import type {
   Jobs,
   MessageRef,
   ProgressEvent,
+  SubmitOptions,
   SubmitResult,
   Subscription,
 } from './types.ts';
@@ -206,8 +207,8 @@ export function createJobs(options: JobsOptions): Jobs {
     }
   }
 
-  async function submit(input: JobSpecInput): Promise<SubmitResult> {
-    return guarded(() => submitNow(input));
+  async function submit(input: JobSpecInput, submitOptions?: SubmitOptions): Promise<SubmitResult> {
+    return guarded(() => submitNow(input, submitOptions));
   }
 
   async function status(id: string): Promise<JobStatus | null> {

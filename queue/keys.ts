@@ -31,6 +31,11 @@ export interface QueueKeys {
   progress(id: string): string;
   grid(id: string): string;
   image(id: string, index: number): string;
+  /**
+   * An uploaded init image (raw bytes), named by its SHA-256 so one upload used by many jobs is stored
+   * once; it lives as long as the records that use it (RECORD_TTL, renewed by each job).
+   */
+  initImage(sha256: string): string;
   /** Set of a user's unfinished job ids (the per-user cap). */
   userJobs(surface: Surface, user: string): string;
   /** Sorted set of all unfinished job ids, scored by submit time (the global depth cap). */
@@ -77,6 +82,7 @@ export function queueKeys(prefix: string): QueueKeys {
     imageBytes: `${base}:images:bytes`,
     renderedChannel: `${base}:rendered`,
     image: (id, index) => `${base}:res:${id}:img:${index}`,
+    initImage: (sha256) => `${base}:init:${sha256}`,
     userJobs: (surface, user) => `${base}:user:${surface}:${user}`,
     unfinished: `${base}:unfinished`,
     once: (id, surface, step) => `${base}:once:${id}:${surface}:${step}`,

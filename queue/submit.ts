@@ -3,13 +3,17 @@ import { ErrorCode, InternalError } from '../core/errors.ts';
 import { type JobSpecInput, jobIdFor, parseJobSpec } from '../core/jobspec.ts';
 import { DEFAULT_MODEL_NAME, modelRevisionError } from '../core/models.ts';
 import { isUnavailableError, REQUEST_TIMEOUT_MS } from './connection.ts';
+import { keepInitImage } from './init-images.ts';
 import { invalidSpecError, queueFullError, userCapError } from './job-errors.ts';
 import type { JobsContext } from './jobs-context.ts';
 import { loadRecord, queuePosition, retryAfterSeconds } from './queue-state.ts';
 import { newRecord } from './records.ts';
 import { RESERVE, runScript, stringReply, UNRESERVE } from './scripts.ts';
 import { servedRevisions } from './served.ts';
-import type { SubmitResult } from './types.ts';
+import type { SubmitOptions, SubmitResult } from './types.ts';
+
+/** An init image outlives the record's TTL by this much, for the time its job waits and runs. */
+const INIT_IMAGE_GRACE_MS = 24 * 60 * 60 * 1000;
 
 export interface SubmitLimits {
   readonly perUser: number;
@@ -26,7 +30,7 @@ export interface SubmitLimits {
 export function createSubmit(
   ctx: JobsContext,
   limits: SubmitLimits,
-): (input: JobSpecInput) => Promise<SubmitResult> {
+): (input: JobSpecInput, options?: SubmitOptions) => Promise<SubmitResult> {
   const { client, keys, logger, metrics } = ctx;
   const { perUser, queueDepth, recordTtlMs, orphanGraceMs } = limits;
   // Submit calls whose caller was told they failed, by id → attempt token: their reservation is
@@ -64,7 +68,7 @@ export function createSubmit(
     });
   }
 
-  async function submitNow(input: JobSpecInput): Promise<SubmitResult> {
+  async function submitNow(input: JobSpecInput, options: SubmitOptions = {}): Promise<SubmitResult> {
     const parsed = parseJobSpec(input);
     if (!parsed.ok) {
       metrics.submit('invalid');
@@ -88,6 +92,8 @@ export function createSubmit(
       metrics.submit('invalid');
       throw modelRevisionError(spec.model ?? DEFAULT_MODEL_NAME, spec.modelRevision, revisions[0]!);
     }
+    // An uploaded init image is stored (or renewed) before the job can be queued; its limits are checked here.
+    await keepInitImage(client, keys, spec, options.initImage, recordTtlMs + INIT_IMAGE_GRACE_MS);
     const now = Date.now();
     const initial = newRecord(id, spec, now, recordTtlMs);
     const attempt = randomUUID();

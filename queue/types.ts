@@ -176,9 +176,23 @@ export interface Subscription {
   close(): Promise<void>;
 }
 
+/** What travels with a job besides its spec. */
+export interface SubmitOptions {
+  /**
+   * The uploaded init image the spec's `init: {from: 'upload', sha256, …}` names (its encoded bytes,
+   * exactly as `describeInitImage` read them). Stored (once per SHA-256) before the job is queued; the
+   * spec JSON holds only the reference. Absent for such a spec: the stored blob must still be there (a
+   * reroll of an image prompt), else UserError E_EXPIRED.
+   */
+  readonly initImage?: Uint8Array;
+}
+
 export interface Jobs {
-  /** Validates and enqueues. Throws UserError when a limit is hit (per-user cap, queue full). */
-  submit(spec: JobSpecInput): Promise<SubmitResult>;
+  /**
+   * Validates and enqueues. Throws UserError when a limit is hit (per-user cap, queue full, an init
+   * image too large or not matching its reference).
+   */
+  submit(spec: JobSpecInput, options?: SubmitOptions): Promise<SubmitResult>;
   status(id: string): Promise<JobStatus | null>;
   /**
    * Cancels the job if it is still queued or running, atomically; throws UserError (NotFound,

@@ -7,15 +7,15 @@ import {
   newErrorId,
   reportError,
 } from '../core/errors.ts';
-import { type JobSpec, parseJobSpec } from '../core/jobspec.ts';
+import { parseJobSpec } from '../core/jobspec.ts';
 import { modelRevisionError } from '../core/models.ts';
-import type { GenerateRequest } from '../models/engine.ts';
 import { encodePng } from '../models/png.ts';
 import type { Lease } from './engine-pool.ts';
 import { JOBS_DEFAULTS } from './jobs.ts';
 import { decodeRecord, type Phases, RENDER_JOB } from './records.ts';
 import { runScript, START, stringReply, TRANSITION } from './scripts.ts';
 import type { Running, WorkerContext } from './worker-context.ts';
+import { createInitImages } from './worker-init.ts';
 import { createProgressPublisher, userProgress } from './worker-progress.ts';
 import type { MadeWith, WorkerStore } from './worker-store.ts';
 
@@ -25,19 +25,6 @@ function isAbortError(error: unknown): boolean {
     (error instanceof CodedError && error.code === ErrorCode.Cancelled) ||
     (error instanceof Error && error.name === 'AbortError')
   );
-}
-
-function requestFor(spec: JobSpec): GenerateRequest {
-  return {
-    prompts: spec.prompts,
-    negative: spec.negative,
-    seeds: spec.seeds,
-    scheduler: spec.sampler,
-    steps: spec.steps,
-    guidance: spec.guidance,
-    width: spec.width,
-    height: spec.height,
-  };
 }
 
 function round(ms: number): number {
@@ -69,6 +56,7 @@ export function createJobProcessor(
   } = ctx;
   const { settle, recordSurface, updateStats, storeResults, publishRendered } = store;
   const publishProgress = createProgressPublisher(ctx);
+  const initImages = createInitImages(client, keys);
 
   /**
    * Makes a finished grid's PNGs again from its record (they were dropped by IMAGE_TTL or the
@@ -110,7 +98,8 @@ export function createJobProcessor(
     const entry: Running = { controller: new AbortController(), reason: undefined };
     running.set(key, entry);
     try {
-      const result = await engine.generate(requestFor(record.spec), { signal: entry.controller.signal });
+      const signal = entry.controller.signal;
+      const result = await engine.generate(await initImages.request(record.spec, engine, signal), { signal });
       const now = Date.now();
       const expireAt = now + Math.min(imageTtlMs, pttl > 0 ? pttl : JOBS_DEFAULTS.recordTtlMs);
       await storeResults(id, result, record.spec, expireAt, madeWith(engine.info));
@@ -215,7 +204,9 @@ export function createJobProcessor(
     try {
       lease = await pool.acquire(served.name);
       const engine = lease.engine;
-      const result = await engine.generate(requestFor(spec), {
+      // Image-to-image: the starting picture from the store (a lost grid image is made again first).
+      const request = await initImages.request(spec, engine, entry.controller.signal);
+      const result = await engine.generate(request, {
         signal: entry.controller.signal,
         // A decoded (TAESD) preview costs a decode: make one only as often as previews are published.
         decodedPreviewEveryMs: previewEveryMs,
@@ -259,6 +250,7 @@ export function createJobProcessor(
       metrics.observePhase('compose', composeMs);
       metrics.observePhase('store', storeMs);
       const final = await settle(id, surface, 'done', { state: 'done' }, phases, recordResult);
+      await initImages.renew(spec, recordTtl > 0 ? recordTtl : JOBS_DEFAULTS.recordTtlMs).catch(() => {});
       await updateStats(performance.now() - attemptStart).catch(() => {});
       logger.info(
         { jobId: id, workerId, state: final, phases, attempt: job.attemptsStarted },

@@ -7,6 +7,7 @@ import { checkResult, type Phases, type RecordResult, type RenderedMessage } fro
 import { FINISH, runScript, STORE_IMAGES, stringReply } from './scripts.ts';
 import type { JobState, JobStatus } from './types.ts';
 import type { WorkerContext } from './worker-context.ts';
+import { initLabel } from './worker-init.ts';
 
 export interface WorkerStore {
   settle(
@@ -120,6 +121,9 @@ export function createWorkerStore(ctx: WorkerContext): WorkerStore {
         model: made.name,
         ...(made.revision === '' ? {} : { modelHash: made.revision }),
         generator: result.generator,
+        ...(spec.init === undefined || spec.strength === undefined
+          ? {}
+          : { strength: spec.strength, initImage: initLabel(spec.init) }),
       }),
     );
     const [grid, ...pngs] = await Promise.all([

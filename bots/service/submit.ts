@@ -1,6 +1,11 @@
 import { ErrorCode, reportError } from '../../core/errors.ts';
 import type { JobSpecInput } from '../../core/jobspec.ts';
-import { mergeMessageRef, PermanentDeliveryError, type SubmitResult } from '../../queue/index.ts';
+import {
+  mergeMessageRef,
+  PermanentDeliveryError,
+  type SubmitOptions,
+  type SubmitResult,
+} from '../../queue/index.ts';
 import type { QuotaCharge } from '../settings/quota.ts';
 import type { ChatSurface, InteractionReply, JobTarget, MessageRef } from '../surface.ts';
 import { interactionKey, type ServiceContext, safely } from './context.ts';
@@ -31,9 +36,11 @@ export function submitAndShow(
   accepted: Promise<boolean>,
   warnings: readonly string[],
   team?: TeamScope,
+  /** What travels with the job besides its spec (an image prompt's uploaded picture). */
+  options: SubmitOptions = {},
 ): Promise<string | undefined> {
   return ctx.chains.run(interactionKey(spec.origin), () =>
-    submitNow(ctx, surface, spec, reply, accepted, warnings, team),
+    submitNow(ctx, surface, spec, reply, accepted, warnings, team, options),
   );
 }
 
@@ -45,6 +52,7 @@ async function submitNow(
   accepted: Promise<boolean>,
   warnings: readonly string[],
   team: TeamScope | undefined,
+  options: SubmitOptions,
 ): Promise<string | undefined> {
   const origin = spec.origin;
   let result: SubmitResult;
@@ -52,7 +60,7 @@ async function submitNow(
   try {
     // Counted before submitting, so two requests at once can't both take the last of a quota.
     charge = await chargeQuota(ctx, team, origin.user, spec.prompts.length);
-    result = await ctx.jobs.submit(spec);
+    result = await ctx.jobs.submit(spec, options);
   } catch (error) {
     await refund(ctx, charge);
     await accepted;

@@ -3,9 +3,11 @@ import {
   alreadyEndedError,
   assertMessageRefPatch,
   type CancelBy,
+  checkInitUpload,
   type DeliveryContext,
   type DeliveryEvent,
   type GridRecord,
+  initImageGoneError,
   invalidSpecError,
   JOBS_DEFAULTS,
   type JobStatus,
@@ -13,6 +15,7 @@ import {
   jobGoneError,
   type ProgressEvent,
   queueFullError,
+  type SubmitOptions,
   type SubmitResult,
   type Subscription,
   userCapError,
@@ -37,6 +40,8 @@ export class FakeJobs implements Jobs {
   readonly grids = new Map<string, Buffer>();
   readonly images = new Map<string, Buffer[]>();
   readonly submitted: string[] = [];
+  /** Uploaded init images by SHA-256, as the real queue stores them (once per content). */
+  readonly initImages = new Map<string, Uint8Array>();
   readonly onceSteps = new Map<string, string>();
   readonly #delivery = new Map<Surface, DeliveryHandler>();
   readonly #progress = new Map<Surface, (event: ProgressEvent) => void>();
@@ -55,7 +60,7 @@ export class FakeJobs implements Jobs {
     this.#queueDepth = options.limits?.queueDepth ?? JOBS_DEFAULTS.queueDepth;
   }
 
-  async submit(input: Parameters<Jobs['submit']>[0]): Promise<SubmitResult> {
+  async submit(input: Parameters<Jobs['submit']>[0], options: SubmitOptions = {}): Promise<SubmitResult> {
     if (this.submitError !== undefined) {
       const error = this.submitError;
       this.submitError = undefined;
@@ -64,6 +69,12 @@ export class FakeJobs implements Jobs {
     const parsed = parseJobSpec(input);
     if (!parsed.ok) throw invalidSpecError(parsed.message);
     const spec = parsed.spec;
+    // Like the real queue: the picture is checked and stored (or must still be stored) before queueing.
+    await checkInitUpload(spec, options.initImage);
+    if (spec.init?.from === 'upload') {
+      if (options.initImage !== undefined) this.initImages.set(spec.init.sha256, options.initImage);
+      else if (!this.initImages.has(spec.init.sha256)) throw initImageGoneError(spec.init.sha256);
+    }
     const id = jobIdFor(spec.origin.surface, spec.origin.interactionId);
     const existing = this.records.get(id);
     if (existing !== undefined) {

@@ -1,7 +1,8 @@
+import sharp from 'sharp';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ErrorCode, InternalError, UserError } from '../../core/errors.ts';
 import { jobIdFor, type Surface } from '../../core/jobspec.ts';
-import type { DeliveryEvent, Jobs, ProgressEvent } from '../../queue/index.ts';
+import { type DeliveryEvent, describeInitImage, type Jobs, type ProgressEvent } from '../../queue/index.ts';
 import { EventLog } from '../helpers/events.ts';
 import { makeSpec, waitFor } from '../queue/helpers.ts';
 
@@ -62,6 +63,13 @@ function watchDeliveries(
     of: (id: string, type: DeliveryEvent['type']) =>
       log.until(`a ${type} delivery of ${id}`, (s) => s.event.record.id === id && s.event.type === type),
   };
+}
+
+/** A small picture to start from (its colour makes its SHA-256 differ per test). */
+function picture(red: number): Promise<Buffer> {
+  return sharp({ create: { width: 64, height: 48, channels: 3, background: { r: red, g: 90, b: 30 } } })
+    .png()
+    .toBuffer();
 }
 
 async function rejection(promise: Promise<unknown>): Promise<unknown> {
@@ -340,6 +348,105 @@ export function jobsContract(name: string, make: MakeHarness): void {
       const seen = await deliveries.of(jobId, 'done');
       expect(seen.attempt).toBe(2);
       expect(deliveries.posts.get(jobId)).toBe(1);
+    });
+    it('submit: an uploaded init image travels beside the spec, stored once by its SHA-256, checked before queueing', async () => {
+      const h = await harness();
+      const { jobs } = h;
+      const deliveries = watchDeliveries(jobs, 'discord');
+      const bytes = await picture(200);
+      const init = await describeInitImage(bytes);
+      expect(init).toMatchObject({
+        from: 'upload',
+        bytes: bytes.length,
+        width: 64,
+        height: 48,
+        mime: 'image/png',
+      });
+      const spec = { ...makeSpec({ steps: 2 }), v: 2 as const, init, strength: 0.5 };
+      const { jobId, duplicate } = await jobs.submit(spec, { initImage: bytes });
+      expect(duplicate).toBe(false);
+      const record = await jobs.record(jobId);
+      // The record names the picture; the bytes themselves are not in it.
+      expect(record?.spec).toMatchObject({ kind: 'imagine', init, strength: 0.5 });
+      expect(JSON.stringify(record)).not.toContain(bytes.subarray(0, 64).toString('base64'));
+      // The same upload again without its bytes (a reroll of an image prompt): the stored blob is used.
+      const again = await jobs.submit({
+        ...makeSpec({ user: 'user-2', steps: 2 }),
+        v: 2,
+        init,
+        strength: 0.5,
+      });
+      expect(again.duplicate).toBe(false);
+      await h.run();
+      await deliveries.of(jobId, 'done');
+      await deliveries.of(again.jobId, 'done');
+
+      // A reference whose picture was never stored: refused before queueing, with a clear message.
+      const other = await describeInitImage(await picture(10));
+      const gone = await rejection(
+        jobs.submit({ ...makeSpec({ user: 'user-3' }), v: 2, init: other, strength: 0.5 }),
+      );
+      expect(gone).toBeInstanceOf(UserError);
+      expect(gone).toMatchObject({ code: ErrorCode.Expired });
+      expect((gone as UserError).message).toMatch(/uploaded starting image .* no longer stored/u);
+      // Bytes that are not the referenced picture.
+      const wrong = await rejection(
+        jobs.submit(
+          { ...makeSpec({ user: 'user-3' }), v: 2, init, strength: 0.5 },
+          { initImage: await picture(11) },
+        ),
+      );
+      expect(wrong).toMatchObject({ code: ErrorCode.InvalidRequest });
+      expect((wrong as UserError).message).toMatch(/does not match the job's reference \(its sha256 is/u);
+      // Over the byte limit: refused before anything is read or stored.
+      const huge = new Uint8Array(20 * 1024 * 1024 + 1);
+      const big = await rejection(
+        jobs.submit({ ...makeSpec({ user: 'user-3' }), v: 2, init, strength: 0.5 }, { initImage: huge }),
+      );
+      expect(big).toMatchObject({ code: ErrorCode.BodyTooLarge });
+      expect((big as UserError).message).toMatch(/at most 20971520 bytes/u);
+      // Bytes with a text-to-image spec.
+      const stray = await rejection(jobs.submit(makeSpec({ user: 'user-3' }), { initImage: bytes }));
+      expect(stray).toMatchObject({ code: ErrorCode.InvalidRequest });
+      // None of the refused ones was queued.
+      expect((await jobs.submit(makeSpec({ user: 'user-3' }))).position).toBe(0);
+    });
+
+    it('submit: a vary job of a finished grid keeps its parent, image index, strength and seeds in its record', async () => {
+      const h = await harness();
+      const { jobs } = h;
+      const deliveries = watchDeliveries(jobs, 'discord');
+      const parent = await jobs.submit(makeSpec({ steps: 1 }));
+      await h.run();
+      await deliveries.of(parent.jobId, 'done');
+      const vary = {
+        ...makeSpec({ steps: 2, seeds: [70, 71, 72, 73] }),
+        v: 2 as const,
+        kind: 'vary' as const,
+        parent: { gridId: parent.jobId, index: 1 },
+        init: { from: 'grid' as const, gridId: parent.jobId, index: 1 },
+        strength: 0.35,
+      };
+      const { jobId } = await jobs.submit(vary);
+      await h.run();
+      const done = await deliveries.of(jobId, 'done');
+      expect(done.event.record.spec).toMatchObject({
+        kind: 'vary',
+        parent: { gridId: parent.jobId, index: 1 },
+        init: { from: 'grid', gridId: parent.jobId, index: 1 },
+        strength: 0.35,
+        seeds: [70, 71, 72, 73],
+      });
+      // A vary whose init is not its parent's image is refused.
+      const bad = await rejection(
+        jobs.submit({
+          ...vary,
+          origin: { ...vary.origin, interactionId: 'i-other' },
+          init: { ...vary.init, index: 2 },
+        }),
+      );
+      expect(bad).toMatchObject({ code: ErrorCode.InvalidRequest });
+      expect((bad as UserError).message).toMatch(/init: a vary job starts from its parent's image/u);
     });
   });
 }
