@@ -25,19 +25,6 @@ export type ImagePromptType = (typeof IMAGE_PROMPT_TYPES)[number];
 export const IMAGE_SOURCES = ['discord', 'slack', 'upload'] as const;
 export type ImageSource = (typeof IMAGE_SOURCES)[number];
 
-/** What the record says about the picture a job started from. */
-export interface ImagePromptRef {
-  /** Lowercase hex SHA-256 of the bytes as received. */
-  readonly sha256: string;
-  readonly bytes: number;
-  readonly type: ImagePromptType;
-  readonly source: ImageSource;
-  /** Discord attachment id, Slack file id, or the uploaded file's name. */
-  readonly ref: string;
-  /** The file name the user gave it, when there was one. */
-  readonly name?: string;
-}
-
 /** The picture's type from its first bytes: PNG, JPEG or WebP, else undefined. */
 export function sniffImageType(bytes: Uint8Array): ImagePromptType | undefined {
   const at = (i: number) => bytes[i];

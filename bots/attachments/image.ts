@@ -1,14 +1,4 @@
-import { createHash } from 'node:crypto';
-import sharp from 'sharp';
-import { ErrorCode, UserError } from '../../core/errors.ts';
-import {
-  checkImageBytes,
-  type ImagePromptRef,
-  type ImageSource,
-  imageTooLarge,
-  MAX_INIT_IMAGE_BYTES,
-  MAX_INIT_IMAGE_PIXELS,
-} from '../../core/image-prompt.ts';
+import { type ImageSource, imageTooLarge, MAX_INIT_IMAGE_BYTES } from '../../core/image-prompt.ts';
 import { type FilePolicy, fetchFile } from './fetch.ts';
 
 /**
@@ -33,55 +23,12 @@ export interface LoadedImage {
   readonly name?: string;
 }
 
-/** A picture ready to queue: its bytes, and what the job's record says about it. */
-export interface CheckedImage {
-  readonly bytes: Uint8Array;
-  readonly ref: ImagePromptRef;
-  readonly width: number;
-  readonly height: number;
-}
-
-const WHAT: Readonly<Record<ImageSource, string>> = {
+/** How refusals name the picture, by where it came from. */
+export const IMAGE_WHAT: Readonly<Record<ImageSource, string>> = {
   discord: 'The attached image',
   slack: 'The shared image',
   upload: 'The uploaded image',
 };
-
-/**
- * Size, type (sniffed from the bytes) and pixel count, read from the header only (no decoding): the
- * same limits the worker applies (models/init-image.ts reads them from core), so a picture that
- * passes here is not refused later for them.
- */
-export async function checkImage(image: LoadedImage): Promise<CheckedImage> {
-  const what = WHAT[image.source];
-  const type = checkImageBytes(image.bytes, what);
-  let width: number | undefined;
-  let height: number | undefined;
-  try {
-    ({ width, height } = await sharp(image.bytes, { limitInputPixels: false }).metadata());
-  } catch {
-    throw new UserError(ErrorCode.InvalidRequest, `${what} is damaged and could not be read as a picture.`);
-  }
-  if (width === undefined || height === undefined || width < 8 || height < 8) {
-    throw new UserError(ErrorCode.InvalidRequest, `${what} is too small: each side needs 8 pixels or more.`);
-  }
-  if (width * height > MAX_INIT_IMAGE_PIXELS) {
-    throw new UserError(
-      ErrorCode.InvalidRequest,
-      `${what} is ${width}x${height}; at most ${MAX_INIT_IMAGE_PIXELS} pixels (4096x4096) are accepted.`,
-    );
-  }
-  const sha256 = createHash('sha256').update(image.bytes).digest('hex');
-  const ref: ImagePromptRef = {
-    sha256,
-    bytes: image.bytes.length,
-    type,
-    source: image.source,
-    ref: image.ref,
-    ...(image.name === undefined ? {} : { name: image.name }),
-  };
-  return { bytes: image.bytes, ref, width, height };
-}
 
 /** A playground upload: the bytes are already here. */
 export function uploadedImage(bytes: Uint8Array, name: string | undefined): ImageInput {
@@ -106,7 +53,7 @@ export function discordImage(attachment: DiscordAttachmentInfo, policy: FilePoli
   return {
     mode: 'attached',
     load: async () => {
-      const what = WHAT.discord;
+      const what = IMAGE_WHAT.discord;
       // Discord says how big it is: no need to start a download that would be refused.
       if (attachment.size !== undefined && attachment.size > (policy.maxBytes ?? MAX_INIT_IMAGE_BYTES)) {
         throw imageTooLarge(what, attachment.size);

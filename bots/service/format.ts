@@ -2,6 +2,7 @@ import type { RequestLimits } from '../../core/config.ts';
 import type { JobKind, Surface } from '../../core/jobspec.ts';
 import type { ImagineRequest } from '../../core/request.ts';
 import type { GridImageInfo, GridSettings, Markup } from '../surface.ts';
+import { imagePromptText } from './image-prompt.ts';
 
 /**
  * Every text a user sees, written once for all surfaces with the surface's markup. Prompts are
@@ -74,6 +75,8 @@ export function progressText(
 export function settingsText(m: Markup, s: GridSettings, promptMax: number): string {
   const parts = [s.sampler, `${s.steps} steps`, `cfg ${s.guidance}`, `${s.width}×${s.height}`];
   if (s.negative !== '') parts.push(`negative: ${m.escape(clip(s.negative, promptMax))}`);
+  const image = imagePromptText(m, s);
+  if (image !== undefined) parts.push(image);
   return parts.join(' · ');
 }
 

@@ -2,7 +2,7 @@ import type { webApi } from '@slack/bolt';
 import { ErrorCode, UserError } from '../../core/errors.ts';
 import { imageTooLarge, MAX_INIT_IMAGE_BYTES } from '../../core/image-prompt.ts';
 import { fetchFile } from '../attachments/fetch.ts';
-import type { ImageInput } from '../attachments/image.ts';
+import { IMAGE_WHAT, type ImageInput } from '../attachments/image.ts';
 import { slackCall } from './errors.ts';
 
 /**
@@ -54,7 +54,7 @@ export function recentSlackImage(channel: string, user: string, options: SlackIm
             'JPEG or WebP picture here, then run /imagine again with --strength.',
         );
       }
-      const what = 'The shared image';
+      const what = IMAGE_WHAT.slack;
       if (file.size !== undefined && file.size > MAX_INIT_IMAGE_BYTES) throw imageTooLarge(what, file.size);
       const bytes = await fetchFile(
         url,
