@@ -111,6 +111,8 @@ export function jobJson(
       width: spec.width,
       height: spec.height,
       model: spec.model ?? DEFAULT_MODEL_NAME,
+      // Image-to-image: the picture it started from (an upload names its sha256, source and file).
+      ...(spec.init === undefined ? {} : { init: spec.init, strength: spec.strength }),
     },
     attempts: record.state.attempts,
     worker: record.state.worker ?? null,
