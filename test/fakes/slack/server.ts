@@ -73,6 +73,8 @@ export interface FakeUserFile {
   readonly noLength?: boolean;
   /** Answer the download with a 302 to this URL. */
   readonly redirectTo?: string;
+  /** List this URL as `url_private_download` instead of the fake's own (a file elsewhere). */
+  readonly listedUrl?: string;
 }
 
 export interface FakeMessage {
@@ -429,6 +431,7 @@ export class FakeSlack {
     size?: number;
     noLength?: boolean;
     redirectTo?: string;
+    listedUrl?: string;
   }): FakeUserFile {
     const file: FakeUserFile = {
       id: `F${String(++this.idCounter).padStart(8, '0')}`,
@@ -442,6 +445,7 @@ export class FakeSlack {
       size: input.size ?? input.data.length,
       ...(input.noLength === true ? { noLength: true } : {}),
       ...(input.redirectTo === undefined ? {} : { redirectTo: input.redirectTo }),
+      ...(input.listedUrl === undefined ? {} : { listedUrl: input.listedUrl }),
     };
     this.userFiles.push(file);
     return file;
@@ -509,7 +513,7 @@ export class FakeSlack {
         user: f.user,
         size: f.size,
         url_private: this.fileUrl(f).replace('/download/', '/'),
-        url_private_download: this.fileUrl(f),
+        url_private_download: f.listedUrl ?? this.fileUrl(f),
         channels: f.channel.startsWith('C') ? [f.channel] : [],
         groups: f.channel.startsWith('G') ? [f.channel] : [],
         ims: f.channel.startsWith('D') ? [f.channel] : [],
