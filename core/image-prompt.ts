@@ -78,3 +78,20 @@ export function parseStrength(text: string): number | UserError {
   }
   return value;
 }
+
+/**
+ * Denoising steps an image prompt runs: diffusers' `min(int(steps * strength), steps)` (the engine's
+ * `strengthStart`, models/pipeline/img2img.ts). Zero means the engine would refuse the job.
+ */
+export function imagePromptSteps(steps: number, strength: number): number {
+  return Math.min(Math.trunc(steps * strength), steps);
+}
+
+/** The refusal of a strength too small for the steps, before anything is queued. */
+export function strengthTooLow(steps: number, strength: number): UserError {
+  return new UserError(
+    ErrorCode.InvalidRequest,
+    `Strength ${strength} with ${steps} steps runs no denoising step: use a strength of at least ` +
+      `${(1 / steps).toPrecision(3)}, or more steps.`,
+  );
+}

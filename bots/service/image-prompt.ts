@@ -1,6 +1,11 @@
 import type { RequestLimits } from '../../core/config.ts';
 import { ErrorCode, UserError } from '../../core/errors.ts';
-import { checkImageBytes, DEFAULT_IMAGE_STRENGTH } from '../../core/image-prompt.ts';
+import {
+  checkImageBytes,
+  DEFAULT_IMAGE_STRENGTH,
+  imagePromptSteps,
+  strengthTooLow,
+} from '../../core/image-prompt.ts';
 import type { Surface, UploadInit } from '../../core/jobspec.ts';
 import { choosesSize, type ImagineRequest, type Result, sizeForAspect } from '../../core/request.ts';
 import { describeInitImage } from '../../queue/index.ts';
@@ -29,6 +34,10 @@ const HOW_TO_ATTACH: Readonly<Record<Surface, string>> = {
 export function imageOf(command: ImagineCommand, request: ImagineRequest): Result<ImageInput | undefined> {
   const image = command.image;
   if (image !== undefined && (image.mode === 'attached' || request.strength !== undefined)) {
+    const strength = strengthOf(request);
+    if (imagePromptSteps(request.steps, strength) < 1) {
+      return { ok: false, error: strengthTooLow(request.steps, strength) };
+    }
     return { ok: true, value: image };
   }
   if (request.strength !== undefined) {

@@ -155,6 +155,10 @@ describe('playground image prompts (init_image)', () => {
         '`--strength` is given twice',
       ],
       [{ text: 'a cat', init_image_name: 'a.png' }, '"init_image_name" was sent without "init_image"'],
+      [
+        { text: 'a cat --steps 2', init_image: b64(PICTURE), strength: 0.35 },
+        'Strength 0.35 with 2 steps runs no denoising step: use a strength of at least 0.500, or more steps.',
+      ],
     ];
     const before = await redis.keys(`${PREFIX}:*init:*`);
     for (const [json, message] of cases) {
