@@ -2,6 +2,7 @@ import type { GridSettings } from '../core/batch.ts';
 import type { PublicError } from '../core/errors.ts';
 import type { JobKind, Surface } from '../core/jobspec.ts';
 import type { ImagineOptions } from '../core/request.ts';
+import type { VaryStrength } from '../core/vary.ts';
 import type { DeliveryContext } from '../queue/index.ts';
 import type { ImageInput } from './attachments/image.ts';
 
@@ -54,17 +55,23 @@ export interface ControlPress extends ActionBase {
   readonly controlId: string;
 }
 
-export const CONTROL_ACTIONS = ['refine', 'reroll', 'upscale', 'cancel'] as const;
+/**
+ * `upscale` posts image N at full size (U1–U4); `vary` makes four variations of image N (V1–V4, and the
+ * image message's Vary buttons) at a strength; `upscale2x` renders image N at twice the size.
+ */
+export const CONTROL_ACTIONS = ['refine', 'reroll', 'upscale', 'cancel', 'vary', 'upscale2x'] as const;
 export type ControlAction = (typeof CONTROL_ACTIONS)[number];
 
 /** A button, described surface-neutrally. Render `label` and send `id` back in `ControlPress.controlId`. */
 export interface Control {
   readonly action: ControlAction;
   readonly recordId: string;
-  /** Image index (0-based) for refine/upscale; 0 otherwise. */
+  /** Image index (0-based) for refine/upscale/vary/upscale2x; 0 otherwise. */
   readonly index: number;
+  /** Vary: which strength (subtle or strong). */
+  readonly strength?: VaryStrength;
   readonly label: string;
-  /** Encoded `action:recordId:index` (≤ 100 chars, Discord's custom_id limit). */
+  /** Encoded `action:recordId:index[:strength]` (≤ 100 chars, Discord's custom_id limit). */
   readonly id: string;
   readonly style: 'primary' | 'secondary' | 'danger';
 }
@@ -147,6 +154,8 @@ export interface ImageView {
   readonly prompt: string;
   readonly text: string;
   readonly file: Attachment;
+  /** Vary (Subtle), Vary (Strong), Upscale ×2 for this image. */
+  readonly controls: ControlRows;
 }
 
 export interface FailureView {

@@ -83,9 +83,9 @@ export function initImageGoneError(sha256: string): UserError {
 }
 
 /**
- * Before a job is queued: stores its uploaded picture (SET, once per SHA-256: the same bytes overwrite
- * themselves) or, when the caller sent none (a reroll of an image prompt), renews the stored one; in both
- * cases its TTL becomes `ttlMs`. A spec without an upload touches nothing.
+ * Before a job is queued: stores its uploaded picture once per SHA-256 (a picture already stored is not
+ * written again) or, when the caller sent none (a reroll of an image prompt), requires the stored one;
+ * either way it then lives at least `ttlMs` more. A spec without an upload touches nothing.
  */
 export async function keepInitImage(
   client: RedisClient,
@@ -98,9 +98,9 @@ export async function keepInitImage(
   const init = spec.init;
   if (init?.from !== 'upload') return;
   const key = keys.initImage(init.sha256);
-  if (bytes !== undefined) {
-    await client.set(key, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), 'PX', ttlMs);
-    return;
-  }
-  if ((await client.pexpire(key, ttlMs)) !== 1) throw initImageGoneError(init.sha256);
+  const left = await client.pttl(key);
+  // Stored already (the same SHA-256 is the same bytes): only its TTL may need lengthening, never shortening.
+  if (left !== -2 && (left >= ttlMs || (await client.pexpire(key, ttlMs)) === 1)) return;
+  if (bytes === undefined) throw initImageGoneError(init.sha256);
+  await client.set(key, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), 'PX', ttlMs);
 }

@@ -40,7 +40,7 @@ export function initLabel(init: InitSource): string {
 export interface InitImages {
   /** The engine request of `spec`, with its starting picture when it has one. */
   request(spec: JobSpec, engine: Engine, signal?: AbortSignal): Promise<GenerateRequest>;
-  /** Renews an uploaded picture's TTL once its job ended (the record's TTL starts then). */
+  /** Renews an uploaded picture's TTL once its job ended (the record's TTL starts then); never shortens it. */
   renew(spec: JobSpec, ttlMs: number): Promise<void>;
 }
 
@@ -104,7 +104,10 @@ export function createInitImages(client: RedisClient, keys: QueueKeys): InitImag
   return {
     request: (spec, engine, signal) => requestWith(spec, engine, 0, signal),
     async renew(spec, ttlMs) {
-      if (spec.init?.from === 'upload') await client.pexpire(keys.initImage(spec.init.sha256), ttlMs);
+      if (spec.init?.from !== 'upload') return;
+      const key = keys.initImage(spec.init.sha256);
+      // Only ever lengthened: another job using the same picture may need it for longer.
+      if ((await client.pttl(key)) < ttlMs) await client.pexpire(key, ttlMs);
     },
   };
 }

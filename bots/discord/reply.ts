@@ -114,6 +114,10 @@ export class DiscordReply implements InteractionReply {
 
   async image(view: ImageView): Promise<void> {
     const i = this.#answering.interaction;
-    await this.#webhooks.post(i.applicationId, i.token, restMessage(view.text, [], [view.file], []));
+    await this.#webhooks.post(
+      i.applicationId,
+      i.token,
+      restMessage(view.text, view.controls, [view.file], []),
+    );
   }
 }

@@ -23,7 +23,7 @@ export function mayCancel(settings: ServiceSettings, record: GridRecord, actor: 
   return isOwner(record, actor) || isAdmin(settings, actor);
 }
 
-/** Refine, reroll, full size: anyone in the channel, or only the requester with OWNER_ONLY_BUTTONS. */
+/** Refine, reroll, full size, vary, upscale ×2: anyone in the channel, or only the requester with OWNER_ONLY_BUTTONS. */
 export function mayUseGrid(settings: ServiceSettings, record: GridRecord, actor: Actor): boolean {
   return !settings.ownerOnlyButtons || isOwner(record, actor);
 }

@@ -1,9 +1,11 @@
 import { JOB_ID_RE } from '../../core/jobspec.ts';
 import { GRID_SIZE } from '../../core/seeds.ts';
+import { isVaryStrength, type VaryStrength } from '../../core/vary.ts';
 import { CONTROL_ACTIONS, type Control, type ControlAction, type ControlRows } from '../surface.ts';
 
 /**
- * The one codec for button ids on every surface: `action:recordId:index`. Buttons carry nothing else;
+ * The one codec for button ids on every surface: `action:recordId:index`, and for vary
+ * `vary:recordId:index:strength`. Buttons carry nothing else;
  * everything else is read from the record, so a button works after any restart until its record expires.
  */
 
@@ -14,10 +16,13 @@ export interface DecodedControl {
   readonly action: ControlAction;
   readonly recordId: string;
   readonly index: number;
+  /** Vary only (and always): subtle or strong. */
+  readonly strength?: VaryStrength;
 }
 
 export function encodeControl(control: DecodedControl): string {
-  const id = `${control.action}:${control.recordId}:${control.index}`;
+  const strength = control.strength === undefined ? '' : `:${control.strength}`;
+  const id = `${control.action}:${control.recordId}:${control.index}${strength}`;
   if (decodeControl(id) === null) throw new RangeError(`not an encodable control: ${id}`);
   return id;
 }
@@ -26,16 +31,23 @@ export function encodeControl(control: DecodedControl): string {
 export function decodeControl(id: string): DecodedControl | null {
   if (id.length > MAX_CONTROL_ID_LENGTH) return null;
   const parts = id.split(':');
-  if (parts.length !== 3) return null;
-  const [action, recordId, indexText] = parts as [string, string, string];
+  const [action = '', recordId = '', indexText = '', strength] = parts;
+  // Vary, and only vary, names its strength.
+  if (parts.length !== (action === 'vary' ? 4 : 3)) return null;
   if (!(CONTROL_ACTIONS as readonly string[]).includes(action)) return null;
+  if (strength !== undefined && !isVaryStrength(strength)) return null;
   if (!JOB_ID_RE.test(recordId)) return null;
   if (!/^\d$/u.test(indexText)) return null;
   const index = Number(indexText);
   if (index >= GRID_SIZE) return null;
   // Only refine and upscale address an image; the others always carry 0.
   if ((action === 'reroll' || action === 'cancel') && index !== 0) return null;
-  return { action: action as ControlAction, recordId, index };
+  return {
+    action: action as ControlAction,
+    recordId,
+    index,
+    ...(strength === undefined ? {} : { strength }),
+  };
 }
 
 function control(
@@ -44,11 +56,16 @@ function control(
   index: number,
   label: string,
   style: Control['style'],
+  strength?: VaryStrength,
 ): Control {
-  return { action, recordId, index, label, style, id: encodeControl({ action, recordId, index }) };
+  const decoded = { action, recordId, index, ...(strength === undefined ? {} : { strength }) };
+  return { ...decoded, label, style, id: encodeControl(decoded) };
 }
 
-/** Row 1: refine 1..n and 🔄; row 2: U1..Un. */
+/**
+ * Row 1: refine 1..n and 🔄; row 2: U1..Un; row 3: V1..Vn (Vary (Subtle) of image n, the everyday one;
+ * the image message U posts has Vary (Strong) and Upscale ×2). Three of Discord's five rows.
+ */
 export function gridControls(recordId: string, imageCount: number): ControlRows {
   const n = Math.min(imageCount, GRID_SIZE);
   const refine = Array.from({ length: n }, (_, i) =>
@@ -57,7 +74,21 @@ export function gridControls(recordId: string, imageCount: number): ControlRows 
   const upscale = Array.from({ length: n }, (_, i) =>
     control('upscale', recordId, i, `U${i + 1}`, 'secondary'),
   );
-  return [[...refine, control('reroll', recordId, 0, '🔄', 'primary')], upscale];
+  const vary = Array.from({ length: n }, (_, i) =>
+    control('vary', recordId, i, `V${i + 1}`, 'secondary', 'subtle'),
+  );
+  return [[...refine, control('reroll', recordId, 0, '🔄', 'primary')], upscale, vary];
+}
+
+/** Under one full-size image: both Vary strengths and Upscale ×2. */
+export function imageControls(recordId: string, index: number): ControlRows {
+  return [
+    [
+      control('vary', recordId, index, 'Vary (Subtle)', 'secondary', 'subtle'),
+      control('vary', recordId, index, 'Vary (Strong)', 'secondary', 'strong'),
+      control('upscale2x', recordId, index, 'Upscale ×2', 'primary'),
+    ],
+  ];
 }
 
 /** Shown while a job is queued or running. */

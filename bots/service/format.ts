@@ -1,6 +1,7 @@
 import type { RequestLimits } from '../../core/config.ts';
 import type { JobKind, Surface } from '../../core/jobspec.ts';
 import type { ImagineRequest } from '../../core/request.ts';
+import { UPSCALE_FACTOR, VARY_STRENGTH_NAMES, VARY_STRENGTHS } from '../../core/vary.ts';
 import type { GridImageInfo, GridSettings, Markup } from '../surface.ts';
 import { imagePromptText } from './image-prompt.ts';
 
@@ -32,10 +33,35 @@ function seedsText(m: Markup, seeds: readonly number[]): string {
   return seeds.map((s) => m.code(String(s))).join(' ');
 }
 
-function origin(kind: JobKind, parentIndex: number | undefined): string {
-  if (kind === 'refine' && parentIndex !== undefined) return ` · refining image ${parentIndex + 1}`;
-  if (kind === 'reroll') return ' · reroll';
-  return '';
+/** Says what a job continues: which image, and (image-to-image) at which strength. */
+function origin(kind: JobKind, parentIndex: number | undefined, strength?: number): string {
+  const text = derivationText(kind, parentIndex, strength);
+  return text === null ? '' : ` · ${text}`;
+}
+
+/**
+ * What a job was made from, in words ("variations of image 2 (subtle, strength 0.35)"); null for a
+ * plain /imagine. Chat captions and the playground say it the same way.
+ */
+export function derivationText(
+  kind: JobKind,
+  parentIndex: number | undefined,
+  strength?: number,
+): string | null {
+  const image = parentIndex === undefined ? '' : ` ${parentIndex + 1}`;
+  if (kind === 'refine' && parentIndex !== undefined) return `refining image${image}`;
+  if (kind === 'reroll') return 'reroll';
+  if (kind === 'vary' && strength !== undefined)
+    return `variations of image${image} (${strengthName(strength)})`;
+  if (kind === 'upscale') return `image${image} upscaled ×${UPSCALE_FACTOR}`;
+  if (kind === 'imagine' && strength !== undefined) return `from your picture (strength ${strength})`;
+  return null;
+}
+
+/** "subtle, strength 0.35" for Vary's named strengths, else the number. */
+export function strengthName(strength: number): string {
+  const name = VARY_STRENGTH_NAMES.find((n) => VARY_STRENGTHS[n] === strength);
+  return name === undefined ? `strength ${strength}` : `${name}, strength ${strength}`;
 }
 
 export interface QueuedTextInput {
@@ -43,6 +69,8 @@ export interface QueuedTextInput {
   readonly prompt: string;
   readonly jobKind: JobKind;
   readonly parentIndex?: number;
+  /** Image-to-image: the job's strength. */
+  readonly strength?: number;
   readonly seeds: readonly number[];
   readonly position: number;
   readonly warnings: readonly string[];
@@ -52,7 +80,7 @@ export function queuedText(m: Markup, maxLength: number, input: QueuedTextInput)
   const where = input.position === 0 ? 'next in line' : `position ${input.position + 1} in the queue`;
   return fitText(maxLength, (pm) =>
     [
-      `${m.bold(m.escape(clip(input.prompt, pm)))} — ${m.mention(input.user)}${origin(input.jobKind, input.parentIndex)}`,
+      `${m.bold(m.escape(clip(input.prompt, pm)))} — ${m.mention(input.user)}${origin(input.jobKind, input.parentIndex, input.strength)}`,
       `Queued (${where}) · seeds ${seedsText(m, input.seeds)}`,
       ...input.warnings.map((w) => `⚠️ ${w}`),
     ].join('\n'),
@@ -114,6 +142,8 @@ export function gridText(
     owner: string;
     jobKind: JobKind;
     parentIndex?: number;
+    /** Image-to-image: the job's strength. */
+    strength?: number;
     images: readonly GridImageInfo[];
     settings: GridSettings;
     notes: readonly string[];
@@ -125,14 +155,14 @@ export function gridText(
     const lines: string[] = [];
     if (samePrompt) {
       lines.push(
-        `${m.bold(m.escape(clip(first?.prompt ?? '', pm)))} — ${m.mention(input.owner)}${origin(input.jobKind, input.parentIndex)}`,
+        `${m.bold(m.escape(clip(first?.prompt ?? '', pm)))} — ${m.mention(input.owner)}${origin(input.jobKind, input.parentIndex, input.strength)}`,
       );
       lines.push(
         `Seeds: ${input.images.map((i) => `${i.index + 1}: ${m.code(String(i.seed))}`).join(' · ')}`,
       );
     } else {
       lines.push(
-        `${m.mention(input.owner)}${origin(input.jobKind, input.parentIndex).replace(/^ · /u, ' ')}`,
+        `${m.mention(input.owner)}${origin(input.jobKind, input.parentIndex, input.strength).replace(/^ · /u, ' ')}`,
       );
       for (const image of input.images) {
         lines.push(

@@ -1,14 +1,15 @@
-import { specFrom } from '../../core/batch.ts';
+import { type NextBatch, specFrom } from '../../core/batch.ts';
 import { ErrorCode, reportError, UserError } from '../../core/errors.ts';
 import { DEFAULT_MODEL_NAME, modelGoneError } from '../../core/models.ts';
 import { refine, reroll } from '../../core/refine.ts';
 import { servedModels } from '../../core/request.ts';
 import { drawBaseSeed } from '../../core/seeds.ts';
+import { upscale2x, vary } from '../../core/vary.ts';
 import type { GridRecord } from '../../queue/index.ts';
 import type { ChatSurface, ControlPress, InteractionReply, InteractionResult } from '../surface.ts';
 import { isAdmin, mayCancel, mayUseGrid } from './access.ts';
 import { type ServiceContext, safely } from './context.ts';
-import { type DecodedControl, decodeControl } from './controls.ts';
+import { type DecodedControl, decodeControl, imageControls } from './controls.ts';
 import { fitUpload } from './encode.ts';
 import { imageText } from './format.ts';
 import { nsfwNotes, nsfwPolicyAt, showImage } from './nsfw.ts';
@@ -18,7 +19,7 @@ import { submitAndShow } from './submit.ts';
 import { accessSettings, checkPrompts, type TeamScope, teamFor } from './team.ts';
 
 /**
- * A button press: refine, reroll, full-size or cancel. Returns the job it made (refine, reroll) or
+ * A button press: refine, reroll, vary, upscale ×2, full-size or cancel. Returns the job it made (refine, reroll) or
  * acted on (cancel, full size). Never throws.
  */
 export async function press(
@@ -112,11 +113,7 @@ async function act(
   if (!served.includes(model)) throw modelGoneError(model, served);
   if (control.action === 'upscale')
     return { result: { jobId: record.id }, upscale: { record, index: control.index, team } };
-  // A finished grid's spec is itself a batch: its prompts, seeds and settings.
-  const next =
-    control.action === 'refine'
-      ? refine(record.spec, control.index, team.settings.suffixes)
-      : reroll(record.spec, drawBaseSeed(ctx.random));
+  const next = nextBatch(ctx, control, record, team);
   // The words banned here now apply to what the grid's prompts (and the suffixes) make.
   checkPrompts(ctx, team, next.prompts);
   // The parent's revision goes along: a worker whose files for this name changed refuses rather than
@@ -126,6 +123,31 @@ async function act(
   const spec = specFrom(batch, { origin: originOf(pressed), requestedAt: ctx.now(), parentId: record.id });
   const jobId = await submitAndShow(ctx, surface, spec, reply, accepted, [], team);
   return { result: jobId === undefined ? {} : { jobId } };
+}
+
+/** The batch a press makes. A finished grid's spec is itself a batch: its prompts, seeds and settings. */
+function nextBatch(
+  ctx: ServiceContext,
+  control: DecodedControl,
+  record: GridRecord,
+  team: TeamScope,
+): NextBatch {
+  switch (control.action) {
+    case 'refine':
+      return refine(record.spec, control.index, team.settings.suffixes);
+    case 'vary':
+      return vary(
+        record.spec,
+        record.id,
+        control.index,
+        control.strength ?? 'subtle',
+        drawBaseSeed(ctx.random),
+      );
+    case 'upscale2x':
+      return upscale2x(record.spec, record.id, control.index, ctx.settings.limits.maxPixels);
+    default:
+      return reroll(record.spec, drawBaseSeed(ctx.random));
+  }
 }
 
 async function postImage(
@@ -160,6 +182,7 @@ async function postImage(
     prompt,
     file,
     // The notes (what the NSFW policy did) stay whole; the caption is clipped to leave them room.
+    controls: imageControls(record.id, index),
     text: [
       imageText(surface.markup, surface.limits.maxTextLength - notes.join('\n').length - 1, {
         user,

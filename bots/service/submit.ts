@@ -97,6 +97,7 @@ async function submitNow(
     prompt,
     jobKind: spec.kind,
     parentIndex: spec.parent?.index,
+    strength: spec.strength,
     warnings,
   });
   let patch: MessageRef | undefined;

@@ -35,6 +35,8 @@ export function queuedView(
     readonly prompt: string;
     readonly jobKind: JobKind;
     readonly parentIndex: number | undefined;
+    /** Image-to-image: the job's strength. */
+    readonly strength?: number | undefined;
     readonly warnings: readonly string[];
   },
 ): QueuedView {
@@ -51,6 +53,7 @@ export function queuedView(
       prompt: job.prompt,
       jobKind: job.jobKind,
       ...(job.parentIndex === undefined ? {} : { parentIndex: job.parentIndex }),
+      ...(job.strength === undefined ? {} : { strength: job.strength }),
       seeds: result.seeds,
       position: result.position,
       warnings: job.warnings,
@@ -121,6 +124,7 @@ export async function gridView(
       owner: record.spec.origin.user,
       jobKind: record.spec.kind,
       ...(record.spec.parent?.index === undefined ? {} : { parentIndex: record.spec.parent.index }),
+      ...(record.spec.strength === undefined ? {} : { strength: record.spec.strength }),
       images,
       settings,
       notes,

@@ -267,6 +267,12 @@ export class SlackAdapter implements ChatSurface {
       },
       image: async (view: ImageView) => {
         await this.#api.upload(context.channel, context.thread, view.file, view.text, view.text);
+        // A file can't carry buttons: its Vary and Upscale buttons follow in a message of their own.
+        if (view.controls.length > 0) {
+          await this.#api.post(context.channel, context.thread, view.text, view.controls, {
+            textInBlocks: false,
+          });
+        }
       },
     };
   }

@@ -121,7 +121,10 @@ export const ACTION_ID_PREFIX = 'imagine_';
  * action_ids must be unique within a message; the service reads only the button's value.
  */
 export function actionIdOf(control: Control): string {
-  return control.action === 'refine' || control.action === 'upscale'
+  if (control.action === 'vary') {
+    return `${ACTION_ID_PREFIX}vary_${control.strength ?? 'subtle'}_${control.index + 1}`;
+  }
+  return control.action === 'refine' || control.action === 'upscale' || control.action === 'upscale2x'
     ? `${ACTION_ID_PREFIX}${control.action}_${control.index + 1}`
     : `${ACTION_ID_PREFIX}${control.action}`;
 }

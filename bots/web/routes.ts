@@ -11,6 +11,7 @@ import { encodeControl } from '../service/controls.ts';
 import type { ControlAction, ImagineCommand } from '../surface.ts';
 import { imagineBody } from './body.ts';
 import { IMAGINE_BODY_LIMIT_BYTES } from './image-body.ts';
+import { imageToImageRoutes, type PressedControl } from './image-routes.ts';
 import {
   PLAYGROUND_CHANNEL,
   PLAYGROUND_WORKSPACE,
@@ -150,8 +151,13 @@ export function playgroundRoutes(options: PlaygroundOptions): PlaygroundRoutes {
   };
 
   const press = async (ctx: Ctx, action: ControlAction, index: number): Promise<void> => {
-    const [id] = ctx.params as [string];
     await readEmptyBody(ctx.req, bodyLimit);
+    await pressControl(ctx, { action, index });
+  };
+
+  /** A button press through the service, for the job in the path (its body already read). */
+  const pressControl = async (ctx: Ctx, control: PressedControl): Promise<void> => {
+    const [id] = ctx.params as [string];
     await requireRecord(id);
     const reply = new HttpReply();
     const result = await options.service.press(
@@ -161,7 +167,7 @@ export function playgroundRoutes(options: PlaygroundOptions): PlaygroundRoutes {
         workspace: PLAYGROUND_WORKSPACE,
         channel: PLAYGROUND_CHANNEL,
         interactionId: interactionId(ctx.req, ctx.user),
-        controlId: encodeControl({ action, recordId: id, index }),
+        controlId: encodeControl({ ...control, recordId: id }),
       },
       reply,
     );
@@ -314,6 +320,7 @@ export function playgroundRoutes(options: PlaygroundOptions): PlaygroundRoutes {
     },
     { pattern: /^\/api\/jobs\/([^/]+)\/reroll$/u, methods: { POST: (ctx) => press(ctx, 'reroll', 0) } },
     { pattern: /^\/api\/jobs\/([^/]+)\/cancel$/u, methods: { POST: (ctx) => press(ctx, 'cancel', 0) } },
+    ...imageToImageRoutes({ pressControl, imageNumber, bodyLimit, readEmptyBody }),
   ];
 
   if (options.teamSettings !== undefined) routes.push(...settingsRoutes(options.teamSettings, bodyLimit));

@@ -1,7 +1,7 @@
 import { somethingWentWrong } from '../../core/errors.ts';
 import { DEFAULT_MODEL_NAME } from '../../core/models.ts';
 import type { GridRecord, JobStatus } from '../../queue/index.ts';
-import { gridNotes } from '../service/format.ts';
+import { derivationText, gridNotes } from '../service/format.ts';
 import { displayPrompt } from '../service.ts';
 
 /** The JSON API's job, as `GET /api/jobs/:id` and the page see it. Image numbers in URLs are 1-based, like the buttons. */
@@ -37,8 +37,27 @@ export interface JobJson {
   readonly cancelledBy: 'you' | 'owner' | 'admin' | null;
   readonly grid: string | null;
   readonly images: readonly string[];
-  /** The grid this one refines or rerolls; `n` is the refined image's number (1-based). */
+  /** The grid this one refines, rerolls, varies or upscales; `n` is that image's number (1-based). */
   readonly parent: { readonly id: string; readonly n: number | null } | null;
+  /** What it was made from, in the words chat captions use ("variations of image 2 (subtle, strength 0.35)"). */
+  readonly derivation: string | null;
+  /** Image-to-image: the strength, and the starting picture (a grid's image, or an uploaded one). */
+  readonly strength: number | null;
+  readonly init:
+    | { readonly from: 'grid'; readonly id: string; readonly n: number }
+    | {
+        readonly from: 'upload';
+        readonly sha256: string;
+        readonly width: number;
+        readonly height: number;
+        readonly mime: string;
+        /** Image prompts: its size, where it came from and the Discord attachment id, Slack file id or file name. */
+        readonly bytes: number;
+        readonly source?: string;
+        readonly ref?: string;
+        readonly name?: string;
+      }
+    | null;
   /** Truncation, safety and demo-model notes, worded by the conversation service. */
   readonly notes: readonly string[];
   /** The model that made it: served name, demo flag, revision of its files, the loader's label. */
@@ -111,8 +130,6 @@ export function jobJson(
       width: spec.width,
       height: spec.height,
       model: spec.model ?? DEFAULT_MODEL_NAME,
-      // Image-to-image: the picture it started from (an upload names its sha256, source and file).
-      ...(spec.init === undefined ? {} : { init: spec.init, strength: spec.strength }),
     },
     attempts: record.state.attempts,
     worker: record.state.worker ?? null,
@@ -125,11 +142,31 @@ export function jobJson(
       spec.parent === undefined
         ? null
         : { id: spec.parent.gridId, n: spec.parent.index === undefined ? null : spec.parent.index + 1 },
+    derivation: derivationText(spec.kind, spec.parent?.index, spec.strength),
+    strength: spec.strength ?? null,
+    init: initJson(spec.init),
     notes: done ? gridNotes(images, record.result?.model, record.result?.nsfw) : [],
     model: record.result?.model ?? null,
     createdAt: record.state.timings.queuedAt,
     expiresAt: record.state.expiresAt,
     timings: record.state.timings,
+  };
+}
+
+function initJson(init: GridRecord['spec']['init']): JobJson['init'] {
+  if (init === undefined) return null;
+  if (init.from === 'grid') return { from: 'grid', id: init.gridId, n: init.index + 1 };
+  const { sha256, bytes, width, height, mime, source, ref, name } = init;
+  return {
+    from: 'upload',
+    sha256,
+    bytes,
+    width,
+    height,
+    mime,
+    ...(source === undefined ? {} : { source }),
+    ...(ref === undefined ? {} : { ref }),
+    ...(name === undefined ? {} : { name }),
   };
 }
 

@@ -16,7 +16,7 @@ import {
 } from './discord-harness.ts';
 
 function gridOf(message: APIMessage | undefined): APIMessage | undefined {
-  return message !== undefined && message.attachments.length === 1 && buttonsOf(message).length === 2
+  return message !== undefined && message.attachments.length === 1 && buttonsOf(message).length === 3
     ? message
     : undefined;
 }

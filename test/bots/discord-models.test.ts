@@ -13,7 +13,7 @@ import { ALICE, TEST_SETTINGS } from './discord-harness.ts';
 
 function isGrid(message: APIMessage | undefined): APIMessage | undefined {
   if (message === undefined || message.attachments.length !== 1) return undefined;
-  return buttonsOf(message).length === 2 ? message : undefined;
+  return buttonsOf(message).length === 3 ? message : undefined;
 }
 
 async function served(name: string, dir: string): Promise<ServedModel> {

@@ -97,7 +97,7 @@ describe('NSFW policy on Discord (real discord.js, real queue and worker, flagge
     const grid = await h.fake.waitFor(
       () => {
         const m = h.fake.originalMessage(command);
-        return m !== undefined && m.attachments.length === 1 && buttonsOf(m).length === 2 ? m : undefined;
+        return m !== undefined && m.attachments.length === 1 && buttonsOf(m).length === 3 ? m : undefined;
       },
       30_000,
       'the grid',

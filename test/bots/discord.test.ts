@@ -17,11 +17,11 @@ import {
   startHarness,
 } from './discord-harness.ts';
 
-/** A grid message: one image attachment and the two button rows. */
+/** A grid message: one image attachment and the three button rows. */
 function isGrid(message: APIMessage | undefined): APIMessage | undefined {
   if (message === undefined || message.attachments.length !== 1) return undefined;
   const labels = buttonsOf(message).map((row) => row.map((b) => b.label));
-  return labels.length === 2 && labels[0]?.[0] === '1' ? message : undefined;
+  return labels.length === 3 && labels[0]?.[0] === '1' ? message : undefined;
 }
 
 function button(message: APIMessage, label: string): string {
@@ -118,6 +118,7 @@ describe('Discord end to end (real discord.js, real queue, tiny-sd on onnxruntim
     expect(buttonsOf(grid).map((row) => row.map((b) => b.label))).toEqual([
       ['1', '2', '3', '4', '🔄'],
       ['U1', 'U2', 'U3', 'U4'],
+      ['V1', 'V2', 'V3', 'V4'],
     ]);
     const recordId = `discord-${command.id}`;
     for (const b of buttonsOf(grid).flat()) {

@@ -325,12 +325,14 @@ describe('ConversationService', () => {
     expect(view.controls.map((row) => row.map((c) => c.label))).toEqual([
       ['1', '2', '3', '4', '🔄'],
       ['U1', 'U2', 'U3', 'U4'],
+      ['V1', 'V2', 'V3', 'V4'],
     ]);
     for (const control of view.controls.flat()) {
       expect(decodeControl(control.id)).toEqual({
         action: control.action,
         recordId: 'discord-i1',
         index: control.index,
+        ...(control.action === 'vary' ? { strength: 'subtle' } : {}),
       });
     }
     expect(grids[0]!.target).toMatchObject({

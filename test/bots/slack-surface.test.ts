@@ -130,7 +130,7 @@ describe('rendering on Slack', () => {
       fake.fileMessages('C0SURF').filter((m) => m.files[0]?.filename === 'slack-c-grid.png'),
     ).toHaveLength(1);
     const controls = fake.message('C0SURF', ts)!;
-    expect(buttonsOf(controls)).toHaveLength(9);
+    expect(buttonsOf(controls)).toHaveLength(13);
     expect([...done.keys()]).toEqual(['slack:grid-upload', 'slack:grid-file', 'slack:grid-controls']);
   });
 

@@ -107,6 +107,10 @@ describe('the story', () => {
       'imagine_upscale_2',
       'imagine_upscale_3',
       'imagine_upscale_4',
+      'imagine_vary_subtle_1',
+      'imagine_vary_subtle_2',
+      'imagine_vary_subtle_3',
+      'imagine_vary_subtle_4',
     ]);
     expect(buttonsOf(controls).map((b) => b.value)).toContain(`refine:${jobId}:1`);
 

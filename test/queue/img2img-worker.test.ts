@@ -215,6 +215,27 @@ describe('image-to-image jobs through the worker', () => {
     expect((await rgb(run!.initImage!)).data.equals(original.data)).toBe(true);
   });
 
+  it('an upload is stored once per SHA-256, for the record TTL and a day, and its TTL is never shortened', async () => {
+    const { jobs, keys } = setup();
+    const bytes = await sharp({ create: { width: 32, height: 32, channels: 3, background: '#aa3300' } })
+      .png()
+      .toBuffer();
+    const init = await describeInitImage(bytes);
+    await jobs.submit({ ...makeSpec(), v: 2, init, strength: 0.5 }, { initImage: bytes });
+    const key = keys.initImage(init.sha256);
+    expect(key).toMatch(new RegExp(`:im:init:${init.sha256}$`, 'u'));
+    const day = 24 * 60 * 60 * 1000;
+    const ttl = await redis.admin.pttl(key);
+    expect(ttl).toBeGreaterThan(31 * day - 60_000);
+    expect(ttl).toBeLessThanOrEqual(31 * day);
+    // A longer life (another job needs it longer) survives the next upload of the same picture.
+    await redis.admin.pexpire(key, 90 * day);
+    await jobs.submit({ ...makeSpec({ user: 'user-2' }), v: 2, init, strength: 0.5 }, { initImage: bytes });
+    expect(await redis.admin.pttl(key)).toBeGreaterThan(89 * day);
+    expect(await redis.admin.getBuffer(key)).toEqual(bytes);
+    expect(await redis.admin.keys(`${keys.prefix}:im:init:*`)).toEqual([key]);
+  });
+
   it('a missing picture fails the job once, clearly (no retries): an expired upload, an expired parent grid', async () => {
     const { jobs, keys, worker } = setup();
     const { engine, requests } = recordingEngine();

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, newUser, raw, startTestApp, type TestApp, waitForJob } from './app-helper.ts';
 import { IMAGINE_BODY_LIMIT_BYTES } from '../../bots/web/image-body.ts';
+import { call, newUser, raw, startTestApp, type TestApp, waitForJob } from './app-helper.ts';
 
 function errorOf(body: string): { code: string; message: string } {
   const parsed = JSON.parse(body) as { error: { code: string; message: string } };

@@ -16,7 +16,9 @@ const SHA256 = createHash('sha256').update(PICTURE).digest('hex');
 
 interface JobJson {
   status: string;
-  settings: { width: number; height: number; strength?: number; init?: Record<string, unknown> };
+  settings: { width: number; height: number };
+  strength: number | null;
+  init: Record<string, unknown> | null;
 }
 
 describe('playground image prompts in headless Chromium', () => {
@@ -128,8 +130,8 @@ describe('playground image prompts in headless Chromium', () => {
       const { body, job } = await sendAndWait(page, '/imagine a harbour at night --seed 4 --steps 4');
       expect(Buffer.from(String(body.init_image), 'base64').equals(PICTURE)).toBe(true);
       expect(body.strength).toBe(0.35);
-      expect(job.settings.strength).toBe(0.35);
-      expect(job.settings.init).toMatchObject({
+      expect(job.strength).toBe(0.35);
+      expect(job.init).toMatchObject({
         from: 'upload',
         sha256: SHA256,
         source: 'upload',
@@ -160,8 +162,8 @@ describe('playground image prompts in headless Chromium', () => {
       expect(await page.textContent('.image-name')).toContain('pasted image');
       const { body, job } = await sendAndWait(page, 'a harbour --seed 9 --steps 2 --strength 0.8');
       expect('strength' in body).toBe(false);
-      expect(job.settings.strength).toBe(0.8);
-      expect(job.settings.init).toMatchObject({ sha256: SHA256, name: 'pasted image' });
+      expect(job.strength).toBe(0.8);
+      expect(job.init).toMatchObject({ sha256: SHA256, name: 'pasted image' });
     } finally {
       await page.context().close();
     }

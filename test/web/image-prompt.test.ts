@@ -68,9 +68,10 @@ describe('playground image prompts (init_image)', () => {
     });
     expect(res.status).toBe(202);
     const job = await waitForJob(t.url, res.body.id, ['done'], { headers: user });
-    const settings = job.settings as typeof job.settings & { init?: InitJson; strength?: number };
+    const { settings } = job;
+    const { init, strength } = job as typeof job & { init?: InitJson; strength?: number };
     const sha256 = createHash('sha256').update(PICTURE).digest('hex');
-    expect(settings.init).toEqual({
+    expect(init).toEqual({
       from: 'upload',
       sha256,
       bytes: PICTURE.length,
@@ -81,7 +82,7 @@ describe('playground image prompts (init_image)', () => {
       ref: 'harbour.png',
       name: 'harbour.png',
     });
-    expect(settings.strength).toBe(0.7);
+    expect(strength).toBe(0.7);
     // No --ar or --size: the picture's 3:2, at the model's native area.
     expect(settings.width / settings.height).toBeCloseTo(1.5, 1);
     // The job's picture travelled through the queue's store, byte for byte.
@@ -115,9 +116,10 @@ describe('playground image prompts (init_image)', () => {
     });
     expect(res.status).toBe(202);
     const job = await waitForJob(t.url, res.body.id, ['done'], { headers: user });
-    const settings = job.settings as typeof job.settings & { init?: InitJson; strength?: number };
-    expect(settings.strength).toBe(0.6);
-    expect(settings.init?.ref).toBe('upload');
+    const { settings } = job;
+    const { init, strength } = job as typeof job & { init?: InitJson; strength?: number };
+    expect(strength).toBe(0.6);
+    expect(init?.ref).toBe('upload');
     expect([settings.width, settings.height]).toEqual([128, 128]);
   });
 

@@ -305,7 +305,8 @@ function jobMessage(id, first, save = true) {
 function kindLabel(job) {
   if (job.kind === 'refine' && job.parent?.n) return `refine of image ${job.parent.n}`;
   if (job.kind === 'reroll') return 'reroll';
-  return null;
+  // The server words what other jobs were made from (vary, upscale, image prompts) as chat captions do.
+  return job.derivation ?? null;
 }
 
 function seedChips(job) {
@@ -601,6 +602,15 @@ async function press(id, action, n) {
   }
   renderJob(id);
 }
+
+/** Shows a job another script started (vary.js): its card, its state, and live updates for it. */
+function openJob(data) {
+  jobMessage(data.id, data);
+  void refresh(data.id);
+  reconnect();
+}
+
+export { api, errorMessage, errorText, openJob };
 
 // ——— live updates ———
 
