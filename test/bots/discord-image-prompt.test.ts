@@ -34,7 +34,7 @@ class RecordingEngine extends GatedEngine {
 function isGrid(message: APIMessage | undefined): APIMessage | undefined {
   if (message === undefined || message.attachments.length !== 1) return undefined;
   const labels = buttonsOf(message).map((row) => row.map((b) => b.label));
-  return labels.length === 2 && labels[0]?.[0] === '1' ? message : undefined;
+  return labels.length >= 2 && labels[0]?.[0] === '1' ? message : undefined;
 }
 
 /** The private answer a deferred command got (a follow-up with the ephemeral flag). */
