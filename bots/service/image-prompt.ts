@@ -110,11 +110,14 @@ export function strengthOf(request: ImagineRequest): number {
   return request.strength ?? DEFAULT_IMAGE_STRENGTH;
 }
 
-/** "image prompt `cat.png` (sha256 1a2b3c4d…, 123 KB) at strength 0.6", for the grid's settings line. */
+/**
+ * "image prompt “cat.png” (sha256 1a2b3c4d5e6f…, 123 KB)", for the grid's settings line; the strength is
+ * in its header ("from your picture (strength 0.6)").
+ */
 export function imagePromptText(m: Markup, settings: GridSettings): string | undefined {
   const init = settings.init;
   if (init?.from !== 'upload') return undefined;
   const label = init.name ?? init.ref ?? 'upload';
   const kb = Math.max(1, Math.round(init.bytes / 1024));
-  return `image prompt “${m.escape(label)}” (sha256 ${init.sha256.slice(0, 12)}…, ${kb} KB) at strength ${settings.strength ?? DEFAULT_IMAGE_STRENGTH}`;
+  return `image prompt “${m.escape(label)}” (sha256 ${init.sha256.slice(0, 12)}…, ${kb} KB)`;
 }

@@ -7,9 +7,9 @@ import { slackCall } from './errors.ts';
 
 /**
  * Image prompts on Slack. A slash command carries no files, so the picture is the newest image the
- * user shared in the channel within the window (files.list, scope files:read; files in its threads
- * count too). It is looked up only when the command asks for one with `--strength`, and downloaded
- * from Slack's file host with the bot token, which goes nowhere else (see bots/attachments/fetch.ts).
+ * user shared in the channel within the window (files.list, scope files:read). It is looked up only
+ * when the command asks for one with `--strength`, and downloaded from Slack's file host with the bot
+ * token, which goes nowhere else (see bots/attachments/fetch.ts).
  */
 
 export interface SlackImageOptions {

@@ -102,7 +102,7 @@ describe('Discord image prompts (attachment option)', () => {
     });
     expect(record?.spec.strength).toBe(0.5);
     expect(shownContent(grid.content)).toContain('image prompt “harbour.png” (sha256 ');
-    expect(shownContent(grid.content)).toContain('at strength 0.5');
+    expect(shownContent(grid.content)).toContain('from your picture (strength 0.5)');
     expect(Buffer.from(engine.initImages.at(-1) ?? []).equals(PICTURE)).toBe(true);
     // Fetched once, from the fake's CDN, with no credentials.
     const fetched = fake.fileRequests.filter((r) => r.path.includes(file.id));
