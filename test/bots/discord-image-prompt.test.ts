@@ -79,6 +79,23 @@ describe('Discord image prompts (attachment option)', () => {
     await new Promise((resolve) => other?.close(resolve));
   });
 
+  it('registers an optional attachment option `image` and a number option `strength` in (0, 1]', () => {
+    const options = (h.fake.globalCommands[0]?.options ?? []) as {
+      name: string;
+      type: number;
+      required?: boolean;
+      min_value?: number;
+      max_value?: number;
+    }[];
+    expect(options.find((o) => o.name === 'image')).toMatchObject({ type: 11 });
+    expect(options.find((o) => o.name === 'image')?.required ?? false).toBe(false);
+    expect(options.find((o) => o.name === 'strength')).toMatchObject({
+      type: 10,
+      min_value: 0.01,
+      max_value: 1,
+    });
+  });
+
   it('an attached picture is used: the record names it and the worker starts from its bytes', async () => {
     const { fake } = h;
     const file = fake.userAttachment({ name: 'harbour.png', data: PICTURE });
