@@ -4,6 +4,7 @@ import type { JobKind, Surface } from '../core/jobspec.ts';
 import type { ImagineOptions } from '../core/request.ts';
 import type { VaryStrength } from '../core/vary.ts';
 import type { DeliveryContext } from '../queue/index.ts';
+import type { ImageInput } from './attachments/image.ts';
 
 /**
  * The contract between the conversation service (bots/service/, which decides) and a chat adapter
@@ -44,7 +45,10 @@ export type ImagineCommand = ActionBase &
   (
     | { readonly text: string; readonly options?: never }
     | { readonly options: ImagineOptions; readonly text?: never }
-  );
+  ) & {
+    /** An image prompt's picture (Discord attachment, Slack's shared file, playground upload). */
+    readonly image?: ImageInput;
+  };
 
 /** A button press. `controlId` is the string the adapter got back (Discord custom_id, Slack value). */
 export interface ControlPress extends ActionBase {

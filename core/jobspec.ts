@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { IMAGE_SOURCES, MAX_INIT_IMAGE_BYTES, MAX_INIT_IMAGE_PIXELS } from './image-prompt.ts';
 import { MODEL_NAME_RE } from './models.ts';
 import { MAX_PROMPT_CHARS } from './request.ts';
 import { SAMPLERS } from './samplers.ts';
@@ -28,10 +29,8 @@ export const IMAGE_SPEC_VERSION = 2;
 /** Encodings an uploaded init image may have. */
 export const INIT_IMAGE_MIMES = ['image/png', 'image/jpeg', 'image/webp'] as const;
 export type InitImageMime = (typeof INIT_IMAGE_MIMES)[number];
-/** Encoded size limit of an uploaded init image (the engine's, models/init-image.ts). */
-export const MAX_INIT_IMAGE_BYTES = 20 * 1024 * 1024;
-/** Decoded size limit (width x height) of an uploaded init image: 4096 x 4096. */
-export const MAX_INIT_IMAGE_PIXELS = 4096 * 4096;
+/** Size limits of an uploaded init image: core/image-prompt.ts, which the engine reads too. */
+export { MAX_INIT_IMAGE_BYTES, MAX_INIT_IMAGE_PIXELS };
 
 const idString = z.string().min(1).max(200);
 
@@ -86,6 +85,12 @@ export const uploadInitSchema = z.object({
     .min(1)
     .max(4096 * 4),
   mime: z.enum(INIT_IMAGE_MIMES),
+  /** Where the picture came from, so the result says which one was used (image prompts). */
+  source: z.enum(IMAGE_SOURCES).exactOptional(),
+  /** Discord attachment id, Slack file id, or the uploaded file's name. */
+  ref: z.string().min(1).max(200).exactOptional(),
+  /** The file name the user gave it. */
+  name: z.string().min(1).max(200).exactOptional(),
 });
 
 /** Where an image-to-image job's starting picture comes from. */

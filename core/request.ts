@@ -1,5 +1,6 @@
 import type { RequestLimits } from './config.ts';
 import { ErrorCode, UserError } from './errors.ts';
+import { parseStrength } from './image-prompt.ts';
 import { DEFAULT_MODEL_NAME, unknownModelError } from './models.ts';
 import { isSamplerName, SAMPLERS, type SamplerName } from './samplers.ts';
 import { MAX_SEED } from './seeds.ts';
@@ -18,6 +19,8 @@ export interface ImagineRequest {
   readonly height: number;
   /** The served model asked for (`--model`); absent: the deployment's default (see `modelOf`). */
   readonly model?: string;
+  /** `--strength` of an image prompt, when given (the service refuses it without an image). */
+  readonly strength?: number;
 }
 
 /** Typed options, as Discord's slash-command options deliver them (all raw, all optional but prompt). */
@@ -36,6 +39,8 @@ export interface ImagineOptions {
   readonly height?: number | string | undefined;
   /** Served model name (Discord offers them as choices). */
   readonly model?: string | undefined;
+  /** Image prompt strength, (0, 1]. */
+  readonly strength?: number | string | undefined;
 }
 
 export type Result<T, E = UserError> = { ok: true; value: T } | { ok: false; error: E };
@@ -60,12 +65,22 @@ const FLAG_ALIASES: Readonly<Record<string, FlagName>> = {
   aspect: 'aspect',
   size: 'size',
   model: 'model',
+  strength: 'strength',
 };
-type FlagName = 'negative' | 'seed' | 'steps' | 'guidance' | 'sampler' | 'aspect' | 'size' | 'model';
+type FlagName =
+  | 'negative'
+  | 'seed'
+  | 'steps'
+  | 'guidance'
+  | 'sampler'
+  | 'aspect'
+  | 'size'
+  | 'model'
+  | 'strength';
 
 export const FLAG_HELP =
   '--no <negative prompt>, --seed <0-4294967295>, --steps <n>, --cfg <0-30>, ' +
-  `--sampler <${SAMPLERS.join('|')}>, --ar <w:h>, --size <WxH>, --model <name>`;
+  `--sampler <${SAMPLERS.join('|')}>, --ar <w:h>, --size <WxH>, --model <name>, --strength <0-1>`;
 
 function fail<T>(message: string, code: ErrorCode = ErrorCode.InvalidRequest): Result<T> {
   return { ok: false, error: new UserError(code, message) };
@@ -121,6 +136,7 @@ interface RawOptions {
   aspect?: string;
   size?: string;
   model?: string;
+  strength?: string;
 }
 
 /** Parses the text form: `a lighthouse at dusk --no blurry, text --seed 42 --ar 3:2`. */
@@ -192,6 +208,16 @@ function isFlagToken(token: Token): boolean {
   return !token.quoted && FLAG_RE.test(token.text);
 }
 
+/** Whether the user chose the size (`--ar`, `--size`, width and height); else an image prompt takes its picture's. */
+export function choosesSize(command: { text: string } | { options: ImagineOptions }): boolean {
+  if ('text' in command) {
+    const raw = splitFlags(command.text);
+    return raw.ok && (raw.value.aspect !== undefined || raw.value.size !== undefined);
+  }
+  const o = command.options;
+  return [o.aspect, o.size, o.width, o.height].some((v) => v !== undefined && String(v).trim() !== '');
+}
+
 /** Validates typed options (Discord) with the same rules as the text form. */
 export function parseImagineOptions(options: ImagineOptions, limits: RequestLimits): Result<ImagineRequest> {
   const raw: RawOptions = { prompt: options.prompt };
@@ -208,6 +234,7 @@ export function parseImagineOptions(options: ImagineOptions, limits: RequestLimi
   assign('sampler', options.sampler);
   assign('aspect', options.aspect);
   assign('model', options.model);
+  assign('strength', options.strength);
   const width = str(options.width);
   const height = str(options.height);
   if ((width === undefined) !== (height === undefined)) {
@@ -299,6 +326,13 @@ function validateImagine(raw: RawOptions, limits: RequestLimits): Result<Imagine
     model = name;
   }
 
+  let strength: number | undefined;
+  if (raw.strength !== undefined) {
+    const parsed = parseStrength(raw.strength);
+    if (parsed instanceof UserError) return { ok: false, error: parsed };
+    strength = parsed;
+  }
+
   const value: ImagineRequest = {
     prompt,
     negative,
@@ -309,6 +343,7 @@ function validateImagine(raw: RawOptions, limits: RequestLimits): Result<Imagine
     width,
     height,
     ...(model === undefined ? {} : { model }),
+    ...(strength === undefined ? {} : { strength }),
   };
   return { ok: true, value };
 }
@@ -438,5 +473,6 @@ export function formatImagineText(request: ImagineRequest): string {
   parts.push(`--steps ${request.steps}`, `--cfg ${request.guidance}`, `--sampler ${request.sampler}`);
   parts.push(`--size ${request.width}x${request.height}`);
   if (request.model !== undefined) parts.push(`--model ${request.model}`);
+  if (request.strength !== undefined) parts.push(`--strength ${request.strength}`);
   return parts.join(' ');
 }

@@ -1,5 +1,6 @@
 import sharp, { type Metadata, type OutputInfo } from 'sharp';
 import { ErrorCode, UserError } from '../core/errors.ts';
+import { MAX_INIT_IMAGE_BYTES, MAX_INIT_IMAGE_PIXELS } from '../core/image-prompt.ts';
 import type { RgbImage } from './engine.ts';
 
 /**
@@ -15,10 +16,8 @@ import type { RgbImage } from './engine.ts';
  * PIL's `convert("RGB")` does.
  */
 
-/** Encoded size limit of a starting picture. */
-export const MAX_INIT_IMAGE_BYTES = 20 * 1024 * 1024;
-/** Decoded size limit (width x height) of a starting picture: 4096 x 4096. */
-export const MAX_INIT_IMAGE_PIXELS = 4096 * 4096;
+// The limits are core's, so the chat side refuses the same pictures before queueing them.
+export { MAX_INIT_IMAGE_BYTES, MAX_INIT_IMAGE_PIXELS };
 /** The encodings accepted (sharp's format names). */
 export const INIT_IMAGE_FORMATS = ['png', 'jpeg', 'webp'] as const;
 

@@ -14,6 +14,8 @@ import {
 } from 'discord.js';
 import type { RequestLimits } from '../../core/config.ts';
 import { PermanentDeliveryError } from '../../queue/index.ts';
+import { DISCORD_FILE_ORIGINS } from '../attachments/fetch.ts';
+import { discordImage } from '../attachments/image.ts';
 import type { HistoryHandler } from '../service/history.ts';
 import type { Conversation, ServiceLog } from '../service.ts';
 import type {
@@ -89,6 +91,8 @@ export interface DiscordBotOptions {
   readonly teamSettings?: SettingsHandler;
   /** `/imagine-history`: registered and answered only when given (ConversationService.history). */
   readonly history?: HistoryHandler;
+  /** Where image prompts may be downloaded from (tests: the fake's origin). @defaultValue Discord's CDN */
+  readonly fileOrigins?: readonly string[];
 }
 
 const DEFAULTS = {
@@ -230,9 +234,16 @@ export class DiscordBot {
       aspect: text('aspect'),
       size: text('size'),
       model: text('model'),
+      strength: value('strength'),
     };
+    // The file itself is fetched by the service, after the acknowledgement, from Discord's CDN only.
+    const attachment = interaction.options.data.find((o) => o.name === 'image')?.attachment;
+    const image =
+      attachment === undefined || attachment === null
+        ? {}
+        : { image: discordImage(attachment, { origins: this.#options.fileOrigins ?? DISCORD_FILE_ORIGINS }) };
     await this.#options.service.imagine(
-      { ...this.#actionBase(interaction, 'original'), options },
+      { ...this.#actionBase(interaction, 'original'), options, ...image },
       new DiscordReply({ kind: 'original', interaction }, this.webhooks),
     );
   }

@@ -5,6 +5,7 @@ import {
   SlashCommandBuilder,
 } from 'discord.js';
 import type { RequestLimits } from '../../core/config.ts';
+import { DEFAULT_IMAGE_STRENGTH } from '../../core/image-prompt.ts';
 import { MAX_PROMPT_CHARS, servedModels } from '../../core/request.ts';
 import { SAMPLERS } from '../../core/samplers.ts';
 import { MAX_SEED } from '../../core/seeds.ts';
@@ -67,6 +68,16 @@ export function imagineCommand(limits: RequestLimits): RESTPostAPIChatInputAppli
           `Size WxH, multiples of 8 (default ${byDefault(env.width === undefined ? undefined : `${env.width}x${env.height}`)})`,
         )
         .setMaxLength(11),
+    )
+    .addAttachmentOption((o) =>
+      o.setName('image').setDescription('Start from this picture (PNG, JPEG or WebP, up to 20 MiB)'),
+    )
+    .addNumberOption((o) =>
+      o
+        .setName('strength')
+        .setDescription(`With an image: how much of it to repaint (default ${DEFAULT_IMAGE_STRENGTH})`)
+        .setMinValue(0.01)
+        .setMaxValue(1),
     );
   // Offered only when there is a choice; the first model is the default (25 at most, MODELS allows no more).
   const models = servedModels(limits);

@@ -3,6 +3,7 @@ import type { JobKind, Surface } from '../../core/jobspec.ts';
 import type { ImagineRequest } from '../../core/request.ts';
 import { UPSCALE_FACTOR, VARY_STRENGTH_NAMES, VARY_STRENGTHS } from '../../core/vary.ts';
 import type { GridImageInfo, GridSettings, Markup } from '../surface.ts';
+import { imagePromptText } from './image-prompt.ts';
 
 /**
  * Every text a user sees, written once for all surfaces with the surface's markup. Prompts are
@@ -102,6 +103,8 @@ export function progressText(
 export function settingsText(m: Markup, s: GridSettings, promptMax: number): string {
   const parts = [s.sampler, `${s.steps} steps`, `cfg ${s.guidance}`, `${s.width}×${s.height}`];
   if (s.negative !== '') parts.push(`negative: ${m.escape(clip(s.negative, promptMax))}`);
+  const image = imagePromptText(m, s);
+  if (image !== undefined) parts.push(image);
   return parts.join(' · ');
 }
 

@@ -1,6 +1,6 @@
 import { imagineBatch, specFrom } from '../../core/batch.ts';
 import type { RequestLimits } from '../../core/config.ts';
-import { ErrorCode, InternalError, reportError, type UserError } from '../../core/errors.ts';
+import { ErrorCode, InternalError, reportError, UserError } from '../../core/errors.ts';
 import {
   type ImagineRequest,
   parseImagineOptions,
@@ -10,9 +10,11 @@ import {
 } from '../../core/request.ts';
 import { drawBaseSeed, gridSeeds } from '../../core/seeds.ts';
 import { limitsWith } from '../../core/team-settings.ts';
+import type { ImageInput } from '../attachments/image.ts';
 import type { ChatSurface, ImagineCommand, InteractionReply, InteractionResult } from '../surface.ts';
 import { type ServiceContext, safely } from './context.ts';
 import { warningsFor } from './format.ts';
+import { imageOf, imagePromptSize, type LoadedPrompt, loadImagePrompt, strengthOf } from './image-prompt.ts';
 import { modelDefaultsFor } from './model-defaults.ts';
 import { originOf } from './origin.ts';
 import { MESSAGES } from './settings.ts';
@@ -31,6 +33,32 @@ function banned(
     return parsed;
   } catch (error) {
     return { ok: false, error: error as UserError };
+  }
+}
+
+/**
+ * `loadImagePrompt`, with a refusal answered privately (after the acknowledgement): null then, and
+ * nothing is queued.
+ */
+async function loadOrRefuse(
+  ctx: ServiceContext,
+  command: ImagineCommand,
+  image: ImageInput,
+  reply: InteractionReply,
+  accepted: Promise<boolean>,
+): Promise<LoadedPrompt | null> {
+  try {
+    return await loadImagePrompt(image);
+  } catch (error) {
+    if (error instanceof UserError) ctx.metrics?.submit('invalid');
+    await accepted;
+    const shown = reportError(ctx.log, error, {
+      surface: command.surface,
+      user: command.user,
+      action: 'imagine',
+    });
+    await safely(ctx.log, () => reply.privately(shown.message, shown), 'reply.privately');
+    return null;
   }
 }
 
@@ -69,12 +97,13 @@ export async function imagine(
       })
     : base;
   const parsed = banned(ctx, team, asked.ok ? parse(limits) : asked);
-  if (surface === undefined || !parsed.ok) {
+  const image = parsed.ok ? imageOf(command, parsed.value) : parsed;
+  if (surface === undefined || !parsed.ok || !image.ok) {
     // Bad input never reaches the queue (which counts only what it refuses itself), so count it here.
-    if (!parsed.ok) ctx.metrics?.submit('invalid');
-    const error = parsed.ok
+    if (!image.ok) ctx.metrics?.submit('invalid');
+    const error = image.ok
       ? new InternalError(ErrorCode.Internal, `surface ${command.surface} not attached`)
-      : parsed.error;
+      : image.error;
     const shown = reportError(ctx.log, error, {
       surface: command.surface,
       user: command.user,
@@ -87,11 +116,22 @@ export async function imagine(
   const request = parsed.value;
   const seeds = gridSeeds(request.seed ?? drawBaseSeed(ctx.random));
   const batch = { ...imagineBatch(request, seeds), model };
-  const spec = specFrom(batch, {
-    origin: originOf(command),
-    requestedAt: ctx.now(),
-  });
+  const requestedAt = ctx.now();
   const jobId = await ctx.gate.work(async () => {
+    // An image prompt's picture is fetched and checked after the acknowledgement, before queueing.
+    const prompt = image.value && (await loadOrRefuse(ctx, command, image.value, reply, accepted));
+    if (prompt === null) return undefined;
+    const spec = specFrom(
+      prompt === undefined
+        ? batch
+        : {
+            ...batch,
+            ...imagePromptSize(command, request, prompt.init, limits),
+            init: prompt.init,
+            strength: strengthOf(request),
+          },
+      { origin: originOf(command), requestedAt },
+    );
     const warnings = warningsFor(request, limits);
     if (request.model === undefined && teamModel !== undefined && !teamServed) {
       warnings.push(MESSAGES.teamModelUnserved(teamModel, model));
@@ -99,7 +139,8 @@ export async function imagine(
     // Queued all the same (a worker may be restarting or starting up), but the user is told.
     const served = await ctx.jobs.modelServed?.(batch.model).catch(() => true);
     if (served === false) warnings.push(MESSAGES.modelUnserved(batch.model));
-    return submitAndShow(ctx, surface, spec, reply, accepted, warnings, team);
+    const upload = prompt === undefined ? {} : { initImage: prompt.bytes };
+    return submitAndShow(ctx, surface, spec, reply, accepted, warnings, team, upload);
   });
   return jobId === undefined ? {} : { jobId };
 }

@@ -10,6 +10,7 @@ import {
 } from '@slack/bolt';
 import { reportError } from '../../core/errors.ts';
 import type { DeliveryContext } from '../../queue/index.ts';
+import { SLACK_FILE_ORIGINS } from '../attachments/fetch.ts';
 import type { Logger } from '../logger.ts';
 import { isHistoryRequest } from '../service/history.ts';
 import type {
@@ -25,6 +26,7 @@ import type {
   QueuedView,
 } from '../surface.ts';
 import { boltLogger, slackCall, slackErrorCode } from './errors.ts';
+import { recentSlackImage } from './files.ts';
 import { onHistoryCommand } from './history.ts';
 import {
   type AckTiming,
@@ -88,11 +90,15 @@ export class SlackAdapter implements ChatSurface {
       timeout: options.apiTimeoutMs ?? DEFAULTS.apiTimeoutMs,
       logger,
     };
-    this.#api = new SlackWebApi(
-      new webApi.WebClient(options.botToken, clientOptions),
-      this.#log,
-      options.apiTimeoutMs ?? DEFAULTS.apiTimeoutMs,
-    );
+    const client = new webApi.WebClient(options.botToken, clientOptions);
+    const images = {
+      client,
+      botToken: options.botToken,
+      origins: options.fileOrigins ?? SLACK_FILE_ORIGINS,
+      windowMs: options.imageWindowMs ?? DEFAULTS.imageWindowMs,
+      now: Date.now,
+    };
+    this.#api = new SlackWebApi(client, this.#log, options.apiTimeoutMs ?? DEFAULTS.apiTimeoutMs);
     this.#receiverRef = createReceiver(options, this.mode, logger, logLevel, apiUrl);
     this.#app = new App({
       token: options.botToken,
@@ -109,12 +115,13 @@ export class SlackAdapter implements ChatSurface {
     this.#app.command(options.command ?? DEFAULTS.command, async ({ ack, command, context }) => {
       await ack();
       this.#acked('command', context.receivedAt);
-      await this.#work(() =>
-        // `/imagine history` (the word alone); anything else, "history of rome" too, is a prompt.
-        isHistoryRequest(command.text)
-          ? onHistoryCommand(command, options.history, this.#api, this.#log)
-          : onCommand(this.#service, command, (where) => this.#reply(where)),
-      );
+      // `/imagine history` (the word alone); anything else, "history of rome" too, is a prompt.
+      if (isHistoryRequest(command.text)) {
+        await this.#work(() => onHistoryCommand(command, options.history, this.#api, this.#log));
+        return;
+      }
+      const image = recentSlackImage(command.channel_id, command.user_id, images);
+      await this.#work(() => onCommand(this.#service, command, (where) => this.#reply(where), image));
     });
     this.#app.action<BlockAction<ButtonAction>>(
       { type: 'block_actions', action_id: new RegExp(`^${ACTION_ID_PREFIX}`, 'u') },

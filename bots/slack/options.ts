@@ -42,6 +42,10 @@ export interface SlackAdapterOptions {
   readonly settingsCommand?: string;
   /** `/imagine history` (ConversationService.history). @defaultValue none: it says history is not enabled */
   readonly history?: HistoryHandler;
+  /** Where image prompts may be downloaded from (tests: the fake's origin). @defaultValue `https://files.slack.com` */
+  readonly fileOrigins?: readonly string[];
+  /** How recent a shared picture must be to be used by `/imagine … --strength`, ms. @defaultValue 10 min */
+  readonly imageWindowMs?: number;
 }
 
 export interface AckTiming {
@@ -70,4 +74,5 @@ export const DEFAULTS = {
   apiUrl: 'https://slack.com/api/',
   command: '/imagine',
   apiTimeoutMs: 30_000,
+  imageWindowMs: 10 * 60_000,
 } as const satisfies Partial<SlackAdapterOptions>;

@@ -10,6 +10,7 @@ import {
   SocketModeReceiver,
 } from '@slack/bolt';
 import { CodedError, ErrorCode } from '../../core/errors.ts';
+import type { ImageInput } from '../attachments/image.ts';
 import type { Logger } from '../logger.ts';
 import type { InteractionReply } from '../surface.ts';
 import type { boltLogger } from './errors.ts';
@@ -92,6 +93,8 @@ export async function onCommand(
   service: SlackConversation,
   command: SlashCommand,
   reply: (context: ReplyContext) => InteractionReply,
+  /** The user's latest picture here, looked up only if the command asks for one (`--strength`). */
+  image?: ImageInput,
 ): Promise<void> {
   const context: ReplyContext = {
     channel: command.channel_id,
@@ -107,6 +110,7 @@ export async function onCommand(
       workspace: command.team_id,
       interactionId: command.trigger_id,
       text: command.text,
+      ...(image === undefined ? {} : { image }),
     },
     reply(context),
   );

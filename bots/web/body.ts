@@ -4,6 +4,7 @@ import { type ImagineOptions, MAX_PROMPT_CHARS } from '../../core/request.ts';
 import { SAMPLERS } from '../../core/samplers.ts';
 import { MAX_SEED } from '../../core/seeds.ts';
 import { HttpError } from '../ops/http.ts';
+import { imageField, type UploadedImageField } from './image-body.ts';
 
 /**
  * The body of `POST /api/imagine`: `{"text": "<prompt> --flags"}`, or typed fields. zod checks each
@@ -36,6 +37,10 @@ const FIELDS = {
   aspect: { schema: z.string().nullish(), allowed: 'an aspect ratio "W:H" from 1:4 to 4:1, e.g. "3:2"' },
   size: { schema: z.string().nullish(), allowed: 'a size "WxH" in multiples of 8, e.g. "640x448"' },
   model: { schema: z.string().nullish(), allowed: 'the name of a served model (GET /api/info lists them)' },
+  strength: {
+    schema: numberOrString.nullish(),
+    allowed: 'a number above 0 and at most 1 (with "init_image"), e.g. 0.6',
+  },
 } as const satisfies Record<keyof ImagineOptions, { schema: z.ZodType; allowed: string }>;
 
 /** Typed fields `POST /api/imagine` accepts (the text form is `{"text": …}`). */
@@ -43,15 +48,33 @@ export const TYPED_FIELDS = Object.keys(FIELDS) as readonly (keyof typeof FIELDS
 
 const textSchema = z.string();
 
-export type ImagineBody = { readonly text: string } | { readonly options: ImagineOptions };
+export type ImagineBody = ({ readonly text: string } | { readonly options: ImagineOptions }) & {
+  readonly image?: UploadedImageField;
+};
+
+/** Fields of an image prompt, allowed with either form. */
+const IMAGE_FIELDS = ['init_image', 'init_image_name'];
 
 /** Validates the body's shape and types; throws a 400 HttpError naming every bad field. */
 export function imagineBody(body: Record<string, unknown>): ImagineBody {
-  return 'text' in body ? { text: textField(body) } : { options: typedFields(body) };
+  const image = imageField(body);
+  const rest = Object.fromEntries(Object.entries(body).filter(([k]) => !IMAGE_FIELDS.includes(k)));
+  const form = 'text' in rest ? { text: textField(rest) } : { options: typedFields(rest) };
+  return image === undefined ? form : { ...form, image };
 }
 
 function textField(body: Record<string, unknown>): string {
-  const extra = Object.keys(body).filter((k) => k !== 'text');
+  const strength = body.strength;
+  if (strength !== undefined && strength !== null) {
+    // The slider's value joins the text as its flag, so `--strength` typed too is "given twice".
+    const plain =
+      typeof strength === 'number' || (typeof strength === 'string' && /^\s*[\d.]+\s*$/u.test(strength));
+    if (!plain) {
+      throw new HttpError(ErrorCode.InvalidRequest, `"strength" must be ${FIELDS.strength.allowed}.`);
+    }
+    return `${textField({ text: body.text })} --strength ${String(strength).trim()}`;
+  }
+  const extra = Object.keys(body).filter((k) => k !== 'text' && k !== 'strength');
   if (extra.length > 0) {
     throw new HttpError(
       ErrorCode.InvalidRequest,

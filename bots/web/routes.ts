@@ -5,11 +5,13 @@ import { FLAG_HELP } from '../../core/request.ts';
 import { SAMPLERS } from '../../core/samplers.ts';
 import { GRID_SIZE } from '../../core/seeds.ts';
 import type { GridRecord } from '../../queue/index.ts';
+import { uploadedImage } from '../attachments/image.ts';
 import { HttpError, readJsonObject, SECURITY_HEADERS, sendJson, sendPublicError } from '../ops/http.ts';
 import { encodeControl } from '../service/controls.ts';
 import type { ControlAction, ImagineCommand } from '../surface.ts';
 import { imagineBody } from './body.ts';
 import { historyRoutes } from './history-api.ts';
+import { IMAGINE_BODY_LIMIT_BYTES } from './image-body.ts';
 import { imageToImageRoutes, type PressedControl } from './image-routes.ts';
 import {
   PLAYGROUND_CHANNEL,
@@ -186,7 +188,9 @@ export function playgroundRoutes(options: PlaygroundOptions): PlaygroundRoutes {
         POST: async (ctx) => {
           let command: ImagineCommand;
           try {
-            const body = imagineBody(await readJsonObject(ctx.req, { limitBytes: bodyLimit }));
+            // Room for an image prompt on this route only (see IMAGINE_BODY_LIMIT_BYTES).
+            const limitBytes = Math.max(bodyLimit, IMAGINE_BODY_LIMIT_BYTES);
+            const body = imagineBody(await readJsonObject(ctx.req, { limitBytes }));
             const base = {
               surface: 'web' as const,
               user: ctx.user,
@@ -194,7 +198,11 @@ export function playgroundRoutes(options: PlaygroundOptions): PlaygroundRoutes {
               channel: PLAYGROUND_CHANNEL,
               interactionId: interactionId(ctx.req, ctx.user),
             };
-            command = 'text' in body ? { ...base, text: body.text } : { ...base, options: body.options };
+            const image = body.image && { image: uploadedImage(body.image.bytes, body.image.name) };
+            command =
+              'text' in body
+                ? { ...base, text: body.text, ...image }
+                : { ...base, options: body.options, ...image };
           } catch (error) {
             // Refused before the service saw it: still a rejected submission (the service counts the rest).
             if (error instanceof HttpError && error.status < 500) options.metrics.submit('invalid');

@@ -14,6 +14,8 @@ const STATIC_FILES = {
   '/settings.js': { file: 'settings.js', type: 'text/javascript; charset=utf-8' },
   '/panels.css': { file: 'panels.css', type: 'text/css; charset=utf-8' },
   '/favicon.svg': { file: 'favicon.svg', type: 'image/svg+xml' },
+  '/image-prompt.js': { file: 'image-prompt.js', type: 'text/javascript; charset=utf-8' },
+  '/image-prompt.css': { file: 'image-prompt.css', type: 'text/css; charset=utf-8' },
 } as const satisfies Record<string, { file: string; type: string }>;
 
 type StaticPath = keyof typeof STATIC_FILES;

@@ -51,6 +51,11 @@ export interface JobJson {
         readonly width: number;
         readonly height: number;
         readonly mime: string;
+        /** Image prompts: its size, where it came from and the Discord attachment id, Slack file id or file name. */
+        readonly bytes: number;
+        readonly source?: string;
+        readonly ref?: string;
+        readonly name?: string;
       }
     | null;
   /** Truncation, safety and demo-model notes, worded by the conversation service. */
@@ -151,7 +156,18 @@ export function jobJson(
 function initJson(init: GridRecord['spec']['init']): JobJson['init'] {
   if (init === undefined) return null;
   if (init.from === 'grid') return { from: 'grid', id: init.gridId, n: init.index + 1 };
-  return { from: 'upload', sha256: init.sha256, width: init.width, height: init.height, mime: init.mime };
+  const { sha256, bytes, width, height, mime, source, ref, name } = init;
+  return {
+    from: 'upload',
+    sha256,
+    bytes,
+    width,
+    height,
+    mime,
+    ...(source === undefined ? {} : { source }),
+    ...(ref === undefined ? {} : { ref }),
+    ...(name === undefined ? {} : { name }),
+  };
 }
 
 function cancelledBy(by: string, owner: string, viewer: string): 'you' | 'owner' | 'admin' {

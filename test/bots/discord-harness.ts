@@ -154,6 +154,8 @@ export async function startHarness(options: HarnessOptions): Promise<Harness> {
       appId: fake.appId,
       apiUrl: fake.apiUrl,
       limits: settings.limits,
+      // The fake's CDN stands in for cdn.discordapp.com, as its API does for discord.com.
+      fileOrigins: [fake.fileOrigin],
       ...options.bot,
     });
     await bot.start();

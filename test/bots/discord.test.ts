@@ -76,6 +76,8 @@ describe('Discord end to end (real discord.js, real queue, tiny-sd on onnxruntim
       'sampler',
       'aspect',
       'size',
+      'image',
+      'strength',
     ]);
     const sampler = options.find((o) => o.name === 'sampler') as { choices?: { value: string }[] };
     expect(sampler.choices?.map((c) => c.value)).toContain('euler_a');

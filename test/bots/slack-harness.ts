@@ -106,6 +106,8 @@ export class TestBot {
       port: 0,
       host: '127.0.0.1',
       apiUrl: o.fake.apiUrl,
+      // The fake serves users' files too, standing in for files.slack.com.
+      fileOrigins: [new URL(o.fake.apiUrl).origin],
       ...(o.teams === undefined ? {} : { teamSettings: (r) => service.teamSettings(r) }),
       ...(o.history === undefined ? {} : { history: (q, m) => service.history(q, m) }),
       ...o.adapter,

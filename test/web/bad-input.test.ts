@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { IMAGINE_BODY_LIMIT_BYTES } from '../../bots/web/image-body.ts';
 import { call, newUser, raw, startTestApp, type TestApp, waitForJob } from './app-helper.ts';
 
 function errorOf(body: string): { code: string; message: string } {
@@ -97,10 +98,12 @@ describe('bad input on every route gets a clear 4xx, never a 500', () => {
 
   it('refuses huge bodies with 413, declared or streamed', async () => {
     const huge = Buffer.alloc(1024 * 1024, 'a');
-    const streamed = await raw(t.url, 'POST', '/api/imagine', huge, json);
+    // /api/imagine has room for an image prompt (20 MiB, base64-encoded), and no more.
+    const hugeImagine = Buffer.alloc(IMAGINE_BODY_LIMIT_BYTES + 1, 'a');
+    const streamed = await raw(t.url, 'POST', '/api/imagine', hugeImagine, json);
     expect(streamed.status).toBe(413);
     expect(errorOf(streamed.body).code).toBe('E_BODY_TOO_LARGE');
-    const chunked = await raw(t.url, 'POST', '/api/imagine', huge, {
+    const chunked = await raw(t.url, 'POST', '/api/imagine', hugeImagine, {
       ...json,
       'transfer-encoding': 'chunked',
     });

@@ -667,8 +667,11 @@ async function submit(raw) {
   }
   sendButton.disabled = true;
   try {
-    const result = await api('POST', '/api/imagine', { text: command });
+    // An image prompt's picture and strength, when one is chosen (image-prompt.js).
+    const picture = (await window.imaginePrompt?.fields(command)) ?? {};
+    const result = await api('POST', '/api/imagine', { text: command, ...picture });
     if (result.ok) {
+      window.imaginePrompt?.sent();
       jobMessage(result.data.id, result.data);
       void refresh(result.data.id);
       reconnect();

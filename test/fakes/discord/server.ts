@@ -155,7 +155,12 @@ export class FakeDiscord {
   /** The first interaction callback request of each interaction id (cheap lookup for benchmarks). */
   readonly callbacks = new Map<string, RecordedRequest>();
   readonly messages = new Map<string, APIMessage>();
-  readonly attachments = new Map<string, { data: Buffer; contentType: string }>();
+  readonly attachments = new Map<
+    string,
+    { data: Buffer; contentType: string; noLength?: boolean; redirectTo?: string }
+  >();
+  /** Every GET of a file from the fake's CDN, with its headers. */
+  readonly fileRequests: { path: string; headers: IncomingMessage['headers'] }[] = [];
   readonly globalCommands: APIApplicationCommand[] = [];
   readonly guildCommands = new Map<string, APIApplicationCommand[]>();
   readonly interactions = new Map<string, InteractionState>();
@@ -239,6 +244,8 @@ export class FakeDiscord {
     /** Options of a subcommand (sent nested under it, as Discord does), instead of the command's own. */
     subcommand?: string;
     options: Readonly<Record<string, string | number | boolean>>;
+    /** Attachment options: option name → a file from `userAttachment` (sent in `data.resolved`, as Discord does). */
+    attachments?: Readonly<Record<string, APIAttachment>>;
     user: FakeUser;
     channelId?: string;
     /** The member's permissions in the channel (a bit field, as a decimal string). @defaultValue a plain member's */
@@ -260,6 +267,8 @@ export class FakeDiscord {
       const type = typeof value === 'boolean' ? 5 : typeof value === 'number' ? 10 : 3;
       return { name: key, type: declared?.type ?? type, value };
     });
+    const files = Object.entries(input.attachments ?? {});
+    for (const [key, file] of files) given.push({ name: key, type: 11, value: file.id });
     const options =
       input.subcommand === undefined ? given : [{ name: input.subcommand, type: 1, options: given }];
     const base = this.#interactionBase(id, token, 2, input.user, channelId);
@@ -273,9 +282,49 @@ export class FakeDiscord {
         type: 1,
         options,
         guild_id: this.guildId,
+        ...(files.length === 0
+          ? {}
+          : { resolved: { attachments: Object.fromEntries(files.map(([, f]) => [f.id, f])) } }),
       },
     } as unknown as APIChatInputApplicationCommandInteraction;
     return this.#dispatchInteraction(payload, { id, token, type: 2, channelId }, input.replay !== undefined);
+  }
+
+  /**
+   * A file a user attached to a command, served by the fake as Discord's CDN serves it
+   * (`GET <fileOrigin>/attachments/<id>/<name>`). `noLength` serves it chunked, without Content-Length;
+   * `redirectTo` answers 302 to that URL instead of the file.
+   */
+  userAttachment(input: {
+    name: string;
+    data: Buffer;
+    contentType?: string;
+    /** What `size` Discord reports (default: the real size). */
+    size?: number;
+    noLength?: boolean;
+    redirectTo?: string;
+  }): APIAttachment {
+    const id = snowflake();
+    this.attachments.set(id, {
+      data: input.data,
+      contentType: input.contentType ?? 'image/png',
+      ...(input.noLength === true ? { noLength: true } : {}),
+      ...(input.redirectTo === undefined ? {} : { redirectTo: input.redirectTo }),
+    });
+    const url = `${this.fileOrigin}/attachments/${this.channelId}/${id}/${encodeURIComponent(input.name)}?ex=0&is=0&hm=fake`;
+    return {
+      id,
+      filename: input.name,
+      size: input.size ?? input.data.length,
+      url,
+      proxy_url: url,
+      content_type: input.contentType ?? 'image/png',
+    };
+  }
+
+  /** Origin of the fake's CDN (Discord's is `https://cdn.discordapp.com`). */
+  get fileOrigin(): string {
+    return `http://127.0.0.1:${this.#port}`;
   }
 
   /** Dispatches a MESSAGE_COMPONENT (button) interaction for a button on a stored message. */
@@ -524,10 +573,21 @@ export class FakeDiscord {
     const raw = Buffer.concat(chunks);
 
     if (req.method === 'GET' && url.pathname.startsWith('/attachments/')) {
-      const id = url.pathname.split('/')[2] ?? '';
+      // The bot's own uploads are `/attachments/<id>`; users' files `/attachments/<channel>/<id>/<name>`.
+      const segments = url.pathname.split('/');
+      const id = (segments.length > 4 ? segments[3] : segments[2]) ?? '';
+      this.fileRequests.push({ path: url.pathname, headers: req.headers });
       const stored = this.attachments.get(id);
       if (stored === undefined) return send(res, 404, { message: '404: Not Found', code: 0 });
-      res.writeHead(200, { 'content-type': stored.contentType, 'content-length': stored.data.length });
+      if (stored.redirectTo !== undefined) {
+        res.writeHead(302, { location: stored.redirectTo });
+        res.end();
+        return;
+      }
+      res.writeHead(200, {
+        'content-type': stored.contentType,
+        ...(stored.noLength === true ? {} : { 'content-length': stored.data.length }),
+      });
       res.end(stored.data);
       return;
     }

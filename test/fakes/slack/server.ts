@@ -56,6 +56,27 @@ export interface FakeFile {
   shared?: { readonly channel?: string; readonly threadTs?: string; readonly initialComment?: string };
 }
 
+/** A file a user shared in a channel (what files.list lists and `url_private_download` serves). */
+export interface FakeUserFile {
+  readonly id: string;
+  readonly user: string;
+  readonly channel: string;
+  readonly threadTs?: string;
+  readonly name: string;
+  readonly mimetype: string;
+  readonly data: Buffer;
+  /** Seconds since the epoch, as Slack's `created`. */
+  readonly created: number;
+  /** What `size` Slack reports (default: the real size). */
+  readonly size: number;
+  /** Served chunked, without Content-Length. */
+  readonly noLength?: boolean;
+  /** Answer the download with a 302 to this URL. */
+  readonly redirectTo?: string;
+  /** List this URL as `url_private_download` instead of the fake's own (a file elsewhere). */
+  readonly listedUrl?: string;
+}
+
 export interface FakeMessage {
   readonly channel: string;
   readonly ts: string;
@@ -141,6 +162,10 @@ export class FakeSlack {
   readonly messages: FakeMessage[] = [];
   readonly ephemerals: FakeEphemeral[] = [];
   readonly files = new Map<string, FakeFile>();
+  /** Files users shared (see `shareUserFile`), newest last. */
+  readonly userFiles: FakeUserFile[] = [];
+  /** Every GET of a user file's private URL, with its headers (to check where the token went). */
+  readonly fileDownloads: { path: string; authorization?: string }[] = [];
   /** Modals opened with views.open, oldest first (each with the id the fake gave it). */
   readonly views: (Record<string, unknown> & { id: string })[] = [];
   /** Workspace members users.info knows, with their roles. */
@@ -390,9 +415,120 @@ export class FakeSlack {
     return true;
   }
 
+  /**
+   * A user shares a file in a channel (or thread), as a drag-and-drop upload does. Slack serves its bytes
+   * at `url_private_download` on its file host, only with the bot token as Bearer.
+   */
+  shareUserFile(input: {
+    user: string;
+    channel: string;
+    threadTs?: string;
+    name: string;
+    data: Buffer;
+    mimetype?: string;
+    /** Seconds since the epoch; default now. */
+    created?: number;
+    size?: number;
+    noLength?: boolean;
+    redirectTo?: string;
+    listedUrl?: string;
+  }): FakeUserFile {
+    const file: FakeUserFile = {
+      id: `F${String(++this.idCounter).padStart(8, '0')}`,
+      user: input.user,
+      channel: input.channel,
+      ...(input.threadTs === undefined ? {} : { threadTs: input.threadTs }),
+      name: input.name,
+      mimetype: input.mimetype ?? 'image/png',
+      data: input.data,
+      created: input.created ?? Math.floor(Date.now() / 1000),
+      size: input.size ?? input.data.length,
+      ...(input.noLength === true ? { noLength: true } : {}),
+      ...(input.redirectTo === undefined ? {} : { redirectTo: input.redirectTo }),
+      ...(input.listedUrl === undefined ? {} : { listedUrl: input.listedUrl }),
+    };
+    this.userFiles.push(file);
+    return file;
+  }
+
+  /** `url_private_download` of a user file (Slack's is on `https://files.slack.com`). */
+  fileUrl(file: FakeUserFile): string {
+    return `${this.baseUrl}/files-pri/${FAKE_TEAM_ID}-${file.id}/download/${encodeURIComponent(file.name)}`;
+  }
+
+  private serveUserFile(req: IncomingMessage, path: string, res: ServerResponse): void {
+    const authorization = req.headers.authorization;
+    this.fileDownloads.push({ path, ...(authorization === undefined ? {} : { authorization }) });
+    this.#waiting.notify();
+    const id = /^\/files-pri\/[A-Z0-9]+-(F\d+)\//u.exec(path)?.[1];
+    const file = this.userFiles.find((f) => f.id === id);
+    // Without the token Slack answers with its sign-in page, never the file.
+    if (file === undefined || bearer(authorization) !== this.botToken) {
+      res.writeHead(
+        file === undefined ? 404 : 302,
+        file === undefined ? {} : { location: `${this.baseUrl}/signin` },
+      );
+      res.end();
+      return;
+    }
+    if (file.redirectTo !== undefined) {
+      res.writeHead(302, { location: file.redirectTo });
+      res.end();
+      return;
+    }
+    res.writeHead(200, {
+      'content-type': file.mimetype,
+      ...(file.noLength === true ? {} : { 'content-length': String(file.data.length) }),
+    });
+    res.end(file.data);
+  }
+
+  private listFiles(p: Record<string, unknown>): Record<string, unknown> {
+    const channel = stringParam(p, 'channel');
+    const user = stringParam(p, 'user');
+    const from = Number(stringParam(p, 'ts_from') ?? '0');
+    const types = (stringParam(p, 'types') ?? 'all').split(',');
+    const count = Number(stringParam(p, 'count') ?? '100');
+    // Newest first, as Slack lists them.
+    const files = [...this.userFiles]
+      .reverse()
+      .filter(
+        (f) =>
+          (channel === undefined || f.channel === channel) &&
+          (user === undefined || f.user === user) &&
+          f.created >= from &&
+          (types.includes('all') || (types.includes('images') && f.mimetype.startsWith('image/'))),
+      )
+      .slice(0, count);
+    return {
+      ok: true,
+      files: files.map((f) => ({
+        id: f.id,
+        created: f.created,
+        timestamp: f.created,
+        name: f.name,
+        title: f.name,
+        mimetype: f.mimetype,
+        filetype: f.mimetype.split('/')[1] ?? 'binary',
+        user: f.user,
+        size: f.size,
+        url_private: this.fileUrl(f).replace('/download/', '/'),
+        url_private_download: f.listedUrl ?? this.fileUrl(f),
+        channels: f.channel.startsWith('C') ? [f.channel] : [],
+        groups: f.channel.startsWith('G') ? [f.channel] : [],
+        ims: f.channel.startsWith('D') ? [f.channel] : [],
+      })),
+      paging: { count, total: files.length, page: 1, pages: 1 },
+    };
+  }
+
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const body = await readBody(req);
     const path = new URL(req.url ?? '/', this.baseUrl).pathname;
+    if (req.method === 'GET' && path.startsWith('/files-pri/')) {
+      this.serveUserFile(req, path, res);
+      return;
+    }
     if (req.method !== 'POST') {
       res.writeHead(405);
       res.end();
@@ -516,6 +652,8 @@ export class FakeSlack {
       }
       case 'files.completeUploadExternal':
         return this.completeUpload(p);
+      case 'files.list':
+        return this.listFiles(p);
       case 'users.info': {
         const id = stringParam(p, 'user') ?? '';
         const user = this.users.get(id);
