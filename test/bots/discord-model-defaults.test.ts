@@ -23,7 +23,7 @@ const TURBO = { steps: 1, guidance: 0, width: 128, height: 64, scheduler: 'euler
 
 function isGrid(message: APIMessage | undefined): APIMessage | undefined {
   if (message === undefined || message.attachments.length !== 1) return undefined;
-  return buttonsOf(message).length === 2 ? message : undefined;
+  return buttonsOf(message).length === 3 ? message : undefined;
 }
 
 /** A served model as bots/app.ts makes one: its defaults read from its folder before it loads. */
