@@ -91,6 +91,12 @@ export interface JobsOptions {
    * @defaultValue 60000
    */
   readonly orphanGraceMs?: number;
+  /**
+   * Teams take turns on the GPU (queue/fairness.ts): a team's burst waits behind one job of each
+   * other team rather than in front of all of them. false: plain FIFO.
+   * @defaultValue true
+   */
+  readonly fairSharing?: boolean;
   readonly logger: QueueLogger;
   readonly metrics?: QueueMetrics;
 }
@@ -104,6 +110,7 @@ export const JOBS_DEFAULTS = {
   backoff: { type: 'exponential', delayMs: 2000 },
   orphanGraceMs: 60_000,
   renderWaitMs: 120_000,
+  fairSharing: true,
 } as const satisfies {
   prefix: string;
   perUser: number;
@@ -113,6 +120,7 @@ export const JOBS_DEFAULTS = {
   backoff: BackoffOptions;
   orphanGraceMs: number;
   renderWaitMs: number;
+  fairSharing: boolean;
 };
 
 /**
@@ -177,7 +185,8 @@ export function createJobs(options: JobsOptions): Jobs {
     metrics,
     isClosed: () => closed,
   };
-  const submitNow = createSubmit(ctx, { perUser, queueDepth, recordTtlMs, orphanGraceMs });
+  const fairSharing = options.fairSharing ?? JOBS_DEFAULTS.fairSharing;
+  const submitNow = createSubmit(ctx, { perUser, queueDepth, recordTtlMs, orphanGraceMs, fairSharing });
   const cancelNow = createCancel(ctx);
   // Events and images refer to each other: re-render endings arrive over the events' connection.
   let images: GridImages | undefined;
