@@ -46,8 +46,9 @@ export function pipelineReplies(replies: [Error | null, unknown][] | null): unkn
 /**
  * Jobs that will start before `id` in its model's queue, as things stand: BullMQ takes the plain
  * wait list first (pushed on the left, taken from the right), then the prioritized set lowest
- * score first (fair sharing's turns, queue/fairness.ts). A job in neither (delayed for a retry,
- * or just taken) is behind everything waiting.
+ * score first (fair sharing's turns, queue/fairness.ts: score = priority * 2^32 + insertion
+ * counter). A retry waiting out its backoff comes back with its priority, behind the jobs of its
+ * turn and earlier ones; a job in none of these (just taken) is behind everything waiting.
  */
 export async function queuePosition(
   client: RedisClient,
@@ -66,12 +67,18 @@ export async function queuePosition(
       .llen(waitKey)
       .zrank(prioritizedKey, id)
       .zcard(prioritizedKey)
+      .zscore(`${prefix}delayed`, id)
+      .hget(`${prefix}${id}`, 'priority')
       .exec(),
   );
-  const [pos, waitLen, rank, prioritizedLen] = replies;
+  const [pos, waitLen, rank, prioritizedLen, delayed, priorityText] = replies;
   const waiting = Number(waitLen ?? 0);
   if (typeof pos === 'number') return Math.max(0, waiting - 1 - pos);
   if (typeof rank === 'number') return waiting + rank;
+  const priority = Number(priorityText ?? 0);
+  if (delayed !== null && Number.isInteger(priority) && priority > 0) {
+    return waiting + (await client.zcount(prioritizedKey, '-inf', (priority + 1) * 2 ** 32 - 1));
+  }
   return waiting + Number(prioritizedLen ?? 0);
 }
 

@@ -211,6 +211,29 @@ describe('fair sharing between teams (real Redis, real worker)', () => {
     expect(await redis.admin.keys(`${k.teamPrefix}*`)).toEqual([`${k.teamPrefix}discord:w:ws-D`]);
   });
 
+  it('a retry waiting out its backoff is told its real place: back at its turn', async () => {
+    const prefix = uniquePrefix('fair');
+    const jobs = open(prefix, { attempts: 2, backoff: { type: 'fixed', delayMs: 600 } });
+    const t = teamJobs();
+    const ids = new Map<string, string>();
+    for (const label of ['A1', 'A2', 'B1']) ids.set(label, (await jobs.submit(t.spec(label))).jobId);
+    const { started } = await orderedWorker(prefix, t.label, {
+      stepDelayMs: 250,
+      fail: (label, attempt) =>
+        label === 'A1' && attempt === 1 ? new InternalError(ErrorCode.Inference, 'simulated') : undefined,
+    });
+    const a1 = ids.get('A1') ?? '';
+    // A1 failed and waits 600 ms; B1 (same turn) runs meanwhile; A2 (next turn) waits behind A1.
+    await waitFor(
+      'A1 back in the queue while B1 runs',
+      async () => started.length === 2 && (await jobs.status(a1))?.state === 'queued',
+    );
+    expect(await jobs.status(a1)).toEqual({ state: 'queued', position: 0 });
+    expect(await jobs.status(ids.get('A2') ?? '')).toEqual({ state: 'queued', position: 0 });
+    await allEnded(jobs, [...ids.values()]);
+    expect(started).toEqual(['A1', 'B1', 'A1', 'A2']);
+  });
+
   it('rebases stamps past the limit without changing the order', async () => {
     const prefix = uniquePrefix('fair');
     const keys = queueKeys(prefix);
