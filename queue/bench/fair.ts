@@ -26,6 +26,7 @@ import { createJobs } from '../jobs.ts';
 import { silentLogger } from '../logger.ts';
 import { createNoopEngine } from '../noop-engine.ts';
 import { startRedis } from '../redis-launcher.ts';
+import type { GridRecord } from '../types.ts';
 import { runWorkerProcess } from '../worker-process.ts';
 
 const BURST = Number(process.env.BENCH_BURST ?? 100);
@@ -110,7 +111,20 @@ interface RunResult {
   readonly bWaitMs: number;
   readonly gridsPerSecond: number;
   readonly submitMs: readonly number[];
+  /** One worker: from a grid's end to the next one's start (the worker's side of the queue), ms. */
+  readonly gapMs: readonly number[];
   readonly done: number;
+}
+
+/** Idle time of a lone worker between grids: next start − previous end, in start order. */
+function gaps(records: readonly (GridRecord | null)[]): number[] {
+  const spans = records
+    .map(
+      (r) => [r?.state.timings.startedAt ?? Number.NaN, r?.state.timings.finishedAt ?? Number.NaN] as const,
+    )
+    .filter(([s, f]) => Number.isFinite(s) && Number.isFinite(f))
+    .sort((x, y) => x[0] - y[0]);
+  return spans.slice(1).map(([start], k) => start - (spans[k]?.[1] ?? Number.NaN));
 }
 
 async function run(url: string, fairSharing: boolean, gridMs: number): Promise<RunResult> {
@@ -170,6 +184,7 @@ async function run(url: string, fairSharing: boolean, gridMs: number): Promise<R
     bWaitMs: bStart - bAskedAt,
     gridsPerSecond: all.filter((id) => delivered.has(id)).length / seconds,
     submitMs,
+    gapMs: gaps(records),
     done: records.filter((r) => r?.state.status.state === 'done').length,
   };
   await stopChildren(children);
@@ -195,19 +210,20 @@ async function main(): Promise<void> {
       console.log(
         `\n## ${gridMs} ms per grid${gridMs === 0 ? ' (the queue’s own costs only)' : ''}; ${REPEAT} runs each, medians`,
       );
-      console.log('mode   A before B (of them after B asked)   B waited   grids/s   submit p50 / p99   done');
+      console.log(
+        'mode   A before B (of them after B asked)   B waited   grids/s   submit p50 / p99   gap p50   done',
+      );
       for (const [label, rs] of Object.entries(runs)) {
         const med = (f: (r: RunResult) => number): number => percentile(rs.map(f), 50);
         const before = rs.map((r) => `${r.aBeforeB} (${r.aBeforeBAfterAsking})`).join(', ');
+        const waited = `${(med((r) => r.bWaitMs) / 1000).toFixed(2)} s`;
+        const rate = med((r) => r.gridsPerSecond).toFixed(2);
+        const submit = `${med((r) => percentile(r.submitMs, 50)).toFixed(1)} / ${med((r) => percentile(r.submitMs, 99)).toFixed(1)} ms`;
+        const gap = WORKERS === 1 ? `${med((r) => percentile(r.gapMs, 50)).toFixed(1)} ms` : '-';
+        const done = `${rs.map((r) => r.done).join(', ')} of ${BURST + 1}`;
         console.log(
           `${label.padEnd(6)} ${before}`.padEnd(43) +
-            `${(med((r) => r.bWaitMs) / 1000).toFixed(2).padStart(6)} s ${med((r) => r.gridsPerSecond)
-              .toFixed(2)
-              .padStart(9)}   ` +
-            `${med((r) => percentile(r.submitMs, 50))
-              .toFixed(1)
-              .padStart(6)} / ${med((r) => percentile(r.submitMs, 99)).toFixed(1)} ms   ` +
-            `${rs.map((r) => r.done).join(', ')} of ${BURST + 1}`,
+            `${waited.padStart(8)} ${rate.padStart(9)}   ${submit.padStart(17)}   ${gap.padStart(7)}   ${done}`,
         );
       }
       const ratio =
