@@ -2,7 +2,7 @@ import { PRIORITY_LIMIT } from 'bullmq';
 import { ErrorCode, InternalError } from '../core/errors.ts';
 import type { Origin } from '../core/jobspec.ts';
 import type { RedisClient } from './connection.ts';
-import { generateQueueName, type QueueKeys } from './keys.ts';
+import type { QueueKeys } from './keys.ts';
 import type { QueueLogger } from './logger.ts';
 import { type LuaScript, runScript, script } from './scripts.ts';
 
@@ -51,7 +51,7 @@ export function fairKeys(
   keys: QueueKeys,
   model: string | undefined,
 ): { stamps: string; teamOf: string; teamPrefix: string; jobPrefix: string } {
-  const base = `${keys.recordPrefix.slice(0, -'rec:'.length)}fair:${generateQueueName(model)}:`;
+  const base = keys.fairPrefix(model);
   return {
     /** Sorted set: tracked job id → stamp. */
     stamps: `${base}stamps`,

@@ -1,5 +1,6 @@
 import { Queue, Worker } from 'bullmq';
 import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../../core/config.ts';
 import { ErrorCode, InternalError, UserError } from '../../core/errors.ts';
 import type { JobSpecInput } from '../../core/jobspec.ts';
 import { fairKeys, fairStamp, fairTeam } from '../../queue/fairness.ts';
@@ -87,6 +88,12 @@ async function allEnded(jobs: Jobs, ids: readonly string[]): Promise<void> {
 }
 
 describe('fair sharing between teams (real Redis, real worker)', () => {
+  it('is on unless FAIR_SHARING says false', () => {
+    expect(loadConfig({}).FAIR_SHARING).toBe(true);
+    expect(loadConfig({ FAIR_SHARING: '' }).FAIR_SHARING).toBe(true);
+    expect(loadConfig({ FAIR_SHARING: 'false' }).FAIR_SHARING).toBe(false);
+  });
+
   it('the team is the workspace, else the channel, per surface', () => {
     expect(fairTeam({ surface: 'slack', workspace: 'T1', channel: 'C1' })).toBe('slack:w:T1');
     expect(fairTeam({ surface: 'slack', workspace: 'T1', channel: 'C2' })).toBe('slack:w:T1');
