@@ -6,7 +6,8 @@
  *   - team A submits a burst of grids at once, then team B one: after how many of A's grids does
  *     B's start (in all, and of those A's that had not yet started when B asked), and how long B
  *     waited;
- *   - throughput of the whole run (grids/s, first submit → last delivered), fair over FIFO;
+ *   - throughput of the whole run (grids/s, first submit → last delivered), fair over FIFO, and of
+ *     the worker alone draining a backlog of as many grids from three teams;
  *   - the same with 0 ms grids, where the queue's own costs (the stamp script, the prioritized
  *     set) are all there is;
  *   - submit latency p50/p99 in each mode (the burst's submits all at once).
@@ -21,8 +22,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Queue } from 'bullmq';
 import type { JobSpecInput } from '../../core/jobspec.ts';
 import { createJobs } from '../jobs.ts';
+import { generateQueueName } from '../keys.ts';
 import { silentLogger } from '../logger.ts';
 import { createNoopEngine } from '../noop-engine.ts';
 import { startRedis } from '../redis-launcher.ts';
@@ -110,6 +113,8 @@ interface RunResult {
   /** B's submit → start, ms. */
   readonly bWaitMs: number;
   readonly gridsPerSecond: number;
+  /** A backlog of BURST grids from three teams, queued while the queue was paused, then drained. */
+  readonly drainGridsPerSecond: number;
   readonly submitMs: readonly number[];
   /** One worker: from a grid's end to the next one's start (the worker's side of the queue), ms. */
   readonly gapMs: readonly number[];
@@ -159,6 +164,19 @@ async function run(url: string, fairSharing: boolean, gridMs: number): Promise<R
   const warm = await Promise.all(Array.from({ length: WORKERS * 2 }, () => jobs.submit(spec('warm', 'w'))));
   await waitDelivered(warm.map((w) => w.jobId));
 
+  // The worker's side alone: no submits while it drains.
+  const queue = new Queue(generateQueueName(undefined), { connection: { url }, prefix });
+  const drain = async (): Promise<number> => {
+    await queue.pause();
+    const backlog = await Promise.all(
+      Array.from({ length: BURST }, (_, i) => jobs.submit(spec(`team-${i % 3}`, `d${i % 30}`))),
+    );
+    const t0 = performance.now();
+    await queue.resume();
+    await waitDelivered(backlog.map((r) => r.jobId));
+    return backlog.filter((r) => delivered.has(r.jobId)).length / ((performance.now() - t0) / 1000);
+  };
+
   const submitMs: number[] = [];
   const timed = async (input: JobSpecInput): Promise<string> => {
     const t0 = performance.now();
@@ -185,9 +203,11 @@ async function run(url: string, fairSharing: boolean, gridMs: number): Promise<R
     gridsPerSecond: all.filter((id) => delivered.has(id)).length / seconds,
     submitMs,
     gapMs: gaps(records),
+    drainGridsPerSecond: await drain(),
     done: records.filter((r) => r?.state.status.state === 'done').length,
   };
   await stopChildren(children);
+  await queue.close();
   await jobs.close();
   return result;
 }
@@ -226,13 +246,19 @@ async function main(): Promise<void> {
             `${waited.padStart(8)} ${rate.padStart(9)}   ${submit.padStart(17)}   ${gap.padStart(7)}   ${done}`,
         );
       }
-      const rates = (rs: readonly RunResult[]): number[] => rs.map((r) => r.gridsPerSecond);
-      const ratio = percentile(rates(runs.fair), 50) / percentile(rates(runs.FIFO), 50);
-      // Each fair run against the FIFO run next to it: how much of the difference is the machine.
-      const pairs = runs.fair.map((r, k) => r.gridsPerSecond / (runs.FIFO[k]?.gridsPerSecond ?? Number.NaN));
-      console.log(
-        `throughput fair / FIFO: ${ratio.toFixed(3)} (medians); run by run ${Math.min(...pairs).toFixed(3)} … ${Math.max(...pairs).toFixed(3)}`,
-      );
+      for (const [what, rate] of [
+        ['burst run (first submit → last delivered)', (r: RunResult) => r.gridsPerSecond],
+        [`backlog of ${BURST} from 3 teams drained`, (r: RunResult) => r.drainGridsPerSecond],
+      ] as const) {
+        const median = (rs: readonly RunResult[]): number => percentile(rs.map(rate), 50);
+        // Each fair run against the FIFO run next to it: how much of the difference is the machine.
+        const pairs = runs.fair.map(
+          (r, k) => rate(r) / (runs.FIFO[k] === undefined ? Number.NaN : rate(runs.FIFO[k])),
+        );
+        console.log(
+          `throughput fair / FIFO, ${what}: ${median(runs.fair).toFixed(2)} / ${median(runs.FIFO).toFixed(2)} grids/s = ${(median(runs.fair) / median(runs.FIFO)).toFixed(3)} (medians; run by run ${Math.min(...pairs).toFixed(3)} … ${Math.max(...pairs).toFixed(3)})`,
+        );
+      }
     }
   } finally {
     await redis.stop();
