@@ -10,6 +10,7 @@ import { createQueueProbe, type QueueProbe } from '../queue/probe.ts';
 import { startRedis } from '../queue/redis-launcher.ts';
 import type { Jobs } from '../queue/types.ts';
 import type { QueueWorker } from '../queue/worker.ts';
+import { GridHistory } from './history/store.ts';
 import type { Logger } from './logger.ts';
 import { Health } from './ops/health.ts';
 import { createMetrics, type Metrics } from './ops/metrics.ts';
@@ -280,9 +281,17 @@ export async function startApp(options: AppOptions): Promise<App> {
       const serviceSettings = serviceSettingsFrom(config);
       const teams = await startTeamSettings(connection, config.QUEUE_PREFIX, serviceSettings, log);
       stack.push({ name: 'team settings', close: () => teams.close() });
+      // A record's TTL starts when its job ends, so the index outlives it by a day.
+      const history = new GridHistory({
+        connection,
+        prefix: config.QUEUE_PREFIX,
+        ttlMs: (config.RECORD_TTL_DAYS + 1) * 86_400_000,
+      });
+      stack.push({ name: 'history', close: () => history.close() });
       const service = new ConversationService({
         jobs,
         teams,
+        history,
         settings: serviceSettings,
         log: log.child({ component: 'service' }),
         metrics,
@@ -294,6 +303,7 @@ export async function startApp(options: AppOptions): Promise<App> {
         press: service.press.bind(service),
         showResult: service.showResult.bind(service),
         nsfwNotesFor: service.nsfwNotesFor.bind(service),
+        history: service.history.bind(service),
         attach: (surface: ChatSurface) => service.attach(timedSurface(surface, metrics)),
       };
 
@@ -339,6 +349,7 @@ export async function startApp(options: AppOptions): Promise<App> {
           service: conversation,
           log,
           teamSettings: (request) => service.teamSettings(request),
+          history: (query, markup) => service.history(query, markup),
         });
         await adapter.start();
         stack.push({ name: 'slack', close: () => adapter.stop() });
@@ -437,6 +448,7 @@ async function startDiscord(
     limits: serviceSettingsFrom(config).limits,
     log: log.child({ surface: 'discord' }),
     teamSettings: (request) => service.teamSettings(request),
+    history: (query, markup) => service.history(query, markup),
   });
   await bot.start();
   return { name: 'discord', close: () => bot.stop() };

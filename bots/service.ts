@@ -5,6 +5,7 @@ import { AckGate } from './service/ack-gate.ts';
 import { Chains } from './service/chains.ts';
 import type { ServiceContext } from './service/context.ts';
 import { deliver, showProgress } from './service/deliver.ts';
+import { type HistoryIndex, type HistoryQuery, type HistoryView, readHistory } from './service/history.ts';
 import { imagine } from './service/imagine.ts';
 import { KnownJobs } from './service/known-jobs.ts';
 import { type NsfwWhere, nsfwNotes, nsfwOutcome, nsfwPolicyAt, showGrid, showImage } from './service/nsfw.ts';
@@ -19,10 +20,12 @@ import type {
   ImagineCommand,
   InteractionReply,
   InteractionResult,
+  Markup,
 } from './surface.ts';
 
 export { decodeControl, encodeControl, MAX_CONTROL_ID_LENGTH } from './service/controls.ts';
 export { displayPrompt } from './service/format.ts';
+export type { HistoryEntry, HistoryQuery, HistoryView } from './service/history.ts';
 export { MESSAGES, type ServiceLog, type ServiceSettings, serviceSettingsFrom } from './service/settings.ts';
 
 /**
@@ -71,6 +74,8 @@ export interface ConversationServiceOptions {
   readonly maxConcurrentInteractions?: number;
   /** Team settings (Redis) and daily quotas. @defaultValue none: the environment's settings everywhere */
   readonly teams?: TeamSupport;
+  /** Each user's recent grids per channel (bots/history/store.ts). @defaultValue none: history is empty */
+  readonly history?: HistoryIndex;
 }
 
 const DEFAULT_PROGRESS_INTERVAL_MS = 2000;
@@ -103,6 +108,7 @@ export class ConversationService {
       chains: new Chains(),
       known: new KnownJobs(),
       teams: options.teams,
+      history: options.history,
     };
     this.#progressIntervalMs = options.settings.progressIntervalMs ?? DEFAULT_PROGRESS_INTERVAL_MS;
   }
@@ -158,6 +164,14 @@ export class ConversationService {
       return Promise.resolve({ ok: false, message: 'Team settings are not enabled on this deployment.' });
     }
     return settingsCommand(teams.store, this.#ctx.settings.limits, request);
+  }
+
+  /**
+   * `/imagine history`: the requester's last grids in this channel with their buttons, texts in
+   * `markup` (the surface's). Throws UserError(Unavailable) when Redis can't be reached.
+   */
+  history(query: HistoryQuery, markup: Markup): Promise<HistoryView> {
+    return readHistory(this.#ctx, markup, query);
   }
 
   /**

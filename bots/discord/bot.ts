@@ -14,6 +14,7 @@ import {
 } from 'discord.js';
 import type { RequestLimits } from '../../core/config.ts';
 import { PermanentDeliveryError } from '../../queue/index.ts';
+import type { HistoryHandler } from '../service/history.ts';
 import type { Conversation, ServiceLog } from '../service.ts';
 import type {
   CancelledView,
@@ -25,6 +26,7 @@ import type {
   SurfaceLimits,
 } from '../surface.ts';
 import { registerCommands } from './commands.ts';
+import { HISTORY_COMMAND, historyCommandDefinition, onHistoryCommand } from './history-command.ts';
 import {
   DISCORD_LIMITS,
   DISCORD_MARKUP,
@@ -85,6 +87,8 @@ export interface DiscordBotOptions {
   readonly maxUploadBytes?: number;
   /** `/imagine-settings`: registered and answered only when given (ConversationService.teamSettings). */
   readonly teamSettings?: SettingsHandler;
+  /** `/imagine-history`: registered and answered only when given (ConversationService.history). */
+  readonly history?: HistoryHandler;
 }
 
 const DEFAULTS = {
@@ -155,7 +159,12 @@ export class DiscordBot {
         this.#options.appId,
         this.#options.guildId,
         this.#options.limits,
-        this.#options.teamSettings === undefined ? [] : [settingsCommandDefinition(this.#options.limits)],
+        [
+          ...(this.#options.teamSettings === undefined
+            ? []
+            : [settingsCommandDefinition(this.#options.limits)]),
+          ...(this.#options.history === undefined ? [] : [historyCommandDefinition()]),
+        ],
       );
       this.#log.info(
         { commands: commands.map((c) => c.name), guild: this.#options.guildId ?? 'global' },
@@ -181,16 +190,19 @@ export class DiscordBot {
 
   #onInteraction(interaction: Interaction): void {
     const settings = this.#options.teamSettings;
+    const history = this.#options.history;
     const handled =
-      interaction.isChatInputCommand() && interaction.commandName === 'imagine'
-        ? this.#onImagine(interaction)
-        : interaction.isChatInputCommand() &&
-            interaction.commandName === SETTINGS_COMMAND &&
-            settings !== undefined
-          ? onSettingsCommand(interaction, settings)
-          : interaction.isButton()
-            ? this.#onButton(interaction)
-            : undefined;
+      interaction.isChatInputCommand() && interaction.commandName === HISTORY_COMMAND && history !== undefined
+        ? onHistoryCommand(interaction, history)
+        : interaction.isChatInputCommand() && interaction.commandName === 'imagine'
+          ? this.#onImagine(interaction)
+          : interaction.isChatInputCommand() &&
+              interaction.commandName === SETTINGS_COMMAND &&
+              settings !== undefined
+            ? onSettingsCommand(interaction, settings)
+            : interaction.isButton()
+              ? this.#onButton(interaction)
+              : undefined;
     handled?.catch((error: unknown) =>
       this.#log.error({ err: error, interactionId: interaction.id }, 'discord interaction handler failed'),
     );

@@ -3,6 +3,7 @@ import type { Jobs, QueueMetrics } from '../../queue/index.ts';
 import type { TeamSupport } from '../settings/support.ts';
 import type { AckGate } from './ack-gate.ts';
 import type { Chains } from './chains.ts';
+import type { HistoryIndex } from './history-types.ts';
 import type { KnownJobs } from './known-jobs.ts';
 import type { ServiceLog, ServiceSettings } from './settings.ts';
 
@@ -21,6 +22,8 @@ export interface ServiceContext {
   readonly known: KnownJobs;
   /** Team settings and quotas; absent, only the environment's settings apply. */
   readonly teams: TeamSupport | undefined;
+  /** Each user's recent grids per channel (`/imagine history`); absent, history is empty. */
+  readonly history?: HistoryIndex | undefined;
 }
 
 /**

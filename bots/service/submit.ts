@@ -5,6 +5,7 @@ import type { QuotaCharge } from '../settings/quota.ts';
 import type { ChatSurface, InteractionReply, JobTarget, MessageRef } from '../surface.ts';
 import { interactionKey, type ServiceContext, safely } from './context.ts';
 import { displayPrompt } from './format.ts';
+import { rememberGrid } from './history.ts';
 import { MESSAGES } from './settings.ts';
 import { chargeQuota, type TeamScope } from './team.ts';
 import { queuedView } from './views.ts';
@@ -72,6 +73,7 @@ async function submitNow(
     ctx.log.info({ jobId: id, interactionId: origin.interactionId }, 'duplicate interaction: nothing queued');
     return id;
   }
+  await rememberGrid(ctx, origin, id);
   const prompt = displayPrompt(spec.prompts);
   const target: JobTarget = {
     recordId: id,

@@ -11,6 +11,7 @@ import {
 import { reportError } from '../../core/errors.ts';
 import type { DeliveryContext } from '../../queue/index.ts';
 import type { Logger } from '../logger.ts';
+import { isHistoryRequest } from '../service/history.ts';
 import type {
   CancelledView,
   ChatSurface,
@@ -24,6 +25,7 @@ import type {
   QueuedView,
 } from '../surface.ts';
 import { boltLogger, slackCall, slackErrorCode } from './errors.ts';
+import { onHistoryCommand } from './history.ts';
 import {
   type AckTiming,
   DEFAULTS,
@@ -107,7 +109,12 @@ export class SlackAdapter implements ChatSurface {
     this.#app.command(options.command ?? DEFAULTS.command, async ({ ack, command, context }) => {
       await ack();
       this.#acked('command', context.receivedAt);
-      await this.#work(() => onCommand(this.#service, command, (where) => this.#reply(where)));
+      await this.#work(() =>
+        // `/imagine history` (the word alone); anything else, "history of rome" too, is a prompt.
+        isHistoryRequest(command.text)
+          ? onHistoryCommand(command, options.history, this.#api, this.#log)
+          : onCommand(this.#service, command, (where) => this.#reply(where)),
+      );
     });
     this.#app.action<BlockAction<ButtonAction>>(
       { type: 'block_actions', action_id: new RegExp(`^${ACTION_ID_PREFIX}`, 'u') },

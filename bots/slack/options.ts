@@ -1,5 +1,6 @@
 import type { Config } from '../../core/config.ts';
 import type { Logger } from '../logger.ts';
+import type { HistoryHandler } from '../service/history.ts';
 import type { ConversationService } from '../service.ts';
 import type { SettingsHandler } from './settings-modal.ts';
 
@@ -39,6 +40,8 @@ export interface SlackAdapterOptions {
   readonly teamSettings?: SettingsHandler;
   /** @defaultValue `'/imagine-settings'` */
   readonly settingsCommand?: string;
+  /** `/imagine history` (ConversationService.history). @defaultValue none: it says history is not enabled */
+  readonly history?: HistoryHandler;
 }
 
 export interface AckTiming {

@@ -120,14 +120,22 @@ export async function onPress(
   action: ButtonAction,
   reply: (context: ReplyContext) => InteractionReply,
 ): Promise<void> {
-  const container = body.container as { channel_id?: string; message_ts?: string; thread_ts?: string };
+  const container = body.container as {
+    channel_id?: string;
+    message_ts?: string;
+    thread_ts?: string;
+    is_ephemeral?: boolean;
+  };
   const channel = body.channel?.id ?? container.channel_id;
   if (channel === undefined) {
     log.warn({ actionId: action.action_id }, 'button press without a channel: ignored');
     return;
   }
   // Replies go in the grid's thread: its root when the grid is itself a thread reply.
-  const thread = container.thread_ts ?? container.message_ts ?? body.message?.ts;
+  // An ephemeral message (`/imagine history`) can't hold a thread: its replies go in the channel.
+  const thread =
+    container.thread_ts ??
+    (container.is_ephemeral === true ? undefined : (container.message_ts ?? body.message?.ts));
   const context: ReplyContext = {
     channel,
     user: body.user.id,

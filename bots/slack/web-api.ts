@@ -2,7 +2,14 @@ import type { webApi } from '@slack/bolt';
 import type { Logger } from '../logger.ts';
 import type { Attachment, ControlRows } from '../surface.ts';
 import { slackCall, slackErrorCode, toChatApiError } from './errors.ts';
-import { fallbackText, messageBlocks, plainText, richTextBlock, SLACK_MARKUP } from './render.ts';
+import {
+  fallbackText,
+  messageBlocks,
+  plainText,
+  richTextBlock,
+  SLACK_MARKUP,
+  type SlackBlock,
+} from './render.ts';
 
 /**
  * The Slack Web API calls the adapter makes: posting, updating and deleting messages, uploading and
@@ -178,7 +185,12 @@ export class SlackWebApi {
   /** `text` is plain (an error or notice that may quote user input), shown literally. */
   async ephemeral(context: ReplyContext, text: string): Promise<void> {
     const literal = SLACK_MARKUP.escape(text);
-    const message = { text: fallbackText(literal), blocks: [richTextBlock(literal)] };
+    await this.ephemeralBlocks(context, literal, [richTextBlock(literal)]);
+  }
+
+  /** An ephemeral message of blocks; `marked` (SLACK_MARKUP) is its notification fallback. */
+  async ephemeralBlocks(context: ReplyContext, marked: string, blocks: readonly SlackBlock[]): Promise<void> {
+    const message = { text: fallbackText(marked), blocks };
     if (context.responseUrl !== undefined) {
       try {
         const response = await fetch(context.responseUrl, {

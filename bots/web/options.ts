@@ -3,9 +3,10 @@ import type { GridRecord, Jobs } from '../../queue/index.ts';
 import type { Logger } from '../logger.ts';
 import type { Health } from '../ops/health.ts';
 import type { Metrics } from '../ops/metrics.ts';
+import type { HistoryQuery, HistoryView } from '../service/history.ts';
 import type { NsfwWhere } from '../service/nsfw.ts';
 import type { TeamSettingsStore } from '../settings/store.ts';
-import type { ControlPress, ImagineCommand, InteractionResult } from '../surface.ts';
+import type { ControlPress, ImagineCommand, InteractionResult, Markup } from '../surface.ts';
 import type { IdentityIssueLimit } from './auth.ts';
 import type { HttpReply, WebSurface } from './surface.ts';
 
@@ -26,6 +27,8 @@ export interface PlaygroundService {
   ): Promise<{ readonly png: Buffer; readonly notes: readonly string[] }>;
   /** What the NSFW policy here does to a finished job's images, as notes. */
   nsfwNotesFor?(record: GridRecord, where: NsfwWhere): Promise<readonly string[]>;
+  /** The caller's last grids (`GET /api/history`; absent: that route answers 404). */
+  history?(query: HistoryQuery, markup: Markup): Promise<HistoryView>;
 }
 
 export interface PlaygroundOptions {

@@ -9,6 +9,7 @@ import { HttpError, readJsonObject, SECURITY_HEADERS, sendJson, sendPublicError 
 import { encodeControl } from '../service/controls.ts';
 import type { ControlAction, ImagineCommand } from '../surface.ts';
 import { imagineBody } from './body.ts';
+import { historyRoutes } from './history-api.ts';
 import {
   PLAYGROUND_CHANNEL,
   PLAYGROUND_WORKSPACE,
@@ -309,6 +310,7 @@ export function playgroundRoutes(options: PlaygroundOptions): PlaygroundRoutes {
   ];
 
   if (options.teamSettings !== undefined) routes.push(...settingsRoutes(options.teamSettings, bodyLimit));
+  routes.push(...historyRoutes(options));
   return { routes, gone };
 }
 

@@ -9,6 +9,9 @@ const STATIC_FILES = {
   '/index.html': { file: 'index.html', type: 'text/html; charset=utf-8' },
   '/app.js': { file: 'app.js', type: 'text/javascript; charset=utf-8' },
   '/style.css': { file: 'style.css', type: 'text/css; charset=utf-8' },
+  '/history.js': { file: 'history.js', type: 'text/javascript; charset=utf-8' },
+  '/settings.js': { file: 'settings.js', type: 'text/javascript; charset=utf-8' },
+  '/panels.css': { file: 'panels.css', type: 'text/css; charset=utf-8' },
   '/favicon.svg': { file: 'favicon.svg', type: 'image/svg+xml' },
 } as const satisfies Record<string, { file: string; type: string }>;
 

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import sharp from 'sharp';
 import { DiscordBot, type DiscordBotOptions } from '../../bots/discord/bot.ts';
+import type { HistoryIndex } from '../../bots/service/history.ts';
 import { ConversationService, type ServiceSettings } from '../../bots/service.ts';
 import type { TeamSupport } from '../../bots/settings/support.ts';
 import { DEFAULT_SUFFIXES } from '../../core/config.ts';
@@ -111,6 +112,8 @@ export interface HarnessOptions {
   readonly perUser?: number;
   /** Team settings and quotas for the service; with them the bot registers `/imagine-settings`. */
   readonly teams?: TeamSupport;
+  /** The history index; with it the bot registers `/imagine-history`. */
+  readonly history?: HistoryIndex;
 }
 
 export async function startHarness(options: HarnessOptions): Promise<Harness> {
@@ -139,10 +142,12 @@ export async function startHarness(options: HarnessOptions): Promise<Harness> {
       jobs: j,
       settings,
       ...(options.teams === undefined ? {} : { teams: options.teams }),
+      ...(options.history === undefined ? {} : { history: options.history }),
     });
     const bot = new DiscordBot({
       service,
       ...(options.teams === undefined ? {} : { teamSettings: (r) => service.teamSettings(r) }),
+      ...(options.history === undefined ? {} : { history: (q, m) => service.history(q, m) }),
       token: fake.token,
       appId: fake.appId,
       apiUrl: fake.apiUrl,

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import sharp from 'sharp';
+import type { HistoryIndex } from '../../bots/service/history.ts';
 import { ConversationService, decodeControl, type ServiceSettings } from '../../bots/service.ts';
 import type { TeamSupport } from '../../bots/settings/support.ts';
 import { SlackAdapter, type SlackAdapterOptions } from '../../bots/slack/adapter.ts';
@@ -57,6 +58,8 @@ export interface BotOptions {
   readonly adapter?: Partial<SlackAdapterOptions>;
   /** Team settings and quotas for the service; with them the bot answers `/imagine-settings`. */
   readonly teams?: TeamSupport;
+  /** The history index; with it the bot answers `/imagine history`. */
+  readonly history?: HistoryIndex;
 }
 
 export class TestBot {
@@ -89,6 +92,7 @@ export class TestBot {
       jobs: this.jobs,
       settings: o.settings ?? TEST_SETTINGS,
       ...(o.teams === undefined ? {} : { teams: o.teams }),
+      ...(o.history === undefined ? {} : { history: o.history }),
     });
     this.service = service;
     this.adapter = new SlackAdapter({
@@ -101,6 +105,7 @@ export class TestBot {
       host: '127.0.0.1',
       apiUrl: o.fake.apiUrl,
       ...(o.teams === undefined ? {} : { teamSettings: (r) => service.teamSettings(r) }),
+      ...(o.history === undefined ? {} : { history: (q, m) => service.history(q, m) }),
       ...o.adapter,
     });
     await this.adapter.start();

@@ -698,6 +698,21 @@ document.getElementById('clear').addEventListener('click', () => {
   reconnect();
 });
 
+// The history panel (history.js) opens one of the user's grids here, as its card with its buttons.
+document.addEventListener('imagine:open', (event) => {
+  const id = event.detail?.id;
+  if (typeof id !== 'string') return;
+  const known = jobs.get(id);
+  if (known) {
+    known.el.scrollIntoView({ block: 'center' });
+    return;
+  }
+  followNow();
+  jobMessage(id, null);
+  void refresh(id);
+  reconnect();
+});
+
 // ——— start ———
 
 async function start() {

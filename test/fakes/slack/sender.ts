@@ -57,6 +57,8 @@ export interface BlockActionInit {
   readonly userName?: string;
   readonly triggerId?: string;
   readonly responseUrl?: string;
+  /** The message is an ephemeral one (only its user sees it): Slack says so in the container. */
+  readonly ephemeral?: boolean;
 }
 
 export interface SignedSenderOptions {
@@ -159,7 +161,7 @@ export class SignedSender {
         type: 'message',
         message_ts: message.ts,
         channel_id: message.channel,
-        is_ephemeral: false,
+        is_ephemeral: init.ephemeral === true,
         ...(message.threadTs !== undefined ? { thread_ts: message.threadTs } : {}),
       },
       trigger_id: init.triggerId ?? newTriggerId(),
