@@ -15,7 +15,8 @@
  * Uses REDIS_URL when set, else starts a private redis-server. The worker is a separate process
  * (this file re-run as `… fair.ts worker <config>`), as in production.
  * Env: BENCH_BURST (A's grids, default 100), BENCH_GRID_MS (one grid's time, default 100),
- * BENCH_WORKERS (worker processes, default 1), BENCH_REPEAT (runs per mode, default 3).
+ * BENCH_WORKERS (worker processes, default 1), BENCH_REPEAT (runs per mode, default 3),
+ * BENCH_SAME_ARMS=1 (calibration: the "FIFO" arm is fair too, so any difference is noise or bias).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -36,6 +37,8 @@ const BURST = Number(process.env.BENCH_BURST ?? 100);
 const GRID_MS = Number(process.env.BENCH_GRID_MS ?? 100);
 const WORKERS = Number(process.env.BENCH_WORKERS ?? 1);
 const REPEAT = Number(process.env.BENCH_REPEAT ?? 3);
+/** Calibration: both arms fair, so their difference is the machine's and the method's, not FIFO's. */
+const SAME_ARMS = process.env.BENCH_SAME_ARMS === '1';
 const STEPS = 4;
 
 interface WorkerConfig {
@@ -139,7 +142,7 @@ async function run(url: string, fairSharing: boolean, gridMs: number): Promise<R
     prefix,
     logger: silentLogger,
     limits: { perUser: 1000, queueDepth: 10_000 },
-    fairSharing,
+    fairSharing: fairSharing || SAME_ARMS,
   });
   const delivered = new Set<string>();
   let wake: (() => void) | undefined;
@@ -217,7 +220,7 @@ async function main(): Promise<void> {
   const redis = await startRedis({ url: process.env.REDIS_URL, dataDir });
   try {
     console.log(
-      `# fair-sharing benchmark (team A: ${BURST} grids at once, then team B: 1; ${WORKERS} worker process${WORKERS === 1 ? '' : 'es'}; redis ${redis.owned ? 'private' : redis.url})`,
+      `# fair-sharing benchmark${SAME_ARMS ? ' — CALIBRATION: both arms fair' : ''} (team A: ${BURST} grids at once, then team B: 1; ${WORKERS} worker process${WORKERS === 1 ? '' : 'es'}; redis ${redis.owned ? 'private' : redis.url})`,
     );
     for (const gridMs of [GRID_MS, 0]) {
       // Alternating fair / FIFO runs, so a drift in the machine's load hits both alike.
