@@ -276,6 +276,7 @@ export async function startApp(options: AppOptions): Promise<App> {
         connection,
         prefix: config.QUEUE_PREFIX,
         limits: { perUser: config.PER_USER_LIMIT, queueDepth: config.QUEUE_DEPTH_LIMIT },
+        fairSharing: config.FAIR_SHARING,
         recordTtlMs: Math.round(config.RECORD_TTL_DAYS * 24 * 3600 * 1000),
         attempts: config.JOB_ATTEMPTS,
         // A bot killed mid-delivery has its delivery taken over within STALLED_INTERVAL_MS too.

@@ -249,6 +249,8 @@ export const configSchema = z.object({
   PER_USER_LIMIT: int(2, 1, 1000),
   /** Jobs waiting in the queue before new ones are refused. Default 200. */
   QUEUE_DEPTH_LIMIT: int(200, 1, 100000),
+  /** Teams (workspaces, else channels) take turns on the GPU; false: plain FIFO. Default true. */
+  FAIR_SHARING: bool(true),
   /**
    * Days a finished grid's record (prompts, seeds, settings, model) is kept, counted from when it
    * finished; its buttons work until then. Queued and running jobs never expire. Default 30.

@@ -93,6 +93,12 @@ export interface JobsOptions {
    * @defaultValue 60000
    */
   readonly orphanGraceMs?: number;
+  /**
+   * Teams take turns on the GPU (queue/fairness.ts): a team's burst waits behind one job of each
+   * other team rather than in front of all of them. false: plain FIFO.
+   * @defaultValue true
+   */
+  readonly fairSharing?: boolean;
   readonly logger: QueueLogger;
   readonly metrics?: QueueMetrics;
 }
@@ -106,6 +112,7 @@ export const JOBS_DEFAULTS = {
   backoff: { type: 'exponential', delayMs: 2000 },
   orphanGraceMs: 60_000,
   renderWaitMs: 120_000,
+  fairSharing: true,
 } as const satisfies {
   prefix: string;
   perUser: number;
@@ -115,6 +122,7 @@ export const JOBS_DEFAULTS = {
   backoff: BackoffOptions;
   orphanGraceMs: number;
   renderWaitMs: number;
+  fairSharing: boolean;
 };
 
 /**
@@ -179,7 +187,8 @@ export function createJobs(options: JobsOptions): Jobs {
     metrics,
     isClosed: () => closed,
   };
-  const submitNow = createSubmit(ctx, { perUser, queueDepth, recordTtlMs, orphanGraceMs });
+  const fairSharing = options.fairSharing ?? JOBS_DEFAULTS.fairSharing;
+  const submitNow = createSubmit(ctx, { perUser, queueDepth, recordTtlMs, orphanGraceMs, fairSharing });
   const cancelNow = createCancel(ctx);
   // Events and images refer to each other: re-render endings arrive over the events' connection.
   let images: GridImages | undefined;

@@ -62,6 +62,8 @@ export interface QueueKeys {
   readonly generateJobPrefix: string;
   /** Prefix of BullMQ's job hashes on one model's generate queue. */
   jobPrefixOf(model: string | undefined): string;
+  /** Prefix of one model queue's fair-sharing bookkeeping (queue/fairness.ts). */
+  fairPrefix(model: string | undefined): string;
   /** Set of the ids of workers that said they serve `model` (each backed by `servedBy`, which expires). */
   served(model: string): string;
   /** A worker's announcement that it serves `model` (value: the model's revision), with a TTL. */
@@ -93,6 +95,7 @@ export function queueKeys(prefix: string): QueueKeys {
     progressChannel: (surface) => `${base}:progress:${surface}`,
     generateJobPrefix: `${prefix}:${GENERATE_QUEUE}:`,
     jobPrefixOf: (model) => `${prefix}:${generateQueueName(model)}:`,
+    fairPrefix: (model) => `${base}:fair:${generateQueueName(model)}:`,
     served: (model) => `${base}:served:${model}`,
     servedBy: (model, workerId) => `${base}:served:${model}:${workerId}`,
     servedDefaults: (model) => `${base}:served-defaults:${model}`,

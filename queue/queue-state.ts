@@ -43,7 +43,13 @@ export function pipelineReplies(replies: [Error | null, unknown][] | null): unkn
   return replies.map(([, value]) => value);
 }
 
-/** Jobs ahead of `id` in the wait list (BullMQ pushes on the left and takes from the right). */
+/**
+ * Jobs that will start before `id` in its model's queue, as things stand: BullMQ takes the plain
+ * wait list first (pushed on the left, taken from the right), then the prioritized set lowest
+ * score first (fair sharing's turns, queue/fairness.ts: score = priority * 2^32 + insertion
+ * counter). A retry waiting out its backoff comes back with its priority, behind the jobs of its
+ * turn and earlier ones; a job in none of these (just taken) is behind everything waiting.
+ */
 export async function queuePosition(
   client: RedisClient,
   keys: QueueKeys,
@@ -51,13 +57,29 @@ export async function queuePosition(
   model: string | undefined,
 ): Promise<number> {
   // Each model has its own queue: the position is among the jobs waiting for the same model.
-  const waitKey = `${keys.jobPrefixOf(model)}wait`;
-  const replies = pipelineReplies(await client.pipeline().lpos(waitKey, id).llen(waitKey).exec());
-  const pos = replies[0];
-  const len = Number(replies[1] ?? 0);
-  // Not in the wait list (delayed for a retry, or just taken): behind everything waiting.
-  if (typeof pos !== 'number') return len;
-  return Math.max(0, len - 1 - pos);
+  const prefix = keys.jobPrefixOf(model);
+  const waitKey = `${prefix}wait`;
+  const prioritizedKey = `${prefix}prioritized`;
+  const replies = pipelineReplies(
+    await client
+      .pipeline()
+      .lpos(waitKey, id)
+      .llen(waitKey)
+      .zrank(prioritizedKey, id)
+      .zcard(prioritizedKey)
+      .zscore(`${prefix}delayed`, id)
+      .hget(`${prefix}${id}`, 'priority')
+      .exec(),
+  );
+  const [pos, waitLen, rank, prioritizedLen, delayed, priorityText] = replies;
+  const waiting = Number(waitLen ?? 0);
+  if (typeof pos === 'number') return Math.max(0, waiting - 1 - pos);
+  if (typeof rank === 'number') return waiting + rank;
+  const priority = Number(priorityText ?? 0);
+  if (delayed !== null && Number.isInteger(priority) && priority > 0) {
+    return waiting + (await client.zcount(prioritizedKey, '-inf', (priority + 1) * 2 ** 32 - 1));
+  }
+  return waiting + Number(prioritizedLen ?? 0);
 }
 
 export async function loadRecord(

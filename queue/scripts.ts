@@ -16,7 +16,8 @@ export interface LuaScript {
   readonly sha: string;
 }
 
-function script(name: string, source: string): LuaScript {
+/** A script with its SHA (for EVALSHA). */
+export function script(name: string, source: string): LuaScript {
   return { name, source, sha: createHash('sha1').update(source).digest('hex') };
 }
 

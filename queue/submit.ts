@@ -3,6 +3,7 @@ import { ErrorCode, InternalError } from '../core/errors.ts';
 import { type JobSpecInput, jobIdFor, parseJobSpec } from '../core/jobspec.ts';
 import { DEFAULT_MODEL_NAME, modelRevisionError } from '../core/models.ts';
 import { isUnavailableError, REQUEST_TIMEOUT_MS } from './connection.ts';
+import { fairAddOptions } from './fairness.ts';
 import { keepInitImage } from './init-images.ts';
 import { invalidSpecError, queueFullError, userCapError } from './job-errors.ts';
 import type { JobsContext } from './jobs-context.ts';
@@ -20,6 +21,8 @@ export interface SubmitLimits {
   readonly queueDepth: number;
   readonly recordTtlMs: number;
   readonly orphanGraceMs: number;
+  /** Teams take turns (queue/fairness.ts); off: plain FIFO. @defaultValue true */
+  readonly fairSharing?: boolean;
 }
 
 /**
@@ -33,6 +36,7 @@ export function createSubmit(
 ): (input: JobSpecInput, options?: SubmitOptions) => Promise<SubmitResult> {
   const { client, keys, logger, metrics } = ctx;
   const { perUser, queueDepth, recordTtlMs, orphanGraceMs } = limits;
+  const fair = { enabled: limits.fairSharing ?? true, orphanGraceMs };
   // Submit calls whose caller was told they failed, by id → attempt token: their reservation is
   // undone (it may still have run: a hung Redis runs it when it wakes up). Retried until it is done.
   const undo = new Map<string, string>();
@@ -145,7 +149,8 @@ export function createSubmit(
         throw new InternalError(ErrorCode.Redis, `unexpected reserve reply ${JSON.stringify(reply)}`);
     }
     try {
-      await generate.add('generate', spec, { jobId: id });
+      const turn = await fairAddOptions(ctx, { id, model: spec.model, origin }, fair);
+      await generate.add('generate', spec, { jobId: id, ...turn });
     } catch (error) {
       // The caller is told it failed, so the reservation goes (the user can retry at once). Should
       // the add still run later, its job finds no record and the worker drops it unrun.
@@ -173,7 +178,12 @@ export function createSubmit(
     const generate = ctx.queueFor(record.spec.model);
     if (state === 'queued' && (await generate.getJob(id)) === undefined) {
       logger.warn({ jobId: id }, 're-enqueueing a queued job whose BullMQ job was missing');
-      await generate.add('generate', record.spec, { jobId: id });
+      const turn = await fairAddOptions(
+        ctx,
+        { id, model: record.spec.model, origin: record.spec.origin },
+        fair,
+      );
+      await generate.add('generate', record.spec, { jobId: id, ...turn });
     }
     const position = state === 'queued' ? await queuePosition(client, keys, id, record.spec.model) : 0;
     return { jobId: id, seeds: record.spec.seeds, position, duplicate: true };

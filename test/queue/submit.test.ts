@@ -47,8 +47,10 @@ describe('submit', () => {
     expect(first).toEqual({ jobId: 'discord-1234', seeds: [7, 8, 9, 10], position: 0, duplicate: false });
     const second = await jobs.submit(makeSpec({ user: 'user-2' }));
     const third = await jobs.submit(makeSpec({ user: 'user-3', surface: 'slack' }));
-    expect([second.position, third.position]).toEqual([1, 2]);
-    expect(await jobs.status(third.jobId)).toEqual({ state: 'queued', position: 2 });
+    // Slack's channel is another team: its first job takes its turn before discord's second.
+    expect([second.position, third.position]).toEqual([1, 1]);
+    expect(await jobs.status(third.jobId)).toEqual({ state: 'queued', position: 1 });
+    expect(await jobs.status(second.jobId)).toEqual({ state: 'queued', position: 2 });
   });
 
   it('rejects bad input with a user error that says what is wrong', async () => {
@@ -88,7 +90,7 @@ describe('submit', () => {
     );
     expect(burst.filter((r) => !r.duplicate)).toHaveLength(1);
     expect(new Set(burst.map((r) => r.jobId)).size).toBe(1);
-    expect(await generateQueue(prefix).getWaitingCount()).toBe(2);
+    expect(await generateQueue(prefix).count()).toBe(2);
   });
 
   it('caps queued plus running jobs per user', async () => {
@@ -146,7 +148,7 @@ describe('submit', () => {
     );
     // Every accepted job is in BullMQ and has a queued record.
     const queue = generateQueue(prefix);
-    expect(await queue.getWaitingCount()).toBe(150);
+    expect(await queue.count()).toBe(150);
     const states = await Promise.all(accepted.map((a) => (a.ok ? jobs.status(a.r.jobId) : null)));
     expect(states.every((s) => s?.state === 'queued')).toBe(true);
     expect(new Set(states.map((s) => (s?.state === 'queued' ? s.position : -1))).size).toBe(150);
@@ -219,7 +221,8 @@ describe('submit', () => {
     expect(await queue.remove(jobId)).toBe(1);
     const healed = await jobs.submit(spec);
     expect(healed).toMatchObject({ jobId, duplicate: true, position: 0 });
-    expect(await queue.getJobState(jobId)).toBe('waiting');
+    // Back with its team's turn (a BullMQ priority).
+    expect(await queue.getJobState(jobId)).toBe('prioritized');
 
     // A reservation that never got its job and is never redelivered frees the user's slot.
     const other = await jobs.submit(makeSpec({ interactionId: 'lost-2', user: 'dave' }));
