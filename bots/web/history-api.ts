@@ -34,7 +34,9 @@ export function historyRoutes(options: PlaygroundOptions): HistoryRoute[] {
       methods: {
         GET: async (ctx) => {
           const text = ctx.url.searchParams.get('limit');
-          const limit = text === null ? HISTORY_MAX_LIMIT : Number(text);
+          // Digits only: Number() would also take "0x5", "1e1", " 5" or "5.0".
+          const limit =
+            text === null ? HISTORY_MAX_LIMIT : /^\d{1,3}$/u.test(text) ? Number(text) : Number.NaN;
           if (!Number.isInteger(limit) || limit < 1 || limit > HISTORY_MAX_LIMIT) {
             throw new HttpError(
               ErrorCode.InvalidRequest,

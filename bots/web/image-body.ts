@@ -1,3 +1,4 @@
+import type { IncomingMessage } from 'node:http';
 import { ErrorCode, UserError } from '../../core/errors.ts';
 import { checkImageBytes, MAX_INIT_IMAGE_BYTES } from '../../core/image-prompt.ts';
 import { HttpError } from '../ops/http.ts';
@@ -15,6 +16,43 @@ const JSON_MARGIN_BYTES = 64 * 1024;
  * characters) plus the rest of the body. Every other route keeps the small default.
  */
 export const IMAGINE_BODY_LIMIT_BYTES = 4 * Math.ceil(MAX_INIT_IMAGE_BYTES / 3) + JSON_MARGIN_BYTES;
+
+/**
+ * Bodies that may be large (an image prompt) read and decoded at once, process-wide. Each is buffered
+ * whole and copied while parsed and decoded (about 50 MB for the largest picture), so without a cap N
+ * slow or concurrent uploads would hold N times that.
+ */
+export const MAX_UPLOADS_IN_FLIGHT = 4;
+
+/** Counts the large bodies being read; past the cap a request is refused before its body is read. */
+export class UploadSlots {
+  #inFlight = 0;
+
+  constructor(private readonly max: number = MAX_UPLOADS_IN_FLIGHT) {}
+
+  /**
+   * Runs `read` (reading and parsing the body), in a slot when the body may be large: declared over
+   * `smallLimit` bytes, or of unknown length (chunked). All slots taken: a 503 with Retry-After.
+   */
+  async run<T>(req: IncomingMessage, smallLimit: number, read: () => Promise<T>): Promise<T> {
+    const declared = Number(req.headers['content-length']);
+    if (Number.isFinite(declared) && declared <= smallLimit) return read();
+    if (this.#inFlight >= this.max) {
+      // Drained, not buffered, so the answer can still be written on this connection.
+      req.resume();
+      throw new HttpError(
+        ErrorCode.Unavailable,
+        `Too many pictures are being uploaded right now (at most ${this.max} at once); try again in a few seconds.`,
+      );
+    }
+    this.#inFlight += 1;
+    try {
+      return await read();
+    } finally {
+      this.#inFlight -= 1;
+    }
+  }
+}
 
 export interface UploadedImageField {
   readonly bytes: Uint8Array;

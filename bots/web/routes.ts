@@ -11,7 +11,7 @@ import { encodeControl } from '../service/controls.ts';
 import type { ControlAction, ImagineCommand } from '../surface.ts';
 import { imagineBody } from './body.ts';
 import { historyRoutes } from './history-api.ts';
-import { IMAGINE_BODY_LIMIT_BYTES } from './image-body.ts';
+import { IMAGINE_BODY_LIMIT_BYTES, UploadSlots } from './image-body.ts';
 import { imageToImageRoutes, type PressedControl } from './image-routes.ts';
 import {
   PLAYGROUND_CHANNEL,
@@ -51,6 +51,7 @@ export function playgroundRoutes(options: PlaygroundOptions): PlaygroundRoutes {
   const log = options.log;
   const bodyLimit = options.bodyLimitBytes ?? 16_384;
   const ttlDays = options.recordTtlDays ?? 30;
+  const uploads = new UploadSlots();
 
   const gone = (id: string) =>
     new HttpError(
@@ -190,7 +191,9 @@ export function playgroundRoutes(options: PlaygroundOptions): PlaygroundRoutes {
           try {
             // Room for an image prompt on this route only (see IMAGINE_BODY_LIMIT_BYTES).
             const limitBytes = Math.max(bodyLimit, IMAGINE_BODY_LIMIT_BYTES);
-            const body = imagineBody(await readJsonObject(ctx.req, { limitBytes }));
+            const body = await uploads.run(ctx.req, bodyLimit, async () =>
+              imagineBody(await readJsonObject(ctx.req, { limitBytes })),
+            );
             const base = {
               surface: 'web' as const,
               user: ctx.user,

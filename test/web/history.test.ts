@@ -58,6 +58,10 @@ describe('playground history (GET /api/history)', () => {
     expect((await history(alice)).body.grids.map((g) => g.id)).toEqual([a3, a1]);
     expect((await history(alice, '?limit=1')).body.grids.map((g) => g.id)).toEqual([a3]);
     expect((await history(alice, '?limit=0')).status).toBe(400);
+    // Only digits: the message says "a whole number", so hex, exponents and decimals are refused too.
+    for (const bad of ['0x1', '1e0', '1.0', '%201', '']) {
+      expect((await history(alice, `?limit=${bad}`)).status, bad).toBe(400);
+    }
 
     // Refine from a listed grid: it runs.
     await waitForJob(t.url, a1, ['done'], { headers: alice });

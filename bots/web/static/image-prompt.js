@@ -151,6 +151,23 @@ document.addEventListener('paste', (event) => {
 });
 showStrength();
 
+/** The server takes `init_image_name` of up to 200 characters (it only labels the job). */
+const MAX_NAME_CHARS = 200;
+
+/** A file name as sent: a longer one (filesystems allow 255) is shortened, keeping its extension. */
+function sentName(name) {
+  if (name.length <= MAX_NAME_CHARS) return name;
+  const dot = name.lastIndexOf('.');
+  const ext = dot > 0 && name.length - dot <= 10 ? name.slice(dot) : '';
+  let stem = '';
+  // By code point, so a surrogate pair is never cut in half.
+  for (const ch of name.slice(0, name.length - ext.length)) {
+    if (stem.length + ch.length + 1 + ext.length > MAX_NAME_CHARS) break;
+    stem += ch;
+  }
+  return `${stem}…${ext}`;
+}
+
 function base64(file) {
   return new Promise((resolve, reject) => {
     const reader = new FileReader();
@@ -167,7 +184,7 @@ window.imaginePrompt = {
     const typed = /(^|\s)(--|—|–)strength\b/iu.test(text);
     return {
       init_image: await base64(chosen.file),
-      init_image_name: chosen.name,
+      init_image_name: sentName(chosen.name),
       ...(typed ? {} : { strength: Number(slider.value) }),
     };
   },
