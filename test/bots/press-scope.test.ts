@@ -163,6 +163,30 @@ describe('button presses: forged ids, NSFW and the new buttons (FakeJobs)', () =
     }
   });
 
+  it('OWNER_ONLY_BUTTONS covers Vary and Upscale ×2 too', async () => {
+    await service.close();
+    service = new ConversationService({
+      jobs,
+      settings: { ...SETTINGS, ownerOnlyButtons: true },
+      random: () => 0.25,
+      log: SILENT,
+    });
+    service.attach(new RecordingSurface());
+    await service.imagine(command(), new RecordingReply());
+    const id = await finishedGrid(jobs);
+    for (const control of [
+      { action: 'vary', index: 2, strength: 'strong' },
+      { action: 'upscale2x', index: 2 },
+    ] as const) {
+      const other = new RecordingReply();
+      await service.press(press({ ...control, recordId: id }, { user: 'u2' }), other);
+      expect(other.only('privately').map((p) => p.text)).toEqual([MESSAGES.notOwner]);
+      const owner = new RecordingReply();
+      await service.press(press({ ...control, recordId: id }), owner);
+      expect(owner.only('queued')).toHaveLength(1);
+    }
+  });
+
   it('allows Vary of a flagged image where the policy blurs (the variations are blurred in turn)', async () => {
     await service.close();
     service = new ConversationService({
