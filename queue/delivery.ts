@@ -5,6 +5,7 @@ import type { RedisClient } from './connection.ts';
 import { deliveryQueueName, type QueueKeys } from './keys.ts';
 import type { QueueLogger } from './logger.ts';
 import type { QueueMetrics } from './metrics.ts';
+import { dropOnFailedStart } from './queue-cache.ts';
 import { expiredGridError } from './records.ts';
 import {
   type DeliveryContext,
@@ -101,6 +102,7 @@ export class DeliveryQueues {
         },
       });
       this.#queues.set(surface, queue);
+      dropOnFailedStart(this.#queues, surface, queue);
     }
     return queue;
   }

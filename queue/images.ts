@@ -1,9 +1,21 @@
 import { ErrorCode, InternalError, UserError } from '../core/errors.ts';
 import type { JobSpec } from '../core/jobspec.ts';
 import type { RedisClient } from './connection.ts';
+import { fairTeam } from './fairness.ts';
 import type { JobsContext } from './jobs-context.ts';
 import { loadRecord } from './queue-state.ts';
 import { RENDER_JOB, type RenderedMessage, type RenderJobData } from './records.ts';
+
+/**
+ * Re-renders go LIFO in the plain wait list, ahead of every team's turn (someone is waiting on a
+ * button). So that one team can't jump the queue by pressing U on many old grids, at most this many
+ * of one team's (the grid's, which is the presser's: buttons act only in their grid's channel) wait
+ * at once; a further one is refused with a retry hint until one has run.
+ */
+export const MAX_WAITING_RENDERS_PER_TEAM = 2;
+
+/** Of the wait list's first entries, enough to see every re-render (they are LIFO at its head). */
+const RENDER_SCAN = 200;
 
 export interface GridImages {
   gridPngNow(id: string): Promise<Buffer | null>;
@@ -50,6 +62,30 @@ export function createGridImages(
    * deduplicated by grid id (BullMQ deduplication, until it ends), so concurrent presses make one;
    * LIFO, so a person waiting on a button goes before the queue.
    */
+  /** Refuses a re-render of a team that already has its share waiting (see MAX_WAITING_RENDERS_PER_TEAM). */
+  async function checkTeamRenders(id: string, model: string | undefined): Promise<void> {
+    const record = await loadRecord(client, keys, id);
+    if (record === null) return;
+    const team = fairTeam(record.spec.origin);
+    const waiting = (await ctx.queueFor(model).getWaiting(0, RENDER_SCAN - 1))
+      .filter((job) => job.name === RENDER_JOB)
+      .map((job) => (job.data as unknown as RenderJobData).render);
+    // This grid's own render already waiting: the add below joins it (deduplicated).
+    if (waiting.includes(id)) return;
+    let mine = 0;
+    for (const other of waiting) {
+      const grid = await loadRecord(client, keys, other);
+      if (grid !== null && fairTeam(grid.spec.origin) === team) mine++;
+    }
+    if (mine >= MAX_WAITING_RENDERS_PER_TEAM) {
+      throw new UserError(
+        ErrorCode.RateLimited,
+        `${mine} images of this team are already being made again (they had been cleared from storage); try this one again in a minute.`,
+        { retryAfterSeconds: 60, context: { id, team, waiting: mine } },
+      );
+    }
+  }
+
   async function rerender(id: string, key: string, model: string | undefined): Promise<void> {
     let wake: (message: RenderedMessage) => void = () => {};
     const ended = new Promise<RenderedMessage>((resolve) => {
@@ -72,6 +108,7 @@ export function createGridImages(
       await renderSubscription;
       // Made by another caller's job between the first read and the subscription.
       if ((await client.exists(key)) === 1) return;
+      await checkTeamRenders(id, model);
       const data: RenderJobData = { render: id };
       // On the grid's model's queue: only a worker with that model can make the same pictures.
       await ctx.queueFor(model).add(RENDER_JOB, data as unknown as JobSpec, {

@@ -25,6 +25,7 @@ import type { JobsContext } from './jobs-context.ts';
 import { generateQueueName, queueKeys } from './keys.ts';
 import type { QueueLogger } from './logger.ts';
 import { noopMetrics, type QueueMetrics } from './metrics.ts';
+import { dropOnFailedStart } from './queue-cache.ts';
 import { loadRecord, pipelineReplies, queuePosition, unavailableError } from './queue-state.ts';
 import { decodeStatus } from './records.ts';
 import { MERGE_MESSAGE_REF, runScript } from './scripts.ts';
@@ -169,6 +170,7 @@ export function createJobs(options: JobsOptions): Jobs {
       });
       queue.on('error', (error) => logger.warn({ err: error, queue: name }, 'generate queue error'));
       queues.set(name, queue);
+      dropOnFailedStart(queues, name, queue);
     }
     return queue;
   }

@@ -9,6 +9,15 @@ import type { ServiceSettings } from './settings.ts';
 
 type Actor = Pick<ControlPress, 'surface' | 'user'>;
 
+/**
+ * Every button acts only in the channel its grid was made in (history lists a channel's grids, and U
+ * posts in the grid's channel): a forged id can't pull another channel's, or workspace's, grid into
+ * this one. Channel ids are unique per surface (Slack Connect shares one id across workspaces).
+ */
+export function isGridChannel(record: GridRecord, where: Pick<ControlPress, 'surface' | 'channel'>): boolean {
+  return record.spec.origin.surface === where.surface && record.spec.origin.channel === where.channel;
+}
+
 function isOwner(record: GridRecord, actor: Actor): boolean {
   // The same user id on another surface is another person.
   return record.spec.origin.surface === actor.surface && record.spec.origin.user === actor.user;

@@ -7,12 +7,12 @@ import { drawBaseSeed } from '../../core/seeds.ts';
 import { upscale2x, vary } from '../../core/vary.ts';
 import type { GridRecord } from '../../queue/index.ts';
 import type { ChatSurface, ControlPress, InteractionReply, InteractionResult } from '../surface.ts';
-import { isAdmin, mayCancel, mayUseGrid } from './access.ts';
+import { isAdmin, isGridChannel, mayCancel, mayUseGrid } from './access.ts';
 import { type ServiceContext, safely } from './context.ts';
 import { type DecodedControl, decodeControl, imageControls } from './controls.ts';
 import { fitUpload } from './encode.ts';
 import { imageText } from './format.ts';
-import { nsfwNotes, nsfwPolicyAt, showImage } from './nsfw.ts';
+import { nsfwNotes, nsfwOutcome, nsfwPolicyAt, showImage } from './nsfw.ts';
 import { originOf } from './origin.ts';
 import { MESSAGES } from './settings.ts';
 import { submitAndShow } from './submit.ts';
@@ -90,6 +90,8 @@ async function act(
   if (control.action === 'cancel') {
     const record = await ctx.jobs.record(control.recordId);
     // No record: the queue answers for a job it doesn't have (not found).
+    if (record !== null && !isGridChannel(record, pressed))
+      throw new UserError(ErrorCode.Forbidden, MESSAGES.otherChannel);
     if (record !== null && !mayCancel(accessSettings(ctx, team), record, pressed))
       throw new UserError(ErrorCode.Forbidden, MESSAGES.notCanceller);
     await ctx.jobs.cancel(control.recordId, { surface: pressed.surface, user: pressed.user });
@@ -103,6 +105,7 @@ async function act(
   }
   const record = await ctx.jobs.record(control.recordId);
   if (record === null) throw new UserError(ErrorCode.Expired, MESSAGES.expired(ctx.settings.recordTtlDays));
+  if (!isGridChannel(record, pressed)) throw new UserError(ErrorCode.Forbidden, MESSAGES.otherChannel);
   if (!mayUseGrid(accessSettings(ctx, team), record, pressed))
     throw new UserError(ErrorCode.Forbidden, MESSAGES.notOwner);
   if (record.state.status.state !== 'done')
@@ -113,6 +116,13 @@ async function act(
   if (!served.includes(model)) throw modelGoneError(model, served);
   if (control.action === 'upscale')
     return { result: { jobId: record.id }, upscale: { record, index: control.index, team } };
+  // Vary and Upscale ×2 start from the image's pixels: one the policy here withholds is not shown, so it
+  // can't seed new pictures either (a variation could slip past the checker). Refine starts from the seed.
+  if (control.action === 'vary' || control.action === 'upscale2x') {
+    const policy = await nsfwPolicyAt(ctx, pressed, team);
+    if (nsfwOutcome(record, policy).withheld.includes(control.index))
+      throw new UserError(ErrorCode.Forbidden, MESSAGES.withheldImage(control.index + 1));
+  }
   const next = nextBatch(ctx, control, record, team);
   // The words banned here now apply to what the grid's prompts (and the suffixes) make.
   checkPrompts(ctx, team, next.prompts);

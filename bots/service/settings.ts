@@ -51,6 +51,9 @@ export const MESSAGES = {
     'That button is not valid (it may have been altered or come from another app). Use the buttons on a grid.',
   notOwner: 'Only the person who made this grid can use its buttons here.',
   notCanceller: 'Only the person who asked for this job, or an admin, can cancel it.',
+  otherChannel: 'These buttons work only in the channel where the grid was made.',
+  withheldImage: (n: number) =>
+    `Image ${n} was withheld by this channel's content policy, so it cannot be varied or upscaled here.`,
   notFinished: 'This grid is not finished yet; its buttons work once it is done.',
   cannotPost:
     "I can't post in this channel, so I cancelled this request. Invite me first (e.g. `/invite @imagine`), or use /imagine in a channel I'm in.",

@@ -31,6 +31,29 @@ interface ListedFile {
   readonly created?: number;
   readonly url_private_download?: string;
   readonly url_private?: string;
+  readonly user?: string;
+  readonly channels?: readonly string[];
+  readonly groups?: readonly string[];
+  readonly ims?: readonly string[];
+  readonly shares?: { readonly public?: object; readonly private?: object };
+}
+
+/**
+ * Whether a listed file is the user's and was shared in the channel. files.list is asked for just
+ * those, but its answer is checked too: another person's picture must never become this user's prompt.
+ * A listing that names no channel at all (Slack leaves them out at times) is taken at the filter's word.
+ */
+function sharedHereBy(file: ListedFile, channel: string, user: string): boolean {
+  if (file.user !== user) return false;
+  const named = [
+    ...(file.channels ?? []),
+    ...(file.groups ?? []),
+    ...(file.ims ?? []),
+    ...Object.keys(file.shares?.public ?? {}),
+    ...Object.keys(file.shares?.private ?? {}),
+  ];
+  const says = ['channels', 'groups', 'ims', 'shares'].some((k) => k in file);
+  return !says || named.includes(channel);
 }
 
 export function recentSlackImage(channel: string, user: string, options: SlackImageOptions): ImageInput {
@@ -43,7 +66,7 @@ export function recentSlackImage(channel: string, user: string, options: SlackIm
         options.client.files.list({ channel, user, ts_from: String(since), types: 'images', count: 20 }),
       );
       const files = ((listed as { files?: ListedFile[] }).files ?? [])
-        .filter((f) => (f.created ?? 0) >= since)
+        .filter((f) => (f.created ?? 0) >= since && sharedHereBy(f, channel, user))
         .sort((a, b) => (b.created ?? 0) - (a.created ?? 0));
       const file = files[0];
       const url = file?.url_private_download ?? file?.url_private;

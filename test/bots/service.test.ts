@@ -502,7 +502,8 @@ describe('ConversationService', () => {
     service.attach(new RecordingSurface({}, 'slack'));
     const elsewhere = new RecordingReply();
     await service.press(press(cancel, { surface: 'slack', user: 'u1' }), elsewhere);
-    expect(elsewhere.only('privately')[0]?.text).toBe(MESSAGES.notCanceller);
+    // (and a press on another surface is never in the grid's channel)
+    expect(elsewhere.only('privately')[0]?.text).toBe(MESSAGES.otherChannel);
     expect(jobs.records.get('discord-i1')?.state.status.state).toBe('queued');
     const admin = new RecordingReply();
     expect(await service.press(press(cancel, { user: 'admin' }), admin)).toEqual({ jobId: 'discord-i1' });

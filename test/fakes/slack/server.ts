@@ -483,9 +483,12 @@ export class FakeSlack {
     res.end(file.data);
   }
 
+  /** files.list answers with every file, whatever `channel` and `user` ask (a client must check). */
+  listIgnoresFilters = false;
+
   private listFiles(p: Record<string, unknown>): Record<string, unknown> {
-    const channel = stringParam(p, 'channel');
-    const user = stringParam(p, 'user');
+    const channel = this.listIgnoresFilters ? undefined : stringParam(p, 'channel');
+    const user = this.listIgnoresFilters ? undefined : stringParam(p, 'user');
     const from = Number(stringParam(p, 'ts_from') ?? '0');
     const types = (stringParam(p, 'types') ?? 'all').split(',');
     const count = Number(stringParam(p, 'count') ?? '100');
