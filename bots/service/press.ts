@@ -4,6 +4,7 @@ import { DEFAULT_MODEL_NAME, modelGoneError } from '../../core/models.ts';
 import { refine, reroll } from '../../core/refine.ts';
 import { servedModels } from '../../core/request.ts';
 import { drawBaseSeed } from '../../core/seeds.ts';
+import { maxPixelsFor } from '../../core/team-settings.ts';
 import { upscale2x, vary } from '../../core/vary.ts';
 import type { GridRecord } from '../../queue/index.ts';
 import type { ChatSurface, ControlPress, InteractionReply, InteractionResult } from '../surface.ts';
@@ -12,6 +13,7 @@ import { type ServiceContext, safely } from './context.ts';
 import { type DecodedControl, decodeControl, imageControls } from './controls.ts';
 import { fitUpload } from './encode.ts';
 import { imageText } from './format.ts';
+import { modelDefaultsFor } from './model-defaults.ts';
 import { nsfwNotes, nsfwPolicyAt, showImage } from './nsfw.ts';
 import { originOf } from './origin.ts';
 import { MESSAGES } from './settings.ts';
@@ -113,7 +115,12 @@ async function act(
   if (!served.includes(model)) throw modelGoneError(model, served);
   if (control.action === 'upscale')
     return { result: { jobId: record.id }, upscale: { record, index: control.index, team } };
-  const next = nextBatch(ctx, control, record, team);
+  // Upscale's limit is the grid's model's (its own size raises it where MAX_PIXELS is unset).
+  const maxPixels =
+    control.action === 'upscale2x'
+      ? maxPixelsFor(ctx.settings.limits, await modelDefaultsFor(ctx, model))
+      : ctx.settings.limits.maxPixels;
+  const next = nextBatch(ctx, control, record, team, maxPixels);
   // The words banned here now apply to what the grid's prompts (and the suffixes) make.
   checkPrompts(ctx, team, next.prompts);
   // The parent's revision goes along: a worker whose files for this name changed refuses rather than
@@ -131,6 +138,7 @@ function nextBatch(
   control: DecodedControl,
   record: GridRecord,
   team: TeamScope,
+  maxPixels: number,
 ): NextBatch {
   switch (control.action) {
     case 'refine':
@@ -144,7 +152,7 @@ function nextBatch(
         drawBaseSeed(ctx.random),
       );
     case 'upscale2x':
-      return upscale2x(record.spec, record.id, control.index, ctx.settings.limits.maxPixels);
+      return upscale2x(record.spec, record.id, control.index, maxPixels);
     default:
       return reroll(record.spec, drawBaseSeed(ctx.random));
   }

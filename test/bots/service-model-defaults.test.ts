@@ -8,7 +8,7 @@ import type { DefaultsLayer } from '../../core/generation-defaults.ts';
 import { FakeJobs } from './fake-jobs.ts';
 import { RecordingReply, RecordingSurface } from './recording-surface.ts';
 
-/** No DEFAULT_* set in the environment: these are the built-in defaults. */
+/** No DEFAULT_* nor MAX_PIXELS set in the environment: these are the built-in defaults. */
 const SETTINGS: ServiceSettings = {
   limits: {
     defaultSteps: 25,
@@ -18,6 +18,8 @@ const SETTINGS: ServiceSettings = {
     defaultWidth: 512,
     defaultHeight: 512,
     maxPixels: 768 * 768,
+    // MAX_PIXELS unset too: a model's own larger size raises the limit on it.
+    maxPixelsBuiltIn: true,
     models: ['base', 'turbo', 'sdxl'],
   },
   suffixes: [...DEFAULT_SUFFIXES],
