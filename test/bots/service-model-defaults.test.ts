@@ -1,10 +1,14 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { effectiveHere, MODEL_DEFAULTS_CACHE_MS } from '../../bots/service/model-defaults.ts';
+import {
+  effectiveHere,
+  MODEL_DEFAULTS_CACHE_MS,
+  MODEL_DEFAULTS_WAIT_MS,
+} from '../../bots/service/model-defaults.ts';
 import { globalSettingsOf } from '../../bots/service/team.ts';
 import { ConversationService, type ServiceSettings } from '../../bots/service.ts';
 import type { ImagineCommand } from '../../bots/surface.ts';
 import { DEFAULT_SUFFIXES } from '../../core/config.ts';
-import type { DefaultsLayer } from '../../core/generation-defaults.ts';
+import type { DefaultsLayer, ModelGenerationDefaults } from '../../core/generation-defaults.ts';
 import { FakeJobs } from './fake-jobs.ts';
 import { RecordingReply, RecordingSurface } from './recording-surface.ts';
 
@@ -117,6 +121,27 @@ describe('the service applies the announced model defaults (FakeJobs)', () => {
     );
     jobs.modelDefaults = read;
     expect(await imagine('a cat --model turbo')).toEqual({ ...TURBO, model: 'turbo' });
+  });
+
+  it('a read that hangs never holds a command up: built-in defaults at once, the value once it arrives', async () => {
+    let answer: (value: ModelGenerationDefaults | null) => void = () => undefined;
+    const read = jobs.modelDefaults.bind(jobs);
+    jobs.modelDefaults = (model: string) => {
+      jobs.defaultsAsked.push(model);
+      return new Promise((resolve) => {
+        answer = resolve;
+      });
+    };
+    const started = performance.now();
+    expect(await imagine('a cat --model turbo')).toMatchObject({ steps: 25, guidance: 7.5, sampler: 'pndm' });
+    expect(await imagine('a dog --model turbo')).toMatchObject({ steps: 25, guidance: 7.5 });
+    // Each waited at most MODEL_DEFAULTS_WAIT_MS for the one read still under way.
+    expect(performance.now() - started).toBeLessThan(4 * MODEL_DEFAULTS_WAIT_MS + 500);
+    expect(jobs.defaultsAsked).toEqual(['turbo']);
+    answer(TURBO);
+    jobs.modelDefaults = read;
+    expect(await imagine('a cat --model turbo')).toEqual({ ...TURBO, model: 'turbo' });
+    expect(jobs.defaultsAsked).toEqual(['turbo']);
   });
 
   it('an invalid announcement counts as none', async () => {
