@@ -26,6 +26,9 @@ export const MODEL_DEFAULTS_CACHE_MS = 5000;
 /** Longest a command waits for a read (a first one, or one of a stale value) before going on without it. */
 export const MODEL_DEFAULTS_WAIT_MS = 150;
 
+/** Longest `/imagine` waits to learn whether any worker serves its model (a hint for the user). */
+export const MODEL_SERVED_WAIT_MS = 250;
+
 interface Entry {
   /** The last value read (null: none announced); undefined until a read has succeeded. */
   value: ModelGenerationDefaults | null | undefined;
@@ -83,14 +86,14 @@ async function refresh(
   }
 }
 
-/** Waits for `work` at most `ms` (it goes on after that; this only stops waiting). */
-async function within(work: Promise<void>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<void>((resolve) => {
-    timer = setTimeout(resolve, ms);
+/** `work`'s value if it comes within `ms`, else undefined (the work goes on; this only stops waiting). */
+export async function within<T>(work: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), ms);
   });
   try {
-    await Promise.race([work, timeout]);
+    return await Promise.race([work, timeout]);
   } finally {
     clearTimeout(timer);
   }
