@@ -425,10 +425,8 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
 /** DEFAULT_WIDTH×DEFAULT_HEIGHT when either is set (the other then built-in); undefined when neither is. */
 function envDefaultSize(c: Partial<Pick<Config, 'DEFAULT_WIDTH' | 'DEFAULT_HEIGHT'>>) {
   if (c.DEFAULT_WIDTH === undefined && c.DEFAULT_HEIGHT === undefined) return undefined;
-  return {
-    width: c.DEFAULT_WIDTH ?? BUILT_IN_DEFAULTS.width,
-    height: c.DEFAULT_HEIGHT ?? BUILT_IN_DEFAULTS.height,
-  };
+  const { width, height } = BUILT_IN_DEFAULTS;
+  return { width: c.DEFAULT_WIDTH ?? width, height: c.DEFAULT_HEIGHT ?? height };
 }
 
 /** The request limits the parser enforces, derived from config. */
