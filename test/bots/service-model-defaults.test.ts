@@ -164,6 +164,48 @@ describe('the service applies the announced model defaults (FakeJobs)', () => {
   });
 });
 
+describe('MAX_PIXELS set by the operator: a cap on every model, a larger own size scaled down', () => {
+  it('SDXL’s 1024² becomes 512² under MAX_PIXELS 512², and the queued message says so', async () => {
+    const jobs = new FakeJobs();
+    jobs.announcedDefaults.set('sdxl', { steps: 30, guidance: 5, width: 1024, height: 1024 });
+    const { maxPixelsBuiltIn: _, ...limits } = SETTINGS.limits;
+    const service = new ConversationService({
+      jobs,
+      settings: { ...SETTINGS, limits: { ...limits, maxPixels: 512 * 512 } },
+    });
+    service.attach(new RecordingSurface());
+    try {
+      const ask = async (text: string) => {
+        const reply = new RecordingReply();
+        const command = {
+          surface: 'discord',
+          user: 'u1',
+          userName: 'Ada',
+          channel: 'c1',
+          interactionId: `cap-${text}`,
+          messageRef: { token: 't' },
+          text,
+        } as ImagineCommand;
+        const result = await service.imagine(command, reply);
+        return { result, reply };
+      };
+      const plain = await ask('a cat --model sdxl');
+      expect(jobs.records.get(plain.result.jobId!)!.spec).toMatchObject({ width: 512, height: 512 });
+      expect(plain.reply.only('queued')[0]?.view.warnings).toContain(
+        "The model's own size 1024×1024 is over the limit here (262144 pixels), so it was reduced to 512×512.",
+      );
+      const asked = await ask('a cat --model sdxl --size 1024x1024');
+      expect(asked.reply.only('privately')[0]?.text).toContain('the limit is 262144');
+      const sized = await ask('a dog --model sdxl --size 512x384');
+      expect(sized.reply.only('queued')[0]?.view.warnings ?? []).not.toContainEqual(
+        expect.stringMatching(/reduced/u),
+      );
+    } finally {
+      await service.close();
+    }
+  });
+});
+
 describe('effectiveHere: the settings views show what /imagine without flags uses', () => {
   const effective = globalSettingsOf(SETTINGS);
   const announced = { turbo: TURBO, sdxl: { steps: 30, guidance: 5, width: 1024, height: 1024 } };
