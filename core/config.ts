@@ -1,6 +1,11 @@
 import { z } from 'zod';
 import { CodedError, ErrorCode } from './errors.ts';
-import { BUILT_IN_DEFAULTS, type DefaultsLayer, resolveDefaults } from './generation-defaults.ts';
+import {
+  BUILT_IN_DEFAULTS,
+  BUILT_IN_MAX_PIXELS,
+  type DefaultsLayer,
+  resolveDefaults,
+} from './generation-defaults.ts';
 import { DEFAULT_MODEL_NAME, type ModelEntry, parseModelList } from './models.ts';
 import { NSFW_POLICIES } from './nsfw.ts';
 import { GENERATOR_KINDS, SAMPLERS } from './samplers.ts';
@@ -240,10 +245,10 @@ export const configSchema = z.object({
   /** Image height when neither size nor aspect is given. Default: the model's, else 512. */
   DEFAULT_HEIGHT: intIn(64, 4096).optional(),
   /**
-   * Largest width×height a user may ask for; a model's own default size is always allowed on that
-   * model (SDXL's 1024²). Default 589824 (768×768).
+   * Largest width×height a user may ask for; when set, a cap on every model (a larger own size is scaled
+   * down to fit). Default: unset, 589824 (768×768) or the chosen model's own size where larger (SDXL).
    */
-  MAX_PIXELS: int(768 * 768, 64 * 64, 4096 * 4096),
+  MAX_PIXELS: intIn(64 * 64, 4096 * 4096).optional(),
 
   /** Jobs one user may have queued or running at once. Default 2. */
   PER_USER_LIMIT: int(2, 1, 1000),
@@ -377,9 +382,9 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     if (side !== undefined && side % 8 !== 0) errors.push(`${key}: must be a multiple of 8, got ${side}`);
   }
   // The built-in size must fit too: it applies on any model that has no size of its own.
-  const size = envDefaultSize(c) ?? BUILT_IN_DEFAULTS;
-  if (c.MAX_PIXELS !== undefined && size.width * size.height > c.MAX_PIXELS) {
-    errors.push(`DEFAULT_WIDTH×DEFAULT_HEIGHT: must fit MAX_PIXELS (${c.MAX_PIXELS})`);
+  const [size, maxPixels] = [envDefaultSize(c) ?? BUILT_IN_DEFAULTS, c.MAX_PIXELS ?? BUILT_IN_MAX_PIXELS];
+  if (size.width * size.height > maxPixels) {
+    errors.push(`DEFAULT_WIDTH×DEFAULT_HEIGHT: must fit MAX_PIXELS (${maxPixels})`);
   }
   if (c.REDIS_URL !== undefined && c.REDIS_SENTINELS !== undefined && c.REDIS_SENTINELS.length > 0) {
     errors.push('REDIS_SENTINELS: give either REDIS_URL or REDIS_SENTINELS, not both');
@@ -418,14 +423,10 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
 }
 
 /** DEFAULT_WIDTH×DEFAULT_HEIGHT when either is set (the other then built-in); undefined when neither is. */
-function envDefaultSize(
-  c: Partial<Pick<Config, 'DEFAULT_WIDTH' | 'DEFAULT_HEIGHT'>>,
-): { width: number; height: number } | undefined {
+function envDefaultSize(c: Partial<Pick<Config, 'DEFAULT_WIDTH' | 'DEFAULT_HEIGHT'>>) {
   if (c.DEFAULT_WIDTH === undefined && c.DEFAULT_HEIGHT === undefined) return undefined;
-  return {
-    width: c.DEFAULT_WIDTH ?? BUILT_IN_DEFAULTS.width,
-    height: c.DEFAULT_HEIGHT ?? BUILT_IN_DEFAULTS.height,
-  };
+  const { width, height } = BUILT_IN_DEFAULTS;
+  return { width: c.DEFAULT_WIDTH ?? width, height: c.DEFAULT_HEIGHT ?? height };
 }
 
 /** The request limits the parser enforces, derived from config. */
@@ -441,6 +442,10 @@ export interface RequestLimits {
   readonly defaultWidth: number;
   readonly defaultHeight: number;
   readonly maxPixels: number;
+  /** MAX_PIXELS unset: `maxPixels` is built in; a model's larger own size raises it. @defaultValue false */
+  readonly maxPixelsBuiltIn?: boolean;
+  /** The model's own size, when `limitsWith` scaled it down to MAX_PIXELS. @defaultValue none */
+  readonly modelSizeReduced?: { readonly width: number; readonly height: number };
   /** Negative prompt when none is given (a team's setting). @defaultValue none */
   readonly defaultNegative?: string;
   /** Aspect `W:H` when neither size nor aspect is given (a team's setting). @defaultValue DEFAULT_WIDTH×DEFAULT_HEIGHT */
@@ -484,7 +489,8 @@ export function requestLimitsFrom(config: Config): RequestLimits {
     defaultSampler: base.sampler,
     defaultWidth: base.width,
     defaultHeight: base.height,
-    maxPixels: config.MAX_PIXELS,
+    maxPixels: config.MAX_PIXELS ?? BUILT_IN_MAX_PIXELS,
+    maxPixelsBuiltIn: config.MAX_PIXELS === undefined,
     models: modelsFrom(config).map((m) => m.name),
     envDefaults: env,
   };

@@ -36,6 +36,35 @@ export const BUILT_IN_DEFAULTS: GenerationDefaults = {
 };
 
 /**
+ * The pixel limit when MAX_PIXELS is not set (768², SD 2.1 768's size). Unset, a model's own default
+ * size raises it on that model (SDXL's 1024² works out of the box); set, MAX_PIXELS is an operator's
+ * compute cap and wins (`fitToPixels`).
+ */
+export const BUILT_IN_MAX_PIXELS = 768 * 768;
+
+/**
+ * The largest size with `width`×`height`'s aspect (as near as multiples of 8 allow) whose area fits
+ * `maxPixels`, each side a multiple of 8 and at least 64; the size itself when it fits already.
+ */
+export function fitToPixels(
+  width: number,
+  height: number,
+  maxPixels: number,
+): { width: number; height: number } {
+  if (width * height <= maxPixels) return { width, height };
+  const scale = Math.sqrt(maxPixels / (width * height));
+  const side = (v: number) => Math.max(64, Math.floor((v * scale) / 8) * 8);
+  let w = side(width);
+  let h = side(height);
+  // A side raised to 64 can push the area over: take it out of the other side.
+  if (w * h > maxPixels) {
+    if (w === 64) h = Math.max(64, Math.floor(maxPixels / w / 8) * 8);
+    else w = Math.max(64, Math.floor(maxPixels / h / 8) * 8);
+  }
+  return { width: w, height: h };
+}
+
+/**
  * Each field from the first layer (highest first) that sets it, else the built-in value. Width and
  * height go together: they come from the first layer that sets both, so a size is never half one
  * source's and half another's.

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { RequestLimits } from './config.ts';
 import { ErrorCode, UserError } from './errors.ts';
-import { type DefaultsLayer, resolveDefaults } from './generation-defaults.ts';
+import { type DefaultsLayer, fitToPixels, resolveDefaults } from './generation-defaults.ts';
 import { NSFW_POLICIES, type NsfwPolicy } from './nsfw.ts';
 import { MAX_PROMPT_CHARS, type Result, sizeForAspect } from './request.ts';
 import { SAMPLERS, type SamplerName } from './samplers.ts';
@@ -302,8 +302,9 @@ export interface DefaultSources {
 /**
  * Request defaults for one command: the team's settings, the environment's DEFAULT_* and the model's
  * own on top of the deployment's (precedence in core/generation-defaults.ts). Without `sources`, the
- * team's effective steps, guidance and sampler count as set by the team. A model's own size is always
- * allowed on it, even past MAX_PIXELS (SDXL's 1024²).
+ * team's effective steps, guidance and sampler count as set by the team. The pixel limit is
+ * `maxPixelsFor`'s; a model's own size over an operator's MAX_PIXELS is scaled down to fit it (and
+ * `modelSizeReduced` says so, for the user's warning).
  */
 export function limitsWith(
   limits: RequestLimits,
@@ -312,7 +313,14 @@ export function limitsWith(
     team: { steps: settings.steps, guidance: settings.guidance, sampler: settings.sampler },
   },
 ): RequestLimits {
-  const model = sources.model ?? {};
+  const own = sources.model ?? {};
+  const maxPixels = maxPixelsFor(limits, own);
+  const fitted =
+    own.width === undefined || own.height === undefined
+      ? undefined
+      : fitToPixels(own.width, own.height, maxPixels);
+  const reduced = fitted !== undefined && (fitted.width !== own.width || fitted.height !== own.height);
+  const model = reduced ? { ...own, ...fitted } : own;
   const resolved = resolveDefaults([
     sources.team,
     limits.envDefaults ?? {},
@@ -325,7 +333,8 @@ export function limitsWith(
       height: limits.defaultHeight,
     },
   ]);
-  const modelPixels = (model.width ?? 0) * (model.height ?? 0);
+  // Told only where that size is the one a command without a size gets (no team or DEFAULT_* size).
+  const reducedApplies = reduced && resolved.width === fitted.width && resolved.height === fitted.height;
   return {
     ...limits,
     defaultSteps: Math.min(resolved.steps, limits.maxSteps),
@@ -333,8 +342,21 @@ export function limitsWith(
     defaultSampler: resolved.sampler,
     defaultWidth: resolved.width,
     defaultHeight: resolved.height,
-    maxPixels: Math.max(limits.maxPixels, modelPixels),
+    maxPixels,
     defaultNegative: settings.negative,
     ...(settings.aspect === undefined ? {} : { defaultAspect: settings.aspect }),
+    ...(reducedApplies ? { modelSizeReduced: { width: own.width!, height: own.height! } } : {}),
   };
+}
+
+/**
+ * The pixel limit on a model: an operator's MAX_PIXELS as set; unset, the built-in limit or the
+ * model's own default size where larger (so SDXL's 1024² works out of the box). Upscale asks with its
+ * `scale`, so an image of the model's own size can be doubled unless MAX_PIXELS says otherwise.
+ */
+export function maxPixelsFor(limits: RequestLimits, model: DefaultsLayer = {}, scale = 1): number {
+  if (limits.maxPixelsBuiltIn !== true) return limits.maxPixels;
+  const width = model.width ?? (scale === 1 ? 0 : limits.defaultWidth);
+  const height = model.height ?? (scale === 1 ? 0 : limits.defaultHeight);
+  return Math.max(limits.maxPixels, scale * scale * width * height);
 }

@@ -250,6 +250,12 @@ export function displayUser(m: Markup, surface: Surface, by: string): string {
 /** Hints shown with the queued message; they never block a request. */
 export function warningsFor(request: ImagineRequest, limits: RequestLimits): string[] {
   const warnings: string[] = [];
+  const own = limits.modelSizeReduced;
+  if (own !== undefined && request.width === limits.defaultWidth && request.height === limits.defaultHeight) {
+    warnings.push(
+      `The model's own size ${own.width}×${own.height} is over the limit here (${limits.maxPixels} pixels), so it was reduced to ${request.width}×${request.height}.`,
+    );
+  }
   const side = Math.max(limits.defaultWidth, limits.defaultHeight);
   if (request.width >= side * 1.5 || request.height >= side * 1.5) {
     warnings.push(

@@ -15,7 +15,7 @@ import type { ChatSurface, ImagineCommand, InteractionReply, InteractionResult }
 import { type ServiceContext, safely } from './context.ts';
 import { warningsFor } from './format.ts';
 import { imageOf, imagePromptSize, type LoadedPrompt, loadImagePrompt, strengthOf } from './image-prompt.ts';
-import { modelDefaultsFor } from './model-defaults.ts';
+import { MODEL_SERVED_WAIT_MS, modelDefaultsFor, within } from './model-defaults.ts';
 import { originOf } from './origin.ts';
 import { MESSAGES } from './settings.ts';
 import { submitAndShow } from './submit.ts';
@@ -136,8 +136,10 @@ export async function imagine(
     if (request.model === undefined && teamModel !== undefined && !teamServed) {
       warnings.push(MESSAGES.teamModelUnserved(teamModel, model));
     }
-    // Queued all the same (a worker may be restarting or starting up), but the user is told.
-    const served = await ctx.jobs.modelServed?.(batch.model).catch(() => true);
+    // Queued all the same (a worker may be restarting or starting up), but the user is told. Only a
+    // hint: a slow or unreachable Redis gets no more than a short wait (the submit reports an outage).
+    const asking = ctx.jobs.modelServed?.(batch.model).catch(() => true);
+    const served = asking && (await within(asking, MODEL_SERVED_WAIT_MS));
     if (served === false) warnings.push(MESSAGES.modelUnserved(batch.model));
     const upload = prompt === undefined ? {} : { initImage: prompt.bytes };
     return submitAndShow(ctx, surface, spec, reply, accepted, warnings, team, upload);

@@ -4,7 +4,8 @@ import { DEFAULT_MODEL_NAME, modelGoneError } from '../../core/models.ts';
 import { refine, reroll } from '../../core/refine.ts';
 import { servedModels } from '../../core/request.ts';
 import { drawBaseSeed } from '../../core/seeds.ts';
-import { upscale2x, vary } from '../../core/vary.ts';
+import { maxPixelsFor } from '../../core/team-settings.ts';
+import { UPSCALE_FACTOR, upscale2x, vary } from '../../core/vary.ts';
 import type { GridRecord } from '../../queue/index.ts';
 import type { ChatSurface, ControlPress, InteractionReply, InteractionResult } from '../surface.ts';
 import { isAdmin, isGridChannel, mayCancel, mayUseGrid } from './access.ts';
@@ -12,6 +13,7 @@ import { type ServiceContext, safely } from './context.ts';
 import { type DecodedControl, decodeControl, imageControls } from './controls.ts';
 import { fitUpload } from './encode.ts';
 import { imageText } from './format.ts';
+import { modelDefaultsFor } from './model-defaults.ts';
 import { nsfwNotes, nsfwOutcome, nsfwPolicyAt, showImage } from './nsfw.ts';
 import { originOf } from './origin.ts';
 import { MESSAGES } from './settings.ts';
@@ -123,7 +125,13 @@ async function act(
     if (nsfwOutcome(record, policy).withheld.includes(control.index))
       throw new UserError(ErrorCode.Forbidden, MESSAGES.withheldImage(control.index + 1));
   }
-  const next = nextBatch(ctx, control, record, team);
+  // Upscale's limit is the grid's model's: where MAX_PIXELS is unset, an image of the model's own size
+  // can always be doubled; a set MAX_PIXELS caps it.
+  const maxPixels =
+    control.action === 'upscale2x'
+      ? maxPixelsFor(ctx.settings.limits, await modelDefaultsFor(ctx, model), UPSCALE_FACTOR)
+      : ctx.settings.limits.maxPixels;
+  const next = nextBatch(ctx, control, record, team, maxPixels);
   // The words banned here now apply to what the grid's prompts (and the suffixes) make.
   checkPrompts(ctx, team, next.prompts);
   // The parent's revision goes along: a worker whose files for this name changed refuses rather than
@@ -141,6 +149,7 @@ function nextBatch(
   control: DecodedControl,
   record: GridRecord,
   team: TeamScope,
+  maxPixels: number,
 ): NextBatch {
   switch (control.action) {
     case 'refine':
@@ -154,7 +163,7 @@ function nextBatch(
         drawBaseSeed(ctx.random),
       );
     case 'upscale2x':
-      return upscale2x(record.spec, record.id, control.index, ctx.settings.limits.maxPixels);
+      return upscale2x(record.spec, record.id, control.index, maxPixels);
     default:
       return reroll(record.spec, drawBaseSeed(ctx.random));
   }

@@ -131,9 +131,10 @@ export function playgroundRoutes(options: PlaygroundOptions): PlaygroundRoutes {
     }
     // No visible answer: a redelivered request (same Idempotency-Key) or a cancel. Answer with the job.
     if (fallbackId !== undefined) {
+      // Live status first, as for GET /api/jobs/:id: the record read after it is never behind it.
+      const live = await options.jobs.status(fallbackId);
       const record = await options.jobs.record(fallbackId);
       if (record !== null) {
-        const live = await options.jobs.status(fallbackId);
         const job = jobJson(record, live, options.surface.latestProgress(fallbackId), ctx.user);
         sendJson(ctx.res, 200, {
           id: job.id,
@@ -258,8 +259,10 @@ export function playgroundRoutes(options: PlaygroundOptions): PlaygroundRoutes {
       methods: {
         GET: async (ctx) => {
           const [id] = ctx.params as [string];
-          const record = await requireRecord(id);
+          // Live status first: a job that ends between the two reads then shows as still running, never
+          // as done with a record read before its result was written (no model, no result).
           const live = await options.jobs.status(id);
+          const record = await requireRecord(id);
           const json = jobJson(record, live, options.surface.latestProgress(id), ctx.user);
           // The notes say what the playground's NSFW policy does to flagged images (instead of "flagged").
           const nsfw =

@@ -1,14 +1,18 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { effectiveHere, MODEL_DEFAULTS_CACHE_MS } from '../../bots/service/model-defaults.ts';
+import {
+  effectiveHere,
+  MODEL_DEFAULTS_CACHE_MS,
+  MODEL_DEFAULTS_WAIT_MS,
+} from '../../bots/service/model-defaults.ts';
 import { globalSettingsOf } from '../../bots/service/team.ts';
 import { ConversationService, type ServiceSettings } from '../../bots/service.ts';
 import type { ImagineCommand } from '../../bots/surface.ts';
 import { DEFAULT_SUFFIXES } from '../../core/config.ts';
-import type { DefaultsLayer } from '../../core/generation-defaults.ts';
+import type { DefaultsLayer, ModelGenerationDefaults } from '../../core/generation-defaults.ts';
 import { FakeJobs } from './fake-jobs.ts';
 import { RecordingReply, RecordingSurface } from './recording-surface.ts';
 
-/** No DEFAULT_* set in the environment: these are the built-in defaults. */
+/** No DEFAULT_* nor MAX_PIXELS set in the environment: these are the built-in defaults. */
 const SETTINGS: ServiceSettings = {
   limits: {
     defaultSteps: 25,
@@ -18,6 +22,8 @@ const SETTINGS: ServiceSettings = {
     defaultWidth: 512,
     defaultHeight: 512,
     maxPixels: 768 * 768,
+    // MAX_PIXELS unset too: a model's own larger size raises the limit on it.
+    maxPixelsBuiltIn: true,
     models: ['base', 'turbo', 'sdxl'],
   },
   suffixes: [...DEFAULT_SUFFIXES],
@@ -117,6 +123,27 @@ describe('the service applies the announced model defaults (FakeJobs)', () => {
     expect(await imagine('a cat --model turbo')).toEqual({ ...TURBO, model: 'turbo' });
   });
 
+  it('a read that hangs never holds a command up: built-in defaults at once, the value once it arrives', async () => {
+    let answer: (value: ModelGenerationDefaults | null) => void = () => undefined;
+    const read = jobs.modelDefaults.bind(jobs);
+    jobs.modelDefaults = (model: string) => {
+      jobs.defaultsAsked.push(model);
+      return new Promise((resolve) => {
+        answer = resolve;
+      });
+    };
+    const started = performance.now();
+    expect(await imagine('a cat --model turbo')).toMatchObject({ steps: 25, guidance: 7.5, sampler: 'pndm' });
+    expect(await imagine('a dog --model turbo')).toMatchObject({ steps: 25, guidance: 7.5 });
+    // Each waited at most MODEL_DEFAULTS_WAIT_MS for the one read still under way.
+    expect(performance.now() - started).toBeLessThan(4 * MODEL_DEFAULTS_WAIT_MS + 500);
+    expect(jobs.defaultsAsked).toEqual(['turbo']);
+    answer(TURBO);
+    jobs.modelDefaults = read;
+    expect(await imagine('a cat --model turbo')).toEqual({ ...TURBO, model: 'turbo' });
+    expect(jobs.defaultsAsked).toEqual(['turbo']);
+  });
+
   it('an invalid announcement counts as none', async () => {
     jobs.announcedDefaults.set('turbo', { ...TURBO, width: 500 });
     expect(await imagine('a cat --model turbo')).toMatchObject({ steps: 25, width: 512, sampler: 'pndm' });
@@ -134,6 +161,48 @@ describe('the service applies the announced model defaults (FakeJobs)', () => {
     });
     expect(await imagine('a cat --model sdxl --size 1024x960')).toMatchObject({ width: 1024, height: 960 });
     expect((await imagine('a cat --model turbo --size 1024x1024')).refused).toContain('the limit is 589824');
+  });
+});
+
+describe('MAX_PIXELS set by the operator: a cap on every model, a larger own size scaled down', () => {
+  it('SDXL’s 1024² becomes 512² under MAX_PIXELS 512², and the queued message says so', async () => {
+    const jobs = new FakeJobs();
+    jobs.announcedDefaults.set('sdxl', { steps: 30, guidance: 5, width: 1024, height: 1024 });
+    const { maxPixelsBuiltIn: _, ...limits } = SETTINGS.limits;
+    const service = new ConversationService({
+      jobs,
+      settings: { ...SETTINGS, limits: { ...limits, maxPixels: 512 * 512 } },
+    });
+    service.attach(new RecordingSurface());
+    try {
+      const ask = async (text: string) => {
+        const reply = new RecordingReply();
+        const command = {
+          surface: 'discord',
+          user: 'u1',
+          userName: 'Ada',
+          channel: 'c1',
+          interactionId: `cap-${text}`,
+          messageRef: { token: 't' },
+          text,
+        } as ImagineCommand;
+        const result = await service.imagine(command, reply);
+        return { result, reply };
+      };
+      const plain = await ask('a cat --model sdxl');
+      expect(jobs.records.get(plain.result.jobId!)!.spec).toMatchObject({ width: 512, height: 512 });
+      expect(plain.reply.only('queued')[0]?.view.warnings).toContain(
+        "The model's own size 1024×1024 is over the limit here (262144 pixels), so it was reduced to 512×512.",
+      );
+      const asked = await ask('a cat --model sdxl --size 1024x1024');
+      expect(asked.reply.only('privately')[0]?.text).toContain('the limit is 262144');
+      const sized = await ask('a dog --model sdxl --size 512x384');
+      expect(sized.reply.only('queued')[0]?.view.warnings ?? []).not.toContainEqual(
+        expect.stringMatching(/reduced/u),
+      );
+    } finally {
+      await service.close();
+    }
   });
 });
 

@@ -3,6 +3,7 @@ import { loadConfig, type RequestLimits, requestLimitsFrom } from '../../core/co
 import {
   BUILT_IN_DEFAULTS,
   type DefaultsLayer,
+  fitToPixels,
   modelDefaultsSchema,
   resolveDefaults,
 } from '../../core/generation-defaults.ts';
@@ -11,6 +12,7 @@ import {
   type EffectiveSettings,
   effectiveSettings,
   limitsWith,
+  maxPixelsFor,
   teamDefaultsLayer,
 } from '../../core/team-settings.ts';
 
@@ -149,6 +151,50 @@ describe('precedence for /imagine without flags', () => {
     expect(() => imagine('a cat --size 1024x1024', { model: TURBO })).toThrow(/the limit is 589824/u);
   });
 
+  it('MAX_PIXELS unset: the limit on a model is the larger of the built-in one and its own size', () => {
+    const limits = requestLimitsFrom(loadConfig({}));
+    expect(limits).toMatchObject({ maxPixels: 768 * 768, maxPixelsBuiltIn: true });
+    const onSdxl = limitsWith(limits, global(limits), { team: {}, model: SDXL });
+    expect(onSdxl).toMatchObject({ maxPixels: 1024 * 1024, defaultWidth: 1024, defaultHeight: 1024 });
+    expect(onSdxl.modelSizeReduced).toBeUndefined();
+    expect(maxPixelsFor(limits, TURBO)).toBe(768 * 768);
+    expect(maxPixelsFor(limits, SDXL)).toBe(1024 * 1024);
+    // Upscale ×2 asks with its scale: an image of the model's own size (or the deployment's default
+    // size when the model's is unknown) can be doubled.
+    expect(maxPixelsFor(limits, SDXL, 2)).toBe(2048 * 2048);
+    expect(maxPixelsFor(limits, {}, 2)).toBe(1024 * 1024);
+    expect(maxPixelsFor(limits, {})).toBe(768 * 768);
+  });
+
+  it('MAX_PIXELS set: it is the limit on every model, and a larger own size is scaled down to fit', () => {
+    const env = { MAX_PIXELS: String(640 * 640) };
+    const limits = requestLimitsFrom(loadConfig(env));
+    expect(limits).toMatchObject({ maxPixels: 640 * 640, maxPixelsBuiltIn: false });
+    expect(maxPixelsFor(limits, SDXL)).toBe(640 * 640);
+    expect(maxPixelsFor(limits, SDXL, 2)).toBe(640 * 640);
+    const onSdxl = limitsWith(limits, global(limits), { team: {}, model: SDXL });
+    expect(onSdxl).toMatchObject({ maxPixels: 640 * 640, defaultWidth: 640, defaultHeight: 640 });
+    expect(onSdxl.modelSizeReduced).toEqual({ width: 1024, height: 1024 });
+    expect(imagine('a cat', { env, model: SDXL })).toMatchObject({ width: 640, height: 640 });
+    expect(() => imagine('a cat --size 1024x1024', { env, model: SDXL })).toThrow(/the limit is 409600/u);
+    // A wide own size keeps its aspect, in multiples of 8.
+    const wide = limitsWith(limits, global(limits), { team: {}, model: { width: 1344, height: 768 } });
+    expect(wide.defaultWidth * wide.defaultHeight).toBeLessThanOrEqual(640 * 640);
+    expect(wide.defaultWidth / wide.defaultHeight).toBeCloseTo(1344 / 768, 1);
+    expect([wide.defaultWidth % 8, wide.defaultHeight % 8]).toEqual([0, 0]);
+    // An own size that fits is left alone, and nothing is reported.
+    const onTurbo = limitsWith(limits, global(limits), { team: {}, model: TURBO });
+    expect(onTurbo).toMatchObject({ defaultWidth: 512, defaultHeight: 512 });
+    expect(onTurbo.modelSizeReduced).toBeUndefined();
+    // A team's or the environment's size applies instead: the model's reduced one isn't used, nor reported.
+    const withEnvSize = requestLimitsFrom(
+      loadConfig({ ...env, DEFAULT_WIDTH: '512', DEFAULT_HEIGHT: '512' }),
+    );
+    const envSized = limitsWith(withEnvSize, global(withEnvSize), { team: {}, model: SDXL });
+    expect(envSized).toMatchObject({ defaultWidth: 512, defaultHeight: 512 });
+    expect(envSized.modelSizeReduced).toBeUndefined();
+  });
+
   it('the model’s steps are capped by MAX_STEPS', () => {
     expect(imagine('a cat', { env: { MAX_STEPS: '20' }, model: SDXL }).steps).toBe(20);
   });
@@ -181,6 +227,27 @@ describe('teamDefaultsLayer: only what a channel or its workspace set', () => {
   it('channel over workspace, and nothing for fields neither set', () => {
     expect(teamDefaultsLayer({ steps: 9, guidance: 3 }, { steps: 2 })).toEqual({ steps: 2, guidance: 3 });
     expect(teamDefaultsLayer()).toEqual({});
+  });
+});
+
+describe('fitToPixels: a size scaled down to a pixel limit', () => {
+  it('keeps a size that fits; else the aspect, multiples of 8, at least 64 a side, within the limit', () => {
+    expect(fitToPixels(512, 512, 768 * 768)).toEqual({ width: 512, height: 512 });
+    expect(fitToPixels(1024, 1024, 128 * 128)).toEqual({ width: 128, height: 128 });
+    expect(fitToPixels(1024, 1024, 16384)).toEqual({ width: 128, height: 128 });
+    expect(fitToPixels(1024, 1024, 16383)).toEqual({ width: 120, height: 120 });
+    expect(fitToPixels(4096, 64, 64 * 64)).toEqual({ width: 64, height: 64 });
+    for (const [w, h, max] of [
+      [1344, 768, 640 * 640],
+      [768, 1344, 300_000],
+      [1024, 1024, 64 * 64],
+      [2048, 64, 100 * 100],
+    ] as const) {
+      const fitted = fitToPixels(w, h, max);
+      expect(fitted.width * fitted.height).toBeLessThanOrEqual(max);
+      expect([fitted.width % 8, fitted.height % 8]).toEqual([0, 0]);
+      expect(Math.min(fitted.width, fitted.height)).toBeGreaterThanOrEqual(64);
+    }
   });
 });
 

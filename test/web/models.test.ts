@@ -97,6 +97,35 @@ describe('several models in one deployment (playground, real queue and worker, t
     expect(t.logs()).toContain('model unloaded to stay within MODEL_MEMORY_MB');
   });
 
+  it('a job polled as it finishes never reads done without its model and result', async () => {
+    // Tight pollers around the moment the worker ends the job: the status and the record are two reads,
+    // and a done status must never come with a record read before the result was written.
+    const seen: ModelJob[] = [];
+    for (const seed of [11, 12, 13]) {
+      const res = await call<{ id: string }>(`${t.url}/api/imagine`, {
+        method: 'POST',
+        headers: user,
+        json: { text: `a grey heron --model sd2 --seed ${seed}` },
+      });
+      expect(res.status).toBe(202);
+      const poll = async () => {
+        for (;;) {
+          const job = await call<ModelJob>(`${t.url}/api/jobs/${res.body.id}`, { headers: user });
+          if (job.body.status === 'done') {
+            seen.push(job.body);
+            return;
+          }
+          expect(job.body.status).toMatch(/^(queued|running)$/u);
+        }
+      };
+      await Promise.all([poll(), poll(), poll(), poll()]);
+    }
+    expect(seen).toHaveLength(12);
+    for (const job of seen) {
+      expect(job.model).toEqual({ name: 'sd2', demo: false, revision: sd2.revision, label: 'tiny-sd2' });
+    }
+  });
+
   it('an unknown model is a 400 that lists the served ones', async () => {
     for (const json of [{ text: 'a red fox --model sdxl' }, { prompt: 'a red fox', model: 'sdxl' }]) {
       const res = await call<{ error: { code: string; message: string } }>(`${t.url}/api/imagine`, {
