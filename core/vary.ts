@@ -1,4 +1,4 @@
-import { type GridBatch, type NextBatch, settingsOf } from './batch.ts';
+import { type GridBatch, imageOf, type NextBatch, settingsOf } from './batch.ts';
 import { ErrorCode, UserError } from './errors.ts';
 import { GRID_SIZE, gridSeeds } from './seeds.ts';
 
@@ -27,18 +27,6 @@ export const UPSCALE_STRENGTH = 0.4;
 
 /** The spec's largest side (core/jobspec.ts). */
 const MAX_SIDE = 4096;
-
-function imageOf(grid: GridBatch, index: number): { prompt: string; seed: number } {
-  const prompt = grid.prompts[index];
-  const seed = grid.seeds[index];
-  if (!Number.isInteger(index) || prompt === undefined || seed === undefined) {
-    throw new UserError(
-      ErrorCode.InvalidRequest,
-      `This grid has images 1 to ${grid.prompts.length}; there is no image ${index + 1}.`,
-    );
-  }
-  return { prompt, seed };
-}
 
 /**
  * Four variations of image `index` of grid `gridId`: its prompt on seeds newBase..newBase+3, each
