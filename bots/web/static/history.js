@@ -2,6 +2,8 @@
 // browser's identity's grids). "Open" shows a grid in the conversation as its card, with its buttons
 // (app.js listens for `imagine:open`). Every piece of user text is set as text, never as HTML.
 
+import { bindPanel } from './panel.js';
+
 const panel = document.getElementById('history-panel');
 const opener = document.getElementById('history-open');
 const list = document.getElementById('history-list');
@@ -97,24 +99,4 @@ async function load() {
   list.replaceChildren(...grids.map(entry));
 }
 
-function setOpen(show) {
-  panel.hidden = !show;
-  opener.setAttribute('aria-expanded', String(show));
-  if (show) {
-    // One panel at a time: they share the same place on the screen.
-    document.dispatchEvent(new CustomEvent('imagine:panel', { detail: { id: panel.id } }));
-    void load();
-  }
-}
-
-opener.addEventListener('click', () => setOpen(panel.hidden));
-panel.querySelector('[data-close]').addEventListener('click', () => setOpen(false));
-document.addEventListener('imagine:panel', (event) => {
-  if (event.detail?.id !== panel.id && !panel.hidden) {
-    panel.hidden = true;
-    opener.setAttribute('aria-expanded', 'false');
-  }
-});
-document.addEventListener('keydown', (event) => {
-  if (event.key === 'Escape' && !panel.hidden) setOpen(false);
-});
+const setOpen = bindPanel(panel, opener, () => void load());

@@ -3,6 +3,8 @@
 // `null`). The server's 400 message is shown under the field it names. User text is set as text or
 // as input values, never as HTML.
 
+import { bindPanel } from './panel.js';
+
 const panel = document.getElementById('settings-panel');
 const opener = document.getElementById('settings-open');
 const form = document.getElementById('settings-form');
@@ -316,23 +318,4 @@ async function load() {
   statusEl.textContent = '';
 }
 
-function setOpen(show) {
-  panel.hidden = !show;
-  opener.setAttribute('aria-expanded', String(show));
-  if (show) {
-    document.dispatchEvent(new CustomEvent('imagine:panel', { detail: { id: panel.id } }));
-    void load();
-  }
-}
-
-opener.addEventListener('click', () => setOpen(panel.hidden));
-panel.querySelector('[data-close]').addEventListener('click', () => setOpen(false));
-document.addEventListener('imagine:panel', (event) => {
-  if (event.detail?.id !== panel.id && !panel.hidden) {
-    panel.hidden = true;
-    opener.setAttribute('aria-expanded', 'false');
-  }
-});
-document.addEventListener('keydown', (event) => {
-  if (event.key === 'Escape' && !panel.hidden) setOpen(false);
-});
+bindPanel(panel, opener, () => void load());
