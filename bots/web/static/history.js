@@ -2,27 +2,12 @@
 // browser's identity's grids). "Open" shows a grid in the conversation as its card, with its buttons
 // (app.js listens for `imagine:open`). Every piece of user text is set as text, never as HTML.
 
-import { bindPanel } from './panel.js';
+import { bindPanel, el } from './panel.js';
 
 const panel = document.getElementById('history-panel');
 const opener = document.getElementById('history-open');
 const list = document.getElementById('history-list');
 const statusEl = document.getElementById('history-status');
-
-function el(tag, props, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(props ?? {})) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key === 'class') node.className = value;
-    else if (key === 'text') node.textContent = value;
-    else if (key.startsWith('on')) node.addEventListener(key.slice(2), value);
-    else node.setAttribute(key, value === true ? '' : String(value));
-  }
-  for (const child of children.flat()) {
-    if (child !== undefined && child !== null && child !== false) node.append(child);
-  }
-  return node;
-}
 
 function ago(ms) {
   const minutes = Math.floor(Math.max(0, ms) / 60_000);

@@ -1,6 +1,6 @@
 // Open/close for the playground's side panels (History, Settings): the header button toggles its
 // panel, the panel's [data-close] button and Escape close it, and opening one closes the others
-// (they share the same place on the screen).
+// (they share the same place on the screen). Also the panels' element builder.
 
 /**
  * Wires `panel` to its `opener` button; `onOpen` runs each time it opens (to load its contents).
@@ -28,4 +28,24 @@ export function bindPanel(panel, opener, onOpen) {
     if (event.key === 'Escape' && !panel.hidden) setOpen(false);
   });
   return setOpen;
+}
+
+/**
+ * A new element: `class`, `text` and `value` set as properties (so user text is never parsed as HTML),
+ * `on…` as listeners, anything else as an attribute; children appended, empty ones skipped.
+ */
+export function el(tag, props, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props ?? {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === 'class') node.className = value;
+    else if (key === 'text') node.textContent = value;
+    else if (key === 'value') node.value = value;
+    else if (key.startsWith('on')) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value === true ? '' : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child !== undefined && child !== null && child !== false) node.append(child);
+  }
+  return node;
 }
