@@ -1,3 +1,4 @@
+import { ErrorCode, UserError } from './errors.ts';
 import type { InitSource, JobKind, JobSpec, JobSpecInput } from './jobspec.ts';
 import { IMAGE_SPEC_VERSION, JOB_SPEC_VERSION } from './jobspec.ts';
 import type { ImagineRequest } from './request.ts';
@@ -52,6 +53,19 @@ export function settingsOf(batch: GridSettings): GridSettings {
     ...(batch.init === undefined ? {} : { init: batch.init }),
     ...(batch.strength === undefined ? {} : { strength: batch.strength }),
   };
+}
+
+/** Image `index` (0-based) of a grid: its prompt and seed; a `UserError` when the grid has no such image. */
+export function imageOf(grid: GridBatch, index: number): { prompt: string; seed: number } {
+  const prompt = grid.prompts[index];
+  const seed = grid.seeds[index];
+  if (!Number.isInteger(index) || prompt === undefined || seed === undefined) {
+    throw new UserError(
+      ErrorCode.InvalidRequest,
+      `This grid has images 1 to ${grid.prompts.length}; there is no image ${index + 1}.`,
+    );
+  }
+  return { prompt, seed };
 }
 
 /** `/imagine`: the request's prompt once per seed, with its settings. */

@@ -87,6 +87,16 @@ export function imagePromptSteps(steps: number, strength: number): number {
   return Math.min(Math.trunc(steps * strength), steps);
 }
 
+/**
+ * The fewest steps, at least `steps`, that run one denoising step or more at `strength`: Vary and
+ * Upscale ×2 of a 1-step (Turbo) grid would otherwise run none (int(1 × 0.4) = 0).
+ */
+export function stepsForStrength(steps: number, strength: number): number {
+  let at = steps;
+  while (imagePromptSteps(at, strength) < 1) at++;
+  return at;
+}
+
 /** The refusal of a strength too small for the steps, before anything is queued. */
 export function strengthTooLow(steps: number, strength: number): UserError {
   return new UserError(

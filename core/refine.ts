@@ -1,5 +1,4 @@
-import { type GridBatch, type NextBatch, settingsOf } from './batch.ts';
-import { ErrorCode, UserError } from './errors.ts';
+import { type GridBatch, imageOf, type NextBatch, settingsOf } from './batch.ts';
 import { GRID_SIZE, gridSeeds } from './seeds.ts';
 
 export type { GridBatch, NextBatch } from './batch.ts';
@@ -19,14 +18,7 @@ export function validateSuffixes(suffixes: readonly string[]): void {
  */
 export function refine(grid: GridBatch, index: number, suffixes: readonly string[]): NextBatch {
   validateSuffixes(suffixes);
-  const prompt = grid.prompts[index];
-  const seed = grid.seeds[index];
-  if (!Number.isInteger(index) || prompt === undefined || seed === undefined) {
-    throw new UserError(
-      ErrorCode.InvalidRequest,
-      `This grid has images 1 to ${grid.prompts.length}; there is no image ${index + 1}.`,
-    );
-  }
+  const { prompt, seed } = imageOf(grid, index);
   return {
     ...settingsOf(grid),
     kind: 'refine',

@@ -1,5 +1,6 @@
-import { type GridBatch, type NextBatch, settingsOf } from './batch.ts';
+import { type GridBatch, imageOf, type NextBatch, settingsOf } from './batch.ts';
 import { ErrorCode, UserError } from './errors.ts';
+import { stepsForStrength } from './image-prompt.ts';
 import { GRID_SIZE, gridSeeds } from './seeds.ts';
 
 /**
@@ -28,21 +29,10 @@ export const UPSCALE_STRENGTH = 0.4;
 /** The spec's largest side (core/jobspec.ts). */
 const MAX_SIDE = 4096;
 
-function imageOf(grid: GridBatch, index: number): { prompt: string; seed: number } {
-  const prompt = grid.prompts[index];
-  const seed = grid.seeds[index];
-  if (!Number.isInteger(index) || prompt === undefined || seed === undefined) {
-    throw new UserError(
-      ErrorCode.InvalidRequest,
-      `This grid has images 1 to ${grid.prompts.length}; there is no image ${index + 1}.`,
-    );
-  }
-  return { prompt, seed };
-}
-
 /**
  * Four variations of image `index` of grid `gridId`: its prompt on seeds newBase..newBase+3, each
- * starting from that image at the strength named.
+ * starting from that image at the strength named, with the grid's steps (or the fewest that run a
+ * denoising step at that strength: a 1-step Turbo grid varies with 3).
  */
 export function vary(
   grid: GridBatch,
@@ -60,6 +50,7 @@ export function vary(
     seeds: gridSeeds(newBaseSeed, GRID_SIZE),
     init: { from: 'grid', gridId, index },
     strength: VARY_STRENGTHS[strength],
+    steps: stepsForStrength(grid.steps, VARY_STRENGTHS[strength]),
   };
 }
 
@@ -89,5 +80,6 @@ export function upscale2x(grid: GridBatch, gridId: string, index: number, maxPix
     seeds: [seed],
     init: { from: 'grid', gridId, index },
     strength: UPSCALE_STRENGTH,
+    steps: stepsForStrength(grid.steps, UPSCALE_STRENGTH),
   };
 }

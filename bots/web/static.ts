@@ -12,6 +12,7 @@ const STATIC_FILES = {
   '/style.css': { file: 'style.css', type: 'text/css; charset=utf-8' },
   '/history.js': { file: 'history.js', type: 'text/javascript; charset=utf-8' },
   '/settings.js': { file: 'settings.js', type: 'text/javascript; charset=utf-8' },
+  '/panel.js': { file: 'panel.js', type: 'text/javascript; charset=utf-8' },
   '/panels.css': { file: 'panels.css', type: 'text/css; charset=utf-8' },
   '/favicon.svg': { file: 'favicon.svg', type: 'image/svg+xml' },
   '/image-prompt.js': { file: 'image-prompt.js', type: 'text/javascript; charset=utf-8' },

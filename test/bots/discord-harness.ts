@@ -1,4 +1,5 @@
 import path from 'node:path';
+import type { APIMessage } from 'discord.js';
 import sharp from 'sharp';
 import { DiscordBot, type DiscordBotOptions } from '../../bots/discord/bot.ts';
 import type { HistoryIndex } from '../../bots/service/history.ts';
@@ -8,7 +9,7 @@ import { DEFAULT_SUFFIXES } from '../../core/config.ts';
 import type { Engine, GenerateOptions, GenerateRequest } from '../../models/engine.ts';
 import { loadEngine } from '../../models/pipeline.ts';
 import { createJobs, type Jobs, type QueueWorker, silentLogger, startWorker } from '../../queue/index.ts';
-import { FakeDiscord } from '../fakes/discord/server.ts';
+import { buttonsOf, FakeDiscord } from '../fakes/discord/server.ts';
 import { uniquePrefix } from '../helpers/redis.ts';
 
 /**
@@ -192,6 +193,15 @@ export async function startHarness(options: HarnessOptions): Promise<Harness> {
 }
 
 /** The 2×2 grid split back into its four tiles, as raw RGB. */
+/** The custom id of the button labelled `label` on a message; throws when it has none. */
+export function button(message: APIMessage, label: string): string {
+  const found = buttonsOf(message)
+    .flat()
+    .find((b) => b.label === label);
+  if (found === undefined) throw new Error(`no button ${label}`);
+  return found.customId;
+}
+
 export async function gridTiles(png: Buffer): Promise<{ width: number; height: number; tiles: Buffer[] }> {
   const meta = await sharp(png).metadata();
   const width = (meta.width ?? 0) / 2;

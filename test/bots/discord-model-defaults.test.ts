@@ -4,10 +4,9 @@ import { join } from 'node:path';
 import type { APIMessage } from 'discord.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DiscordBot } from '../../bots/discord/bot.ts';
-import { globalSettingsOf } from '../../bots/service/team.ts';
 import { ConversationService } from '../../bots/service.ts';
-import { DailyQuota } from '../../bots/settings/quota.ts';
-import { TeamSettingsStore } from '../../bots/settings/store.ts';
+import type { DailyQuota } from '../../bots/settings/quota.ts';
+import type { TeamSettingsStore } from '../../bots/settings/store.ts';
 import { folderDefaults } from '../../models/download/installed.ts';
 import { loadEngine } from '../../models/pipeline.ts';
 import { modelFolderFacts } from '../../models/revision.ts';
@@ -15,6 +14,7 @@ import type { ServedModel } from '../../queue/engine-pool.ts';
 import { createJobs, type Jobs, type QueueWorker, silentLogger, startWorker } from '../../queue/index.ts';
 import { buttonsOf, FakeDiscord } from '../fakes/discord/server.ts';
 import { startTestRedis, type TestRedis, uniquePrefix } from '../helpers/redis.ts';
+import { startTeamSupport } from '../helpers/teams.ts';
 import { TINY_SD } from '../models/tiny-sd.ts';
 import { ALICE, TEST_SETTINGS } from './discord-harness.ts';
 
@@ -71,14 +71,7 @@ describe('Discord: /imagine without options uses the chosen model’s defaults (
       logger: silentLogger,
       previewEveryMs: 0,
     });
-    store = new TeamSettingsStore({
-      connection: redis.url,
-      prefix,
-      global: globalSettingsOf(settings),
-      log: { debug() {}, info() {}, warn() {}, error() {} },
-    });
-    await store.start();
-    quota = new DailyQuota({ connection: redis.url, prefix });
+    ({ store, quota } = await startTeamSupport(redis.url, prefix, settings));
     service = new ConversationService({ jobs, settings, teams: { store, quota } });
     bot = new DiscordBot({
       service,

@@ -1,16 +1,24 @@
 import type { APIMessage } from 'discord.js';
 import sharp from 'sharp';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { globalSettingsOf } from '../../bots/service/team.ts';
 import { decodeControl } from '../../bots/service.ts';
-import { DailyQuota } from '../../bots/settings/quota.ts';
-import { TeamSettingsStore } from '../../bots/settings/store.ts';
+import type { DailyQuota } from '../../bots/settings/quota.ts';
+import type { TeamSettingsStore } from '../../bots/settings/store.ts';
 import { loadEngine } from '../../models/pipeline.ts';
 import { shownContent } from '../fakes/discord/payloads.ts';
 import { buttonsOf, type InjectedInteraction } from '../fakes/discord/server.ts';
 import { FlaggingEngine } from '../helpers/flagging-engine.ts';
 import { startTestRedis, type TestRedis, uniquePrefix } from '../helpers/redis.ts';
-import { ALICE, gridTiles, type Harness, startHarness, TEST_SETTINGS, TINY_SD } from './discord-harness.ts';
+import { startTeamSupport } from '../helpers/teams.ts';
+import {
+  ALICE,
+  button,
+  gridTiles,
+  type Harness,
+  startHarness,
+  TEST_SETTINGS,
+  TINY_SD,
+} from './discord-harness.ts';
 
 /**
  * The NSFW policy on Discord, end to end: real discord.js against the fake Discord, the real queue
@@ -47,14 +55,6 @@ function isGrey(raw: Buffer): boolean {
   return raw.every((v) => v === 128);
 }
 
-function button(message: APIMessage, label: string): string {
-  const found = buttonsOf(message)
-    .flat()
-    .find((b) => b.label === label);
-  if (found === undefined) throw new Error(`no button ${label}`);
-  return found.customId;
-}
-
 describe('NSFW policy on Discord (real discord.js, real queue and worker, flagged images)', () => {
   let redis: TestRedis;
   let engine: FlaggingEngine;
@@ -66,14 +66,7 @@ describe('NSFW policy on Discord (real discord.js, real queue and worker, flagge
     redis = await startTestRedis();
     engine = new FlaggingEngine(await loadEngine(TINY_SD, { name: 'tiny-sd' }));
     const prefix = uniquePrefix('dnsfw');
-    store = new TeamSettingsStore({
-      connection: redis.url,
-      prefix,
-      global: globalSettingsOf(TEST_SETTINGS),
-      log: { debug() {}, info() {}, warn() {}, error() {} },
-    });
-    await store.start();
-    quota = new DailyQuota({ connection: redis.url, prefix });
+    ({ store, quota } = await startTeamSupport(redis.url, prefix, TEST_SETTINGS));
     h = await startHarness({ redisUrl: redis.url, engine, teams: { store, quota } });
   });
   afterAll(async () => {

@@ -1,11 +1,11 @@
 import type { APIMessage } from 'discord.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { globalSettingsOf } from '../../bots/service/team.ts';
-import { DailyQuota } from '../../bots/settings/quota.ts';
-import { TeamSettingsStore } from '../../bots/settings/store.ts';
+import type { DailyQuota } from '../../bots/settings/quota.ts';
+import type { TeamSettingsStore } from '../../bots/settings/store.ts';
 import { shownContent } from '../fakes/discord/payloads.ts';
 import type { InjectedInteraction } from '../fakes/discord/server.ts';
 import { startTestRedis, type TestRedis, uniquePrefix } from '../helpers/redis.ts';
+import { startTeamSupport } from '../helpers/teams.ts';
 import {
   ALICE,
   BOB,
@@ -31,14 +31,7 @@ describe('Discord /imagine-settings end to end (real discord.js against the fake
     redis = await startTestRedis();
     engine = await loadTinyEngine();
     const prefix = uniquePrefix('dset');
-    store = new TeamSettingsStore({
-      connection: redis.url,
-      prefix,
-      global: globalSettingsOf(TEST_SETTINGS),
-      log: { debug() {}, info() {}, warn() {}, error() {} },
-    });
-    await store.start();
-    quota = new DailyQuota({ connection: redis.url, prefix });
+    ({ store, quota } = await startTeamSupport(redis.url, prefix, TEST_SETTINGS));
     h = await startHarness({ redisUrl: redis.url, engine, teams: { store, quota } });
   });
   afterAll(async () => {

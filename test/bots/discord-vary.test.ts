@@ -9,6 +9,7 @@ import { startTestRedis, type TestRedis } from '../helpers/redis.ts';
 import {
   ALICE,
   BOB,
+  button,
   type GatedEngine,
   type Harness,
   loadTinyEngine,
@@ -20,14 +21,6 @@ import {
  * and worker on redis-server, tiny-sd (with its VAE encoder) on onnxruntime. OWNER_ONLY_BUTTONS is on,
  * so the new buttons follow the same access rule as the others.
  */
-
-function button(message: APIMessage, label: string): string {
-  const found = buttonsOf(message)
-    .flat()
-    .find((b) => b.label === label);
-  if (found === undefined) throw new Error(`no button ${label}`);
-  return found.customId;
-}
 
 function labels(message: APIMessage): string[][] {
   return buttonsOf(message).map((row) => row.map((b) => b.label));

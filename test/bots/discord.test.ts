@@ -8,6 +8,7 @@ import { startTestRedis, type TestRedis } from '../helpers/redis.ts';
 import {
   ALICE,
   BOB,
+  button,
   type GatedEngine,
   gridTiles,
   type Harness,
@@ -22,14 +23,6 @@ function isGrid(message: APIMessage | undefined): APIMessage | undefined {
   if (message === undefined || message.attachments.length !== 1) return undefined;
   const labels = buttonsOf(message).map((row) => row.map((b) => b.label));
   return labels.length === 3 && labels[0]?.[0] === '1' ? message : undefined;
-}
-
-function button(message: APIMessage, label: string): string {
-  const found = buttonsOf(message)
-    .flat()
-    .find((b) => b.label === label);
-  if (found === undefined) throw new Error(`no button ${label}`);
-  return found.customId;
 }
 
 function escapeRegExp(text: string): string {

@@ -7,22 +7,9 @@ import { DEFAULT_SUFFIXES } from '../../core/config.ts';
 import { uniquePrefix, useTestRedis } from '../helpers/use-redis.ts';
 import { FakeJobs } from './fake-jobs.ts';
 import { RecordingReply, RecordingSurface } from './recording-surface.ts';
+import { SERVICE_SETTINGS } from './service-settings.ts';
 
-const SETTINGS: ServiceSettings = {
-  limits: {
-    defaultSteps: 25,
-    maxSteps: 50,
-    defaultGuidance: 7.5,
-    defaultSampler: 'pndm',
-    defaultWidth: 512,
-    defaultHeight: 512,
-    maxPixels: 768 * 768,
-  },
-  suffixes: [...DEFAULT_SUFFIXES],
-  ownerOnlyButtons: false,
-  adminUsers: [],
-  recordTtlDays: 30,
-};
+const SETTINGS: ServiceSettings = SERVICE_SETTINGS;
 
 const PNG = Buffer.from('png');
 

@@ -7,29 +7,16 @@ import {
 import { globalSettingsOf } from '../../bots/service/team.ts';
 import { ConversationService, type ServiceSettings } from '../../bots/service.ts';
 import type { ImagineCommand } from '../../bots/surface.ts';
-import { DEFAULT_SUFFIXES } from '../../core/config.ts';
 import type { DefaultsLayer, ModelGenerationDefaults } from '../../core/generation-defaults.ts';
 import { FakeJobs } from './fake-jobs.ts';
 import { RecordingReply, RecordingSurface } from './recording-surface.ts';
+import { SERVICE_SETTINGS } from './service-settings.ts';
 
 /** No DEFAULT_* nor MAX_PIXELS set in the environment: these are the built-in defaults. */
 const SETTINGS: ServiceSettings = {
-  limits: {
-    defaultSteps: 25,
-    maxSteps: 50,
-    defaultGuidance: 7.5,
-    defaultSampler: 'pndm',
-    defaultWidth: 512,
-    defaultHeight: 512,
-    maxPixels: 768 * 768,
-    // MAX_PIXELS unset too: a model's own larger size raises the limit on it.
-    maxPixelsBuiltIn: true,
-    models: ['base', 'turbo', 'sdxl'],
-  },
-  suffixes: [...DEFAULT_SUFFIXES],
-  ownerOnlyButtons: false,
-  adminUsers: [],
-  recordTtlDays: 30,
+  ...SERVICE_SETTINGS,
+  // MAX_PIXELS unset too: a model's own larger size raises the limit on it.
+  limits: { ...SERVICE_SETTINGS.limits, maxPixelsBuiltIn: true, models: ['base', 'turbo', 'sdxl'] },
 };
 
 const TURBO = { steps: 1, guidance: 0, width: 512, height: 512, sampler: 'euler_a' } as const;

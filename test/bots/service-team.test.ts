@@ -4,29 +4,14 @@ import { ConversationService, encodeControl, type ServiceSettings } from '../../
 import { DailyQuota } from '../../bots/settings/quota.ts';
 import { TeamSettingsStore } from '../../bots/settings/store.ts';
 import type { ImagineCommand } from '../../bots/surface.ts';
-import { DEFAULT_SUFFIXES } from '../../core/config.ts';
 import { utcDay } from '../../core/team-settings.ts';
 import { queueFullError } from '../../queue/index.ts';
 import { uniquePrefix, useTestRedis } from '../helpers/use-redis.ts';
 import { FakeJobs } from './fake-jobs.ts';
 import { RecordingReply, RecordingSurface } from './recording-surface.ts';
+import { SERVICE_SETTINGS } from './service-settings.ts';
 
-const SETTINGS: ServiceSettings = {
-  limits: {
-    defaultSteps: 25,
-    maxSteps: 50,
-    defaultGuidance: 7.5,
-    defaultSampler: 'pndm',
-    defaultWidth: 512,
-    defaultHeight: 512,
-    maxPixels: 768 * 768,
-  },
-  suffixes: [...DEFAULT_SUFFIXES],
-  ownerOnlyButtons: false,
-  adminUsers: [],
-  bannedWords: ['globalword'],
-  recordTtlDays: 30,
-};
+const SETTINGS: ServiceSettings = { ...SERVICE_SETTINGS, bannedWords: ['globalword'] };
 
 const SILENT = { debug() {}, info() {}, warn() {}, error() {} };
 

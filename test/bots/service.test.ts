@@ -19,21 +19,11 @@ import { alreadyEndedError, queueFullError } from '../../queue/index.ts';
 import { EventLog } from '../helpers/events.ts';
 import { FakeJobs } from './fake-jobs.ts';
 import { RecordingReply, RecordingSurface } from './recording-surface.ts';
+import { SERVICE_SETTINGS } from './service-settings.ts';
 
 const SETTINGS: ServiceSettings = {
-  limits: {
-    defaultSteps: 25,
-    maxSteps: 50,
-    defaultGuidance: 7.5,
-    defaultSampler: 'pndm',
-    defaultWidth: 512,
-    defaultHeight: 512,
-    maxPixels: 768 * 768,
-  },
-  suffixes: [...DEFAULT_SUFFIXES],
-  ownerOnlyButtons: false,
+  ...SERVICE_SETTINGS,
   adminUsers: ['discord:admin'],
-  recordTtlDays: 30,
   progressIntervalMs: 2000,
 };
 

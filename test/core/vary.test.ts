@@ -26,6 +26,17 @@ const grid = {
 const origin = { origin: makeSpec().origin, requestedAt: 1, parentId: 'discord-grid1' };
 
 describe('vary and upscale ×2 (pure)', () => {
+  it('keep the grid’s steps, or take the fewest that run a denoising step (a 1-step Turbo grid)', () => {
+    expect(vary(grid, 'discord-grid1', 0, 'subtle', 1).steps).toBe(20);
+    expect(upscale2x(grid, 'discord-grid1', 0, 4096 * 4096).steps).toBe(20);
+    const turbo = { ...grid, steps: 1, guidance: 0 };
+    // diffusers runs int(steps × strength) steps: 3 × 0.35, 2 × 0.6 and 3 × 0.4 each run one.
+    expect(vary(turbo, 'discord-grid1', 0, 'subtle', 1).steps).toBe(3);
+    expect(vary(turbo, 'discord-grid1', 0, 'strong', 1).steps).toBe(2);
+    expect(upscale2x(turbo, 'discord-grid1', 0, 4096 * 4096).steps).toBe(3);
+    expect(upscale2x({ ...grid, steps: 2 }, 'discord-grid1', 0, 4096 * 4096).steps).toBe(3);
+  });
+
   it('vary: image N’s prompt on seeds new_base..new_base+3, from image N at the named strength', () => {
     const batch = vary(grid, 'discord-grid1', 1, 'subtle', 4_294_967_294);
     expect(batch).toMatchObject({

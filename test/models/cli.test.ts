@@ -11,34 +11,10 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT_OK, EXIT_USAGE, runCli } from '../../models/cli/run.ts';
 import { readPngText } from '../../models/png.ts';
+import { imagine, ROOT } from './cli-run.ts';
 import { CASES, closeness, FIXTURES, referenceRgb, TINY_SD } from './tiny-sd.ts';
 
-const ROOT = path.resolve(import.meta.dirname, '../..');
-const BIN = path.join(ROOT, 'models/cli/bin.js');
 const exec = promisify(execFile);
-
-interface Run {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-/** Runs the real `imagine` bin in a child process. */
-async function imagine(args: readonly string[], env: Record<string, string> = {}): Promise<Run> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [BIN, ...args], {
-      cwd: ROOT,
-      env: { ...process.env, ...env },
-      timeout: 120_000,
-      maxBuffer: 16 * 1024 * 1024,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code?: number; stdout?: string; stderr?: string };
-    if (typeof e.code !== 'number') throw error;
-    return { code: e.code, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
-  }
-}
 
 async function rgbOf(file: string): Promise<Uint8Array> {
   const { data } = await sharp(file).raw().toBuffer({ resolveWithObject: true });

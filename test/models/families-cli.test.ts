@@ -1,12 +1,11 @@
-import { execFile } from 'node:child_process';
 import { cp, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT_OK, runCli } from '../../models/cli/run.ts';
 import { readPngText } from '../../models/png.ts';
+import { imagineOk } from './cli-run.ts';
 import {
   closeness,
   loadCases,
@@ -23,10 +22,6 @@ import {
  * diffusers' images. A case without `negative` passes no --negative (diffusers' None); case 05 of
  * tiny-sdxl passes `--negative ""`, which SDXL must encode rather than zero.
  */
-
-const ROOT = path.resolve(import.meta.dirname, '../..');
-const BIN = path.join(ROOT, 'models/cli/bin.js');
-const exec = promisify(execFile);
 
 let work: string;
 beforeAll(async () => {
@@ -61,12 +56,7 @@ for (const [name, model, casesDir] of [
         c.negative === undefined ? 'no --negative' : `--negative ${JSON.stringify(c.negative)}`;
       it(`case ${String(index).padStart(2, '0')} (${c.scheduler} ${c.steps} steps, ${negative})`, async () => {
         const out = path.join(work, `${name}-case${index}`);
-        const { stderr } = await exec(process.execPath, [BIN, ...generateArgs(model, c, out)], {
-          cwd: ROOT,
-          timeout: 120_000,
-        }).catch((error: { stderr?: string; code?: number }) => {
-          throw new Error(`imagine exited ${error.code}: ${error.stderr}`);
-        });
+        const { stderr } = await imagineOk(generateArgs(model, c, out));
         expect(stderr).toMatch(/image\(s\) in/);
         expect((await readdir(out)).sort()).toEqual(c.images.map((_, k) => `${k}.png`));
         for (const [k, ref] of c.images.entries()) {
@@ -133,16 +123,18 @@ describe('imagine generate without flags uses the model’s defaults', () => {
       JSON.stringify({ defaults: { steps: 2, guidance: 0, width: 64, height: 96, scheduler: 'euler' } }),
     );
     const run = async (out: string, extra: string[]) => {
-      await exec(
-        process.execPath,
-        [BIN, 'generate', '--model', model, '--prompt', 'a boat', '--seed', '5', '--out', out, ...extra],
-        {
-          cwd: ROOT,
-          timeout: 120_000,
-        },
-      ).catch((error: { stderr?: string; code?: number }) => {
-        throw new Error(`imagine exited ${error.code}: ${error.stderr}`);
-      });
+      await imagineOk([
+        'generate',
+        '--model',
+        model,
+        '--prompt',
+        'a boat',
+        '--seed',
+        '5',
+        '--out',
+        out,
+        ...extra,
+      ]);
       return readPngText(await readFile(path.join(out, '0.png'))).parameters!;
     };
     const plain = await run(path.join(work, 'defaults-plain'), []);

@@ -1,12 +1,11 @@
-import { execFile } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT_USAGE, runCli } from '../../models/cli/run.ts';
 import { readPngText } from '../../models/png.ts';
+import { imagineOk } from './cli-run.ts';
 import {
   closeness,
   IMG2IMG,
@@ -21,10 +20,6 @@ import {
  * `imagine generate --init-image PNG --strength S` on every image-to-image case, in a child process as a
  * user runs it, against diffusers' images; the size comes from the picture (no --width/--height).
  */
-
-const ROOT = path.resolve(import.meta.dirname, '../..');
-const BIN = path.join(ROOT, 'models/cli/bin.js');
-const exec = promisify(execFile);
 
 let work: string;
 beforeAll(async () => {
@@ -54,12 +49,7 @@ describe('imagine generate --init-image reproduces diffusers', () => {
   for (const [index, c] of IMG2IMG.entries()) {
     it(`${c.model} case ${String(index).padStart(2, '0')} (${c.scheduler} ${c.steps} steps, strength ${c.strength})`, async () => {
       const out = path.join(work, `case${index}`);
-      const { stderr } = await exec(process.execPath, [BIN, ...generateArgs(c, out)], {
-        cwd: ROOT,
-        timeout: 120_000,
-      }).catch((error: { stderr?: string; code?: number }) => {
-        throw new Error(`imagine exited ${error.code}: ${error.stderr}`);
-      });
+      const { stderr } = await imagineOk(generateArgs(c, out));
       expect(stderr).toMatch(/image\(s\) in/);
       expect((await readdir(out)).sort()).toEqual(c.images.map((_, k) => `${k}.png`));
       const init = await sharp(path.join(IMG2IMG_CASES, c.init_image)).metadata();

@@ -1,39 +1,13 @@
-import { execFile } from 'node:child_process';
 import { cp, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CATALOG, findCatalogEntry, formatBytes } from '../../models/download/index.ts';
+import { imagine } from './cli-run.ts';
 import { FakeHub } from './fake-hub.ts';
 import { TINY_SD2, TINY_SDXL } from './tiny-sd.ts';
 
 /** `imagine models download NAME` and `imagine models list`, run as the real bin in a child process. */
-
-const ROOT = path.resolve(import.meta.dirname, '../..');
-const BIN = path.join(ROOT, 'models/cli/bin.js');
-const exec = promisify(execFile);
-
-interface Run {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-async function imagine(args: readonly string[], env: Record<string, string> = {}): Promise<Run> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [BIN, ...args], {
-      cwd: ROOT,
-      env: { ...process.env, ...env },
-      timeout: 120_000,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code?: number; stdout?: string; stderr?: string };
-    if (typeof e.code !== 'number') throw error;
-    return { code: e.code, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
-  }
-}
 
 async function treeFiles(dir: string): Promise<Map<string, Buffer>> {
   const out = new Map<string, Buffer>();

@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from './app-helper.ts';
+import { launchChromium, newVisitor, openPlayground } from './browser-helper.ts';
 
 /**
  * The playground's image prompt in headless Chromium: upload (file input) and paste, the preview, the
@@ -27,16 +28,7 @@ describe('playground image prompts in headless Chromium', () => {
 
   beforeAll(async () => {
     t = await startTestApp();
-    browser = await chromium.launch({
-      executablePath: '/usr/bin/chromium',
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--no-first-run',
-      ],
-    });
+    browser = await launchChromium();
   });
   afterAll(async () => {
     await browser?.close();
@@ -44,10 +36,8 @@ describe('playground image prompts in headless Chromium', () => {
   });
 
   async function phone(): Promise<Page> {
-    const context = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 1 });
-    const page = await context.newPage();
-    await page.goto(t.url);
-    await page.waitForSelector('#conn[data-state="live"]');
+    const { page } = await newVisitor(browser, { width: 390, height: 844 });
+    await openPlayground(page, t.url);
     return page;
   }
 

@@ -1,9 +1,10 @@
 import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { type Browser, type BrowserContext, chromium, type Locator, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FLAG_HELP } from '../../core/request.ts';
 import { call, startTestApp, type TestApp } from './app-helper.ts';
+import { eventually, launchChromium, newVisitor, openPlayground, text, texts } from './browser-helper.ts';
 
 const ARTIFACTS = fileURLToPath(new URL('../artifacts/', import.meta.url));
 
@@ -23,28 +24,6 @@ async function imageLoaded(
   );
   return (await handle.jsonValue()) as { w: number; h: number };
 }
-
-/** Polls `read` until `check` passes (playwright-core has no web-first assertions of its own). */
-async function eventually<T>(
-  read: () => Promise<T>,
-  check: (value: T) => void,
-  timeout = 30_000,
-): Promise<T> {
-  const deadline = Date.now() + timeout;
-  for (;;) {
-    const value = await read();
-    try {
-      check(value);
-      return value;
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-const texts = (locator: Locator) => async () => (await locator.allTextContents()).map((s) => s.trim());
-const text = (locator: Locator) => async () => ((await locator.first().textContent()) ?? '').trim();
 
 interface Box {
   readonly left: number;
@@ -218,18 +197,7 @@ describe('playground page in headless Chromium', () => {
 
   beforeAll(async () => {
     t = await startTestApp();
-    browser = await chromium.launch({
-      executablePath: '/usr/bin/chromium',
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--no-first-run',
-      ],
-    });
+    browser = await launchChromium();
   });
   afterAll(async () => {
     await browser?.close();
@@ -245,8 +213,7 @@ describe('playground page in headless Chromium', () => {
       if (message.type() === 'error') problems.push(`console: ${message.text()}`);
     });
 
-    await page.goto(t.url);
-    await page.waitForSelector('#conn[data-state="live"]');
+    await openPlayground(page, t.url);
     await eventually(text(page.locator('#model')), (v) => expect(v.toLowerCase()).toContain('demo'));
 
     await page.fill('#prompt', '/imagine a lighthouse at dusk, oil painting --seed 5 --steps 40');
@@ -339,10 +306,8 @@ describe('playground page in headless Chromium', () => {
     width: number;
     height: number;
   }): Promise<{ context: BrowserContext; page: Page }> {
-    const context = await browser.newContext({ viewport, deviceScaleFactor: 1 });
-    const page = await context.newPage();
-    await page.goto(t.url);
-    await page.waitForSelector('#conn[data-state="live"]');
+    const { context, page } = await newVisitor(browser, viewport);
+    await openPlayground(page, t.url);
     await page.waitForSelector('#model:not([hidden])');
     return { context, page };
   }

@@ -1,7 +1,8 @@
-import { type Browser, chromium } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TINY_SD, TINY_SD2 } from '../models/tiny-sd.ts';
 import { startTestApp, type TestApp } from './app-helper.ts';
+import { launchChromium, openPlayground } from './browser-helper.ts';
 
 /** The playground page with two models served: the header names them, each job says which one it ran on. */
 describe('playground page with two models (headless Chromium, tiny-sd + tiny-sd2)', () => {
@@ -16,16 +17,7 @@ describe('playground page with two models (headless Chromium, tiny-sd + tiny-sd2
       DEFAULT_STEPS: '2',
       DEFAULT_SAMPLER: 'euler',
     });
-    browser = await chromium.launch({
-      executablePath: '/usr/bin/chromium',
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--no-first-run',
-      ],
-    });
+    browser = await launchChromium();
   });
   afterAll(async () => {
     await browser?.close();
@@ -36,8 +28,7 @@ describe('playground page with two models (headless Chromium, tiny-sd + tiny-sd2
     const page = await browser.newPage({ viewport: { width: 1000, height: 900 } });
     const problems: string[] = [];
     page.on('pageerror', (error) => problems.push(error.message));
-    await page.goto(t.url);
-    await page.waitForSelector('#conn[data-state="live"]');
+    await openPlayground(page, t.url);
     const chip = page.locator('#model');
     await chip.waitFor({ state: 'visible' });
     expect((await chip.textContent())?.trim()).toBe('models: sd1, sd2');

@@ -1,32 +1,22 @@
 import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { type Browser, type BrowserContext, chromium, type Locator, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call, startTestApp, type TestApp } from './app-helper.ts';
+import {
+  launchChromium,
+  newVisitor,
+  openPlayground,
+  eventually as poll,
+  text,
+  texts,
+} from './browser-helper.ts';
 
 const ARTIFACTS = fileURLToPath(new URL('../artifacts/', import.meta.url));
 
-/** Polls `read` until `check` passes (playwright-core has no web-first assertions of its own). */
-async function eventually<T>(
-  read: () => Promise<T>,
-  check: (value: T) => void,
-  timeout = 45_000,
-): Promise<T> {
-  const deadline = Date.now() + timeout;
-  for (;;) {
-    const value = await read();
-    try {
-      check(value);
-      return value;
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-const texts = (locator: Locator) => async () => (await locator.allTextContents()).map((s) => s.trim());
-const text = (locator: Locator) => async () => ((await locator.first().textContent()) ?? '').trim();
+// Checks here wait on demo-model jobs queued one behind another: 45 s, not the helper's 30 s.
+const eventually = <T>(read: () => Promise<T>, check: (value: T) => void): Promise<T> =>
+  poll(read, check, 45_000);
 
 /** The playground's Settings and History panels (settings.js, history.js) in headless Chromium. */
 describe('playground Settings and History panels in headless Chromium', () => {
@@ -35,10 +25,7 @@ describe('playground Settings and History panels in headless Chromium', () => {
 
   beforeAll(async () => {
     t = await startTestApp({ PER_USER_LIMIT: '10' });
-    browser = await chromium.launch({
-      executablePath: '/usr/bin/chromium',
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-sync'],
-    });
+    browser = await launchChromium();
   });
   afterAll(async () => {
     await browser?.close();
@@ -50,16 +37,14 @@ describe('playground Settings and History panels in headless Chromium', () => {
     page: Page;
     problems: string[];
   }> {
-    const context = await browser.newContext({ viewport, deviceScaleFactor: 1 });
-    const page = await context.newPage();
+    const { context, page } = await newVisitor(browser, viewport);
     const problems: string[] = [];
     page.on('pageerror', (error) => problems.push(`pageerror: ${error.message}`));
     page.on('dialog', (dialog) => {
       problems.push(`dialog: ${dialog.message()}`);
       void dialog.dismiss();
     });
-    await page.goto(t.url);
-    await page.waitForSelector('#conn[data-state="live"]');
+    await openPlayground(page, t.url);
     return { context, page, problems };
   }
 

@@ -162,3 +162,42 @@ describe('playground JSON API: vary and upscale ×2', () => {
     }
   });
 });
+
+describe('playground JSON API: upscale ×2 with MAX_PIXELS unset', () => {
+  let t: TestApp;
+
+  beforeAll(async () => {
+    t = await startTestApp({});
+  }, 120_000);
+  afterAll(async () => {
+    await t?.stop();
+  });
+
+  it('a grid image of the default size (512x512) doubles to 1024x1024, past the built-in 768² limit; once', async () => {
+    const user = await newUser(t.url);
+    const made = await call<{ id: string }>(`${t.url}/api/imagine`, {
+      method: 'POST',
+      headers: user,
+      json: { text: '/imagine a lighthouse at dusk --seed 40 --steps 2' },
+    });
+    expect(made.status).toBe(202);
+    const grid = await waitForJob(t.url, made.body.id, ['done'], { headers: user });
+    expect(grid.settings).toMatchObject({ width: 512, height: 512 });
+
+    const res = await call<{ id: string }>(`${t.url}/api/jobs/${grid.id}/upscale2x/1`, {
+      method: 'POST',
+      headers: user,
+    });
+    expect(res.status).toBe(202);
+    const job = await waitForJob(t.url, res.body.id, ['done'], { headers: user });
+    const image = await png(`${t.url}${job.images[0]}`, user);
+    expect(await sharp(image).metadata()).toMatchObject({ width: 1024, height: 1024 });
+
+    const again = await call<{ error: { message: string } }>(`${t.url}/api/jobs/${job.id}/upscale2x/1`, {
+      method: 'POST',
+      headers: user,
+    });
+    expect(again.status).toBe(400);
+    expect(again.body.error.message).toMatch(/2048x2048 .*the limit here is 1048576 pixels/u);
+  }, 180_000);
+});

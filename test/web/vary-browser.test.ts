@@ -1,31 +1,15 @@
 import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { type Browser, chromium, type Locator } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call, startTestApp, type TestApp } from './app-helper.ts';
+import { launchChromium, newVisitor, openPlayground, eventually as poll, texts } from './browser-helper.ts';
 
 const ARTIFACTS = fileURLToPath(new URL('../artifacts/', import.meta.url));
 
-/** Polls `read` until `check` passes. */
-async function eventually<T>(
-  read: () => Promise<T>,
-  check: (value: T) => void,
-  timeout = 45_000,
-): Promise<T> {
-  const deadline = Date.now() + timeout;
-  for (;;) {
-    const value = await read();
-    try {
-      check(value);
-      return value;
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-const texts = (locator: Locator) => async () => (await locator.allTextContents()).map((s) => s.trim());
+// Checks here wait on demo-model jobs queued one behind another: 45 s, not the helper's 30 s.
+const eventually = <T>(read: () => Promise<T>, check: (value: T) => void): Promise<T> =>
+  poll(read, check, 45_000);
 
 /**
  * Vary and Upscale ×2 in the playground page on a phone-sized viewport (headless Chromium, the real
@@ -38,16 +22,7 @@ describe('playground: Vary and Upscale ×2 (headless Chromium, 390×844)', () =>
 
   beforeAll(async () => {
     t = await startTestApp({ MAX_PIXELS: String(256 * 256), DEFAULT_WIDTH: '128', DEFAULT_HEIGHT: '128' });
-    browser = await chromium.launch({
-      executablePath: '/usr/bin/chromium',
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--no-first-run',
-      ],
-    });
+    browser = await launchChromium();
     await mkdir(ARTIFACTS, { recursive: true });
   }, 120_000);
   afterAll(async () => {
@@ -56,12 +31,10 @@ describe('playground: Vary and Upscale ×2 (headless Chromium, 390×844)', () =>
   });
 
   it('V2 varies image 2; U2 → Vary (Strong) and Upscale ×2; a second ×2 is refused with the reason', async () => {
-    const context = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 1 });
-    const page = await context.newPage();
+    const { context, page } = await newVisitor(browser, { width: 390, height: 844 });
     const problems: string[] = [];
     page.on('pageerror', (error) => problems.push(error.message));
-    await page.goto(t.url);
-    await page.waitForSelector('#conn[data-state="live"]');
+    await openPlayground(page, t.url);
     await page.fill('#prompt', '/imagine a lighthouse at dusk --seed 40');
     await page.press('#prompt', 'Enter');
 

@@ -2,25 +2,12 @@
 // browser's identity's grids). "Open" shows a grid in the conversation as its card, with its buttons
 // (app.js listens for `imagine:open`). Every piece of user text is set as text, never as HTML.
 
+import { bindPanel, el } from './panel.js';
+
 const panel = document.getElementById('history-panel');
 const opener = document.getElementById('history-open');
 const list = document.getElementById('history-list');
 const statusEl = document.getElementById('history-status');
-
-function el(tag, props, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(props ?? {})) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key === 'class') node.className = value;
-    else if (key === 'text') node.textContent = value;
-    else if (key.startsWith('on')) node.addEventListener(key.slice(2), value);
-    else node.setAttribute(key, value === true ? '' : String(value));
-  }
-  for (const child of children.flat()) {
-    if (child !== undefined && child !== null && child !== false) node.append(child);
-  }
-  return node;
-}
 
 function ago(ms) {
   const minutes = Math.floor(Math.max(0, ms) / 60_000);
@@ -97,24 +84,4 @@ async function load() {
   list.replaceChildren(...grids.map(entry));
 }
 
-function setOpen(show) {
-  panel.hidden = !show;
-  opener.setAttribute('aria-expanded', String(show));
-  if (show) {
-    // One panel at a time: they share the same place on the screen.
-    document.dispatchEvent(new CustomEvent('imagine:panel', { detail: { id: panel.id } }));
-    void load();
-  }
-}
-
-opener.addEventListener('click', () => setOpen(panel.hidden));
-panel.querySelector('[data-close]').addEventListener('click', () => setOpen(false));
-document.addEventListener('imagine:panel', (event) => {
-  if (event.detail?.id !== panel.id && !panel.hidden) {
-    panel.hidden = true;
-    opener.setAttribute('aria-expanded', 'false');
-  }
-});
-document.addEventListener('keydown', (event) => {
-  if (event.key === 'Escape' && !panel.hidden) setOpen(false);
-});
+const setOpen = bindPanel(panel, opener, () => void load());

@@ -3,6 +3,8 @@
 // `null`). The server's 400 message is shown under the field it names. User text is set as text or
 // as input values, never as HTML.
 
+import { bindPanel, el } from './panel.js';
+
 const panel = document.getElementById('settings-panel');
 const opener = document.getElementById('settings-open');
 const form = document.getElementById('settings-form');
@@ -40,22 +42,6 @@ const FIELDS = [
 let state = null;
 let shownSuffixes = [];
 let suffixesToDefault = false;
-
-function el(tag, props, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(props ?? {})) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key === 'class') node.className = value;
-    else if (key === 'text') node.textContent = value;
-    else if (key === 'value') node.value = value;
-    else if (key.startsWith('on')) node.addEventListener(key.slice(2), value);
-    else node.setAttribute(key, value === true ? '' : String(value));
-  }
-  for (const child of children.flat()) {
-    if (child !== undefined && child !== null && child !== false) node.append(child);
-  }
-  return node;
-}
 
 function shown(value) {
   if (value === undefined || value === null || value === '') return 'none';
@@ -316,23 +302,4 @@ async function load() {
   statusEl.textContent = '';
 }
 
-function setOpen(show) {
-  panel.hidden = !show;
-  opener.setAttribute('aria-expanded', String(show));
-  if (show) {
-    document.dispatchEvent(new CustomEvent('imagine:panel', { detail: { id: panel.id } }));
-    void load();
-  }
-}
-
-opener.addEventListener('click', () => setOpen(panel.hidden));
-panel.querySelector('[data-close]').addEventListener('click', () => setOpen(false));
-document.addEventListener('imagine:panel', (event) => {
-  if (event.detail?.id !== panel.id && !panel.hidden) {
-    panel.hidden = true;
-    opener.setAttribute('aria-expanded', 'false');
-  }
-});
-document.addEventListener('keydown', (event) => {
-  if (event.key === 'Escape' && !panel.hidden) setOpen(false);
-});
+bindPanel(panel, opener, () => void load());
