@@ -202,6 +202,13 @@ describe('playground Settings and History panels in headless Chromium', () => {
       // The last field and Save can be scrolled to and pressed.
       await page.locator('#settings-form button[type="submit"]').scrollIntoViewIfNeeded();
       expect(await page.locator('#settings-form button[type="submit"]').isVisible()).toBe(true);
+      // Scrolled down to Save, the panel's Close button is still on screen (its head stays put).
+      const close = await page.locator('[data-close="settings-panel"]').boundingBox();
+      expect(close).not.toBeNull();
+      expect(close!.y).toBeGreaterThanOrEqual(0);
+      expect(close!.y + close!.height).toBeLessThanOrEqual(844);
+      await page.click('[data-close="settings-panel"]');
+      expect(await page.locator('#settings-panel').isHidden()).toBe(true);
       expect(problems).toEqual([]);
     } finally {
       await context.close();
