@@ -3,10 +3,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GridHistory } from '../../bots/history/store.ts';
 import { ConversationService, type ServiceSettings } from '../../bots/service.ts';
 import type { ImagineCommand } from '../../bots/surface.ts';
-import { DEFAULT_SUFFIXES } from '../../core/config.ts';
 import { startTestRedis, type TestRedis, uniquePrefix } from '../helpers/redis.ts';
 import { FakeJobs } from './fake-jobs.ts';
 import { RecordingReply, RecordingSurface } from './recording-surface.ts';
+import { SERVICE_SETTINGS } from './service-settings.ts';
 
 /**
  * The history index's Redis frozen (CLIENT PAUSE) or gone (stopped) while a grid is queued: the grid
@@ -14,21 +14,7 @@ import { RecordingReply, RecordingSurface } from './recording-surface.ts';
  * and that is logged.
  */
 
-const SETTINGS: ServiceSettings = {
-  limits: {
-    defaultSteps: 25,
-    maxSteps: 50,
-    defaultGuidance: 7.5,
-    defaultSampler: 'pndm',
-    defaultWidth: 512,
-    defaultHeight: 512,
-    maxPixels: 768 * 768,
-  },
-  suffixes: [...DEFAULT_SUFFIXES],
-  ownerOnlyButtons: false,
-  adminUsers: [],
-  recordTtlDays: 30,
-};
+const SETTINGS: ServiceSettings = SERVICE_SETTINGS;
 
 let redis: TestRedis;
 beforeAll(async () => {

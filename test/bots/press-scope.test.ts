@@ -1,15 +1,15 @@
 import sharp from 'sharp';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { DecodedControl } from '../../bots/service/controls.ts';
-import { globalSettingsOf } from '../../bots/service/team.ts';
 import { ConversationService, encodeControl, MESSAGES, type ServiceSettings } from '../../bots/service.ts';
-import { DailyQuota } from '../../bots/settings/quota.ts';
-import { TeamSettingsStore } from '../../bots/settings/store.ts';
+import type { DailyQuota } from '../../bots/settings/quota.ts';
+import type { TeamSettingsStore } from '../../bots/settings/store.ts';
 import type { ControlPress, ImagineCommand } from '../../bots/surface.ts';
-import { DEFAULT_SUFFIXES } from '../../core/config.ts';
+import { startTeamSupport } from '../helpers/teams.ts';
 import { uniquePrefix, useTestRedis } from '../helpers/use-redis.ts';
 import { FakeJobs } from './fake-jobs.ts';
 import { RecordingReply, RecordingSurface } from './recording-surface.ts';
+import { SERVICE_SETTINGS } from './service-settings.ts';
 
 /**
  * Forged button ids and the new buttons' rules: a press acts only in its grid's channel (every action,
@@ -18,19 +18,9 @@ import { RecordingReply, RecordingSurface } from './recording-surface.ts';
  */
 
 const SETTINGS: ServiceSettings = {
-  limits: {
-    defaultSteps: 25,
-    maxSteps: 50,
-    defaultGuidance: 7.5,
-    defaultSampler: 'pndm',
-    defaultWidth: 384,
-    defaultHeight: 384,
-    maxPixels: 768 * 768,
-  },
-  suffixes: [...DEFAULT_SUFFIXES],
-  ownerOnlyButtons: false,
+  ...SERVICE_SETTINGS,
+  limits: { ...SERVICE_SETTINGS.limits, defaultWidth: 384, defaultHeight: 384 },
   adminUsers: ['discord:admin'],
-  recordTtlDays: 30,
 };
 
 const SILENT = { debug() {}, info() {}, warn() {}, error() {} };
@@ -213,15 +203,7 @@ describe('the new buttons and the daily quota (real Redis store and quota)', () 
   const now = Date.UTC(2026, 11, 3, 12);
 
   beforeEach(async () => {
-    const prefix = uniquePrefix('press-quota');
-    store = new TeamSettingsStore({
-      connection: redis.url,
-      prefix,
-      global: globalSettingsOf(SETTINGS),
-      log: SILENT,
-    });
-    await store.start();
-    quota = new DailyQuota({ connection: redis.url, prefix });
+    ({ store, quota } = await startTeamSupport(redis.url, uniquePrefix('press-quota'), SETTINGS));
     jobs = new FakeJobs();
     service = new ConversationService({ jobs, settings: SETTINGS, teams: { store, quota }, now: () => now });
     service.attach(new RecordingSurface());

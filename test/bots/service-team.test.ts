@@ -1,19 +1,17 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { globalSettingsOf } from '../../bots/service/team.ts';
 import { ConversationService, encodeControl, type ServiceSettings } from '../../bots/service.ts';
-import { DailyQuota } from '../../bots/settings/quota.ts';
-import { TeamSettingsStore } from '../../bots/settings/store.ts';
+import type { DailyQuota } from '../../bots/settings/quota.ts';
+import type { TeamSettingsStore } from '../../bots/settings/store.ts';
 import type { ImagineCommand } from '../../bots/surface.ts';
 import { utcDay } from '../../core/team-settings.ts';
 import { queueFullError } from '../../queue/index.ts';
+import { startTeamSupport } from '../helpers/teams.ts';
 import { uniquePrefix, useTestRedis } from '../helpers/use-redis.ts';
 import { FakeJobs } from './fake-jobs.ts';
 import { RecordingReply, RecordingSurface } from './recording-surface.ts';
 import { SERVICE_SETTINGS } from './service-settings.ts';
 
 const SETTINGS: ServiceSettings = { ...SERVICE_SETTINGS, bannedWords: ['globalword'] };
-
-const SILENT = { debug() {}, info() {}, warn() {}, error() {} };
 
 function command(over: Partial<ImagineCommand> = {}): ImagineCommand {
   return {
@@ -40,15 +38,7 @@ describe('ConversationService with team settings (real Redis store and quota)', 
   const now = Date.UTC(2026, 11, 3, 12);
 
   beforeEach(async () => {
-    const prefix = uniquePrefix('svc-team');
-    store = new TeamSettingsStore({
-      connection: redis.url,
-      prefix,
-      global: globalSettingsOf(SETTINGS),
-      log: SILENT,
-    });
-    await store.start();
-    quota = new DailyQuota({ connection: redis.url, prefix });
+    ({ store, quota } = await startTeamSupport(redis.url, uniquePrefix('svc-team'), SETTINGS));
     jobs = new FakeJobs();
     service = new ConversationService({ jobs, settings: SETTINGS, teams: { store, quota }, now: () => now });
     service.attach(new RecordingSurface());
